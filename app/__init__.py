@@ -1,0 +1,74 @@
+"""Lessonbot core: the Flask app factory."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask
+
+from app.db import db, migrate
+from app.lessons.catalog import load_catalog
+from app.settings import Settings, load_settings
+
+
+def create_app(settings: Settings | None = None, **config: Any) -> Flask:
+    """Build the app: settings, database, lessons, blueprints. Raises ConfigError or InvalidLessons."""
+    settings = settings or load_settings()
+    app = Flask(__name__, instance_path=_instance_path())
+    app.config.update(
+        SECRET_KEY=settings.secret_key.get_secret_value(),
+        SQLALCHEMY_DATABASE_URI=settings.sqlalchemy_url,
+        SQLALCHEMY_ENGINE_OPTIONS=_engine_options(settings),
+        MAX_CONTENT_LENGTH=settings.max_body_bytes,
+        JSON_SORT_KEYS=False,
+    )
+    app.config.update(config)
+    app.extensions["lessonbot.settings"] = settings
+    app.extensions["lessonbot.catalog"] = load_catalog(settings.lessons_dir)
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(_migrations_dir()))
+    from app import http, models  # noqa: F401  (models: register tables for migrations)
+
+    http.init_app(app)
+    _register_blueprints(app)
+    _register_cli(app)
+    return app
+
+
+def _instance_path() -> str:
+    from app.settings import INSTANCE_DIR
+
+    return str(INSTANCE_DIR)
+
+
+def _migrations_dir() -> Any:
+    from app.settings import PROJECT_ROOT
+
+    return PROJECT_ROOT / "migrations"
+
+
+def _engine_options(settings: Settings) -> dict[str, Any]:
+    if settings.is_postgresql:
+        return {"pool_pre_ping": True, "pool_size": 5, "max_overflow": 10, "connect_args": {"connect_timeout": 5}}
+    # SQLite: several threads (console chat + hook server) share one file.
+    return {"connect_args": {"check_same_thread": False, "timeout": 15}}
+
+
+def _register_blueprints(app: Flask) -> None:
+    from app.chat.views import bp as chat_bp
+    from app.git.views import bp as git_bp
+    from app.health.views import bp as health_bp
+
+    for blueprint in (health_bp, chat_bp, git_bp):
+        app.register_blueprint(blueprint)
+
+
+def _register_cli(app: Flask) -> None:
+    from app.cli.chat import chat_command
+    from app.cli.lessons import lessons_cli
+    from app.cli.outbox import outbox_cli
+
+    app.cli.add_command(lessons_cli)
+    app.cli.add_command(outbox_cli)
+    app.cli.add_command(chat_command)

@@ -1,0 +1,202 @@
+"""The chat dialog: pure functions from (message, state) to (replies, new state).
+
+All I/O goes through the :class:`Workspace` (platform setup) and the engine's checker;
+the service layer loads the state and persists the outcome.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+from app.i18n import LANGUAGES, Text
+from app.lessons.catalog import Catalog
+from app.lessons.engine import Checker, PassedStep, RunState, current_step, default_checker, evaluate, status_text, step_text
+from app.lessons.platforms import Workspace
+from app.lessons.schema import Lesson
+
+COMMANDS: dict[str, str] = {
+    "help": "help", "помощь": "help", "справка": "help", "?": "help",
+    "lessons": "lessons", "уроки": "lessons",
+    "start": "start", "начать": "start", "старт": "start",
+    "check": "check", "проверить": "check", "проверь": "check", "проверка": "check",
+    "hint": "hint", "подсказка": "hint",
+    "status": "status", "статус": "status",
+    "stop": "stop", "стоп": "stop",
+    "restart": "restart", "заново": "restart", "рестарт": "restart",
+    "lang": "lang", "язык": "lang", "language": "lang",
+}
+TAKES_ARGUMENT = {"start", "lang"}
+
+
+@dataclass(frozen=True)
+class ChatState:
+    language: str
+    run: RunState | None = None
+    last_lesson_id: str | None = None
+    student_email: str = ""
+
+
+@dataclass(frozen=True)
+class RunEnded:
+    status: Literal["stopped", "completed"]
+
+
+@dataclass
+class Outcome:
+    state: ChatState
+    texts: list[Text] = field(default_factory=list)
+    started: RunState | None = None        # a new run to create
+    ended: RunEnded | None = None          # the active run ends
+    passed: list[PassedStep] = field(default_factory=list)
+    progressed: RunState | None = None     # the active run after a check, even if it completed
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    argument: str = ""
+
+
+def parse(text: str) -> Command | None:
+    """A command is the whole message: one word, or start/lang with one argument."""
+    words = text.split()
+    if not words:
+        return None
+    name = COMMANDS.get(words[0].casefold().rstrip("!.,"))
+    if name is None:
+        return None
+    if name in TAKES_ARGUMENT and len(words) <= 2:
+        return Command(name, words[1] if len(words) == 2 else "")
+    if len(words) == 1:
+        return Command(name)
+    return None
+
+
+def strip_mention(text: str) -> str:
+    """Drop a leading @-mention of the bot (``@**Lessonbot**``) from stream messages."""
+    text = text.strip()
+    if text.startswith("@**"):
+        end = text.find("**", 3)
+        if end != -1:
+            return text[end + 2 :].strip()
+    return text
+
+
+def handle(text: str, state: ChatState, catalog: Catalog, workspace: Workspace,
+           checker: Checker = default_checker) -> Outcome:
+    """Answer one message from a student."""
+    text = strip_mention(text)
+    if not text:
+        return Outcome(state, [Text("empty")])
+    command = parse(text)
+    lesson = catalog.get(state.run.lesson_id) if state.run else None
+    if command is None:
+        if state.run and lesson and current_step(lesson, state.run).check.needs_answer:
+            return _check(state, lesson, checker, answer=text)
+        return Outcome(state, [Text("unknown", text=_shorten(text))])
+    handler = _HANDLERS[command.name]
+    return handler(command, state, catalog, workspace, checker)
+
+
+def _shorten(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _help(command: Command, state: ChatState, *_: object) -> Outcome:
+    return Outcome(state, [Text("help")])
+
+
+def _lessons(command: Command, state: ChatState, catalog: Catalog, *_: object) -> Outcome:
+    if not len(catalog):
+        return Outcome(state, [Text("lessons.none")])
+    items = [Text("lessons.item", id=lesson.id, title=lesson.title, steps=len(lesson.steps),
+                  max_points=lesson.max_points) for lesson in catalog]
+    return Outcome(state, [Text("lessons.header"), *items, Text("lessons.footer")])
+
+
+def _begin(lesson: Lesson, state: ChatState, workspace: Workspace, texts: list[Text]) -> Outcome:
+    prepared = workspace.prepare(lesson, state.student_email)
+    run = RunState(lesson.id, context=prepared.context)
+    texts += [*prepared.texts, step_text(lesson, 0)]
+    return Outcome(replace(state, run=run, last_lesson_id=lesson.id), texts, started=run)
+
+
+def _start(command: Command, state: ChatState, catalog: Catalog, workspace: Workspace, _: Checker) -> Outcome:
+    if not command.argument:
+        return Outcome(state, [Text("start.usage")])
+    lesson = catalog.get(command.argument)
+    if lesson is None:
+        return Outcome(state, [Text("start.unknown", lesson=_shorten(command.argument, 40))])
+    if state.run is not None:
+        active = catalog.get(state.run.lesson_id)
+        total = len(active.steps) if active else 0
+        return Outcome(state, [Text("start.busy", lesson=state.run.lesson_id, step=state.run.step_index + 1, total=total)])
+    intro = Text("start.ok", title=lesson.title, total=len(lesson.steps), max_points=lesson.max_points)
+    return _begin(lesson, state, workspace, [intro])
+
+
+def _check(state: ChatState, lesson: Lesson, checker: Checker, answer: str | None = None) -> Outcome:
+    assert state.run is not None
+    progress = evaluate(lesson, state.run, answer=answer, checker=checker)
+    outcome = Outcome(replace(state, run=progress.run), progress.texts, passed=progress.passed,
+                      progressed=progress.run)
+    if progress.completed:
+        outcome.ended = RunEnded("completed")
+        outcome.state = replace(state, run=None)
+    return outcome
+
+
+def _check_command(command: Command, state: ChatState, catalog: Catalog, _: Workspace, checker: Checker) -> Outcome:
+    lesson = catalog.get(state.run.lesson_id) if state.run else None
+    if state.run is None or lesson is None:
+        return Outcome(state, [Text("no_run")])
+    if current_step(lesson, state.run).check.needs_answer:
+        return Outcome(state, [Text("step.answer_expected"), step_text(lesson, state.run.step_index)])
+    return _check(state, lesson, checker)
+
+
+def _hint(command: Command, state: ChatState, catalog: Catalog, *_: object) -> Outcome:
+    lesson = catalog.get(state.run.lesson_id) if state.run else None
+    if state.run is None or lesson is None:
+        return Outcome(state, [Text("no_run")])
+    step = current_step(lesson, state.run)
+    return Outcome(state, [Text("hint.text", text=step.hint) if step.hint else Text("hint.none")])
+
+
+def _status(command: Command, state: ChatState, catalog: Catalog, *_: object) -> Outcome:
+    lesson = catalog.get(state.run.lesson_id) if state.run else None
+    if state.run is None or lesson is None:
+        return Outcome(state, [Text("no_run")])
+    return Outcome(state, [status_text(lesson, state.run), step_text(lesson, state.run.step_index)])
+
+
+def _stop(command: Command, state: ChatState, *_: object) -> Outcome:
+    if state.run is None:
+        return Outcome(state, [Text("no_run")])
+    text = Text("stop.ok", lesson=state.run.lesson_id, points=state.run.points)
+    return Outcome(replace(state, run=None), [text], ended=RunEnded("stopped"))
+
+
+def _restart(command: Command, state: ChatState, catalog: Catalog, workspace: Workspace, _: Checker) -> Outcome:
+    lesson_id = state.run.lesson_id if state.run else state.last_lesson_id
+    lesson = catalog.get(lesson_id) if lesson_id else None
+    if lesson is None:
+        return Outcome(state, [Text("restart.none")])
+    ended = RunEnded("stopped") if state.run else None
+    outcome = _begin(lesson, replace(state, run=None), workspace, [Text("restart.ok", lesson=lesson.id)])
+    outcome.ended = ended
+    return outcome
+
+
+def _lang(command: Command, state: ChatState, *_: object) -> Outcome:
+    language = command.argument.casefold()
+    if language not in LANGUAGES:
+        return Outcome(state, [Text("lang.usage")])
+    return Outcome(replace(state, language=language), [Text("lang.ok")])
+
+
+_HANDLERS = {
+    "help": _help, "lessons": _lessons, "start": _start, "check": _check_command, "hint": _hint,
+    "status": _status, "stop": _stop, "restart": _restart, "lang": _lang,
+}

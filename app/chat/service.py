@@ -1,0 +1,66 @@
+"""Receiving one chat message: dedupe, run the dialog, persist, queue the replies — one transaction."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from sqlalchemy.exc import IntegrityError
+
+from app.chat import dialog
+from app.chat.models import InboundMessage
+from app.db import db
+from app.i18n import render_all
+from app.lessons.catalog import Catalog
+from app.outbox.service import queue_reply
+from app.runs.service import apply_outcome, load_chat_state
+from app.runs.workspace import PlatformWorkspace
+from app.settings import Settings
+from app.students.service import get_or_create_student
+
+log = logging.getLogger(__name__)
+MAX_CONTENT_CHARS = 20_000
+
+
+class InboundChat(BaseModel):
+    """One message from a student, as the receiver (or the console) hands it over."""
+
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=False)
+    message_id: str = Field(min_length=1, max_length=100, description="The chat system's id, e.g. zulip:123.")
+    sender_email: str = Field(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")
+    sender_full_name: str = Field(default="", max_length=200)
+    sender_id: int | None = None
+    content: str = Field(max_length=MAX_CONTENT_CHARS)
+
+    @field_validator("message_id", mode="before")
+    @classmethod
+    def _id_as_text(cls, value: object) -> object:
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+@dataclass(frozen=True)
+class Received:
+    duplicate: bool
+    replies: int = 0
+
+
+def receive_message(message: InboundChat, catalog: Catalog, settings: Settings) -> Received:
+    """Handle a message exactly once: a repeated message id has no second effect."""
+    try:
+        with db.session.begin_nested():
+            db.session.add(InboundMessage(message_id=message.message_id, content=message.content))
+    except IntegrityError:
+        db.session.rollback()
+        log.info("duplicate message %s ignored", message.message_id)
+        return Received(duplicate=True)
+    student = get_or_create_student(message.sender_email, message.sender_full_name, message.sender_id,
+                                    settings.default_language)
+    state = load_chat_state(student)
+    outcome = dialog.handle(message.content, state, catalog, PlatformWorkspace(settings))
+    apply_outcome(student, outcome, catalog, settings)
+    replies = render_all(outcome.texts, outcome.state.language)
+    if replies:
+        queue_reply(student, "\n\n".join(replies))
+    db.session.commit()
+    return Received(duplicate=False, replies=1 if replies else 0)

@@ -1,0 +1,1 @@
+"""manage.py command groups, one module per area."""

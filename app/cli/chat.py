@@ -1,0 +1,195 @@
+"""./manage.py chat: a console stand-in for Zulip.
+
+Lines you type go to the core as chat messages from one student; the bot's replies are
+printed as they leave the outbox. The command also serves /git/hook for the hosted
+repositories and runs poller passes, so a whole lesson works locally. ``--script``
+runs a dialog file non-interactively (see README, "Lesson authoring").
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+import click
+import sqlalchemy as sa
+from flask import Flask, current_app
+from flask.cli import with_appcontext
+from sqlalchemy.exc import OperationalError, ProgrammingError
+from werkzeug.serving import BaseWSGIServer, make_server
+
+from app.chat.service import InboundChat, receive_message
+from app.db import db
+from app.outbox.service import pending_replies
+from app.runs.service import active_run
+from app.settings import Settings
+from app.students.models import Student
+from app.workers.poller import Poller
+
+POLL_EVERY_SECONDS = 2.0
+
+
+@dataclass
+class ConsoleChat:
+    """One student's chat with the core, in-process."""
+
+    app: Flask
+    email: str
+    name: str
+    workdir: Path
+    replies: list[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    echo: bool = True
+
+    def send(self, text: str) -> None:
+        message = InboundChat(message_id=f"console:{uuid.uuid4()}", sender_email=self.email,
+                              sender_full_name=self.name, content=text)
+        with self.app.app_context():
+            receive_message(message, self.app.extensions["lessonbot.catalog"], self.app.extensions["lessonbot.settings"])
+        self.deliver()
+
+    def deliver(self) -> int:
+        """Print this student's pending replies and mark them sent (the console is their transport)."""
+        with self.lock, self.app.app_context():
+            student = db.session.scalars(sa.select(Student).where(Student.email == self.email)).one_or_none()
+            if student is None:
+                return 0
+            items = pending_replies(student.id)
+            for item in items:
+                content = str(item.payload["content"])
+                self.replies.append(content)
+                if self.echo:
+                    click.echo(click.style("bot> ", fg="green", bold=True) + content.replace("\n", "\n     ") + "\n")
+                item.mark_sent()
+            db.session.commit()
+            return len(items)
+
+    def clone_url(self) -> str:
+        with self.app.app_context():
+            student = db.session.scalars(sa.select(Student).where(Student.email == self.email)).one_or_none()
+            run = active_run(student.id) if student else None
+            return str(run.context.get("clone_url", "")) if run else ""
+
+    def shell(self, command: str) -> int:
+        """Run a shell command in the work directory; `cd DIR` moves it."""
+        words = shlex.split(command)
+        if words and words[0] == "cd":
+            target = (self.workdir / (words[1] if len(words) > 1 else ".")).resolve()
+            if not target.is_dir():
+                click.echo(f"cd: no directory {target}", err=True)
+                return 1
+            self.workdir = target
+            return 0
+        env = {**os.environ, "LESSONBOT_REPO": self.clone_url(), "GIT_TERMINAL_PROMPT": "0"}
+        command = command.replace("{repo}", self.clone_url())
+        click.echo(click.style(f"$ {command}", fg="cyan"))
+        return subprocess.run(command, shell=True, cwd=self.workdir, env=env).returncode
+
+
+class Background(threading.Thread):
+    """Delivers replies and runs poller passes while the console waits for input."""
+
+    def __init__(self, chat: ConsoleChat, poller: Poller) -> None:
+        super().__init__(daemon=True)
+        self.chat, self.poller = chat, poller
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        last_poll = 0.0
+        while not self.stopping.wait(0.2):
+            self.chat.deliver()
+            if time.monotonic() - last_poll >= POLL_EVERY_SECONDS:
+                last_poll = time.monotonic()
+                with self.chat.app.app_context():
+                    self.poller.run_once()
+
+
+def serve_hooks(app: Flask, hook_url: str) -> BaseWSGIServer:
+    """Serve the app on the hook URL's loopback port so the repositories' hooks reach us."""
+    parsed = urlparse(hook_url)
+    host, port = parsed.hostname or "127.0.0.1", parsed.port or 80
+    try:
+        server = make_server(host, port, app, threaded=True)
+    except OSError as error:
+        raise click.ClickException(
+            f"cannot listen on {host}:{port} for git hooks ({error.strerror}); pass --port or stop what uses it"
+        ) from None
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def _check_database() -> None:
+    try:
+        db.session.execute(sa.select(Student.id).limit(1))
+    except (OperationalError, ProgrammingError):
+        raise click.ClickException("the database has no tables yet; run ./manage.py db upgrade first") from None
+
+
+@click.command("chat")
+@click.option("--student", "email", default="student@example.com", show_default=True, help="Chat as this student.")
+@click.option("--name", default="Console Student", show_default=True, help="The student's full name.")
+@click.option("--script", type=click.File("r"), help="Run a dialog script instead of reading the keyboard.")
+@click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default="instance/work",
+              show_default=True, help="Where `$ command` lines (and you) run git.")
+@click.option("--port", type=int, help="Loopback port for git hooks (default: from LESSONBOT_HOOK_URL).")
+@click.option("--start", "start_lesson", help="Send `start LESSON` first (the guided demo).")
+@click.option("--timeout", default=15.0, show_default=True, help="Seconds a script waits for an expected reply.")
+@with_appcontext
+def chat_command(email: str, name: str, script: click.utils.LazyFile | None, workdir: Path, port: int | None,
+                 start_lesson: str | None, timeout: float) -> None:
+    """Talk to Lessonbot from the console, as a student would in Zulip."""
+    _check_database()
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    settings: Settings = app.extensions["lessonbot.settings"]
+    if port is not None:
+        settings = settings.model_copy(update={"hook_url": f"http://127.0.0.1:{port}/git/hook"})
+        app.extensions["lessonbot.settings"] = settings
+    workdir.mkdir(parents=True, exist_ok=True)
+    server = serve_hooks(app, settings.hook_url)
+    chat = ConsoleChat(app, email, name, workdir.resolve())
+    poller = Poller(settings, app.extensions["lessonbot.catalog"])
+    background = Background(chat, poller)
+    background.start()
+    try:
+        if script is not None:
+            from app.cli.chat_script import run_script
+
+            ok = run_script(chat, script.read().splitlines(), timeout)
+            sys.exit(0 if ok else 1)
+        _interactive(chat, start_lesson)
+    finally:
+        background.stopping.set()
+        background.join(timeout=5)
+        server.shutdown()
+
+
+def _interactive(chat: ConsoleChat, start_lesson: str | None) -> None:
+    click.echo(f"Chatting as {chat.email}. Type chat messages; `$ command` runs a shell command in {chat.workdir}")
+    click.echo("(`$ cd DIR` moves there); Ctrl-D or /quit ends. Try: help\n")
+    if start_lesson:
+        click.echo(click.style(f"you> start {start_lesson}", bold=True))
+        chat.send(f"start {start_lesson}")
+        click.echo(f"Run git in {chat.workdir} (here with `$ …`, or in another terminal).\n")
+    while True:
+        try:
+            line = input()
+        except (EOFError, KeyboardInterrupt):
+            click.echo("\nbye")
+            return
+        if line.strip() in ("/quit", "/exit"):
+            return
+        if line.startswith("$"):
+            chat.shell(line[1:].strip())
+            chat.deliver()
+        elif line.strip():
+            chat.send(line)

@@ -1,0 +1,61 @@
+"""Handling a push: verify, find the run, check the current step, advance, queue the reply."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+
+from app.db import db, utcnow
+from app.i18n import Text, render_all
+from app.lessons.catalog import Catalog
+from app.lessons.engine import evaluate
+from app.outbox.service import queue_reply
+from app.runs.models import LessonRun, RunStatus
+from app.runs.service import apply_progress, run_state
+from app.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class UnknownRepository(Exception):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no repository named {name!r}")
+        self.name = name
+
+
+@dataclass
+class PushResult:
+    status: str                      # checked | inactive
+    passed: list[str] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)
+
+
+def find_run(repo_name: str, *, lock: bool = False) -> LessonRun:
+    query = sa.select(LessonRun).where(LessonRun.repo_name == repo_name)
+    if lock:
+        query = query.with_for_update()
+    run = db.session.scalars(query).one_or_none()
+    if run is None:
+        raise UnknownRepository(repo_name)
+    return run
+
+
+def handle_push(repo_name: str, catalog: Catalog, settings: Settings) -> PushResult:
+    """Check the run's current step after a push; reply to the student in the same transaction."""
+    run = find_run(repo_name, lock=True)
+    lesson = catalog.get(run.lesson_id)
+    if run.status != RunStatus.ACTIVE or lesson is None:
+        db.session.rollback()
+        return PushResult("inactive")
+    run.last_activity_at = utcnow()
+    progress = evaluate(lesson, run_state(run))
+    apply_progress(run, progress, "hook", catalog, settings)
+    texts = [Text("git.push_received"), *progress.texts] if progress.texts else []
+    language = run.student.language
+    if texts:
+        queue_reply(run.student, "\n\n".join(render_all(texts, language)))
+    db.session.commit()
+    lines = [text.render(language).splitlines()[0] for text in progress.texts if text.key in ("step.passed", "step.not_yet", "completed")]
+    return PushResult("checked", [step.step_id for step in progress.passed], lines)

@@ -1,0 +1,148 @@
+"""Every text the bot says, in Russian and English.
+
+Code refers to a text by key (``Text("step.passed", points=25)``) and renders it in the
+student's language at the last moment, so that ``lang en`` also changes pending texts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+LANGUAGES = ("ru", "en")
+
+MESSAGES: dict[str, dict[str, str]] = {
+    "help": {
+        "ru": (
+            "Я Lessonbot: провожу интерактивные уроки. Команды:\n"
+            "- `уроки` (`lessons`): список уроков\n"
+            "- `начать <урок>` (`start <lesson>`): начать урок\n"
+            "- `проверить` (`check`): проверить текущий шаг\n"
+            "- `подсказка` (`hint`): подсказка к шагу\n"
+            "- `статус` (`status`): где вы сейчас\n"
+            "- `стоп` (`stop`): закончить урок без оценки\n"
+            "- `заново` (`restart`): начать текущий урок с первого шага\n"
+            "- `язык en` (`lang ru|en`): язык ответов"
+        ),
+        "en": (
+            "I am Lessonbot and I run interactive lessons. Commands:\n"
+            "- `lessons`: list the lessons\n"
+            "- `start <lesson>`: start a lesson\n"
+            "- `check`: check the current step\n"
+            "- `hint`: a hint for the current step\n"
+            "- `status`: where you are\n"
+            "- `stop`: end the lesson without a grade\n"
+            "- `restart`: start the current lesson again from step 1\n"
+            "- `lang ru|en`: the language of my answers"
+        ),
+    },
+    "unknown": {
+        "ru": "Не понял «{text}». Напишите `помощь`, чтобы увидеть команды.",
+        "en": "I did not understand “{text}”. Say `help` to see the commands.",
+    },
+    "empty": {
+        "ru": "Пустое сообщение. Напишите `помощь`, чтобы увидеть команды.",
+        "en": "That message was empty. Say `help` to see the commands.",
+    },
+    "lessons.header": {"ru": "Уроки:", "en": "Lessons:"},
+    "lessons.item": {"ru": "- `{id}`: {title} ({steps} шагов, {max_points} баллов)", "en": "- `{id}`: {title} ({steps} steps, {max_points} points)"},
+    "lessons.footer": {"ru": "Начать: `начать <урок>`.", "en": "To begin: `start <lesson>`."},
+    "lessons.none": {"ru": "Уроков пока нет.", "en": "There are no lessons yet."},
+    "start.usage": {"ru": "Какой урок начать? Например: `начать git-basics`.", "en": "Which lesson? For example: `start git-basics`."},
+    "start.unknown": {"ru": "Урока `{lesson}` нет. Напишите `уроки`, чтобы увидеть список.", "en": "There is no lesson `{lesson}`. Say `lessons` to see the list."},
+    "start.busy": {
+        "ru": "Вы уже проходите урок `{lesson}` (шаг {step} из {total}). Напишите `стоп`, чтобы закончить его, или `заново`, чтобы начать сначала.",
+        "en": "You are already in lesson `{lesson}` (step {step} of {total}). Say `stop` to end it, or `restart` to begin it again.",
+    },
+    "start.ok": {"ru": "Начинаем урок «{title}». Шагов: {total}, баллов: {max_points}.", "en": "Starting “{title}”: {total} steps, {max_points} points."},
+    "step.say": {"ru": "**Шаг {step} из {total}.** {text}", "en": "**Step {step} of {total}.** {text}"},
+    "step.passed": {"ru": "✅ Шаг {step} пройден (+{points}). Баллы: {total_points}.", "en": "✅ Step {step} passed (+{points}). Points: {total_points}."},
+    "step.not_yet": {"ru": "Пока нет: {reason}", "en": "Not yet: {reason}"},
+    "step.error": {
+        "ru": "Не получилось проверить шаг: {reason}. Попробуйте `проверить` чуть позже.",
+        "en": "I could not check this step: {reason}. Try `check` again in a moment.",
+    },
+    "step.answer_expected": {"ru": "На этот шаг нужно ответить текстом: просто напишите ответ.", "en": "This step wants an answer: just type it."},
+    "answer.wrong": {"ru": "Неверно, попробуйте ещё раз. Нужна подсказка? Напишите `подсказка`.", "en": "Not right, try again. Need help? Say `hint`."},
+    "hint.text": {"ru": "Подсказка: {text}", "en": "Hint: {text}"},
+    "hint.none": {"ru": "У этого шага нет подсказки. Перечитайте задание: `статус`.", "en": "This step has no hint. Read the task again: `status`."},
+    "no_run": {"ru": "Сейчас вы не проходите урок. Напишите `уроки`, чтобы выбрать.", "en": "You are not in a lesson now. Say `lessons` to pick one."},
+    "status.run": {"ru": "Урок `{lesson}`: шаг {step} из {total}, баллы {points} из {max_points}.", "en": "Lesson `{lesson}`: step {step} of {total}, {points} of {max_points} points."},
+    "stop.ok": {
+        "ru": "Урок `{lesson}` остановлен без оценки; набранные баллы ({points}) сохранены в истории. Начать снова: `начать {lesson}`.",
+        "en": "Lesson `{lesson}` stopped without a grade; your {points} points stay on record. To begin again: `start {lesson}`.",
+    },
+    "restart.none": {"ru": "Нечего начинать заново: вы ещё не проходили уроков. Напишите `уроки`.", "en": "Nothing to restart: you have not taken a lesson yet. Say `lessons`."},
+    "restart.ok": {"ru": "Начинаем урок `{lesson}` заново с первого шага.", "en": "Starting lesson `{lesson}` again from step 1."},
+    "completed": {
+        "ru": "🎉 Урок «{title}» пройден! Итог: {points} из {max_points}.",
+        "en": "🎉 You finished “{title}”! Score: {points} of {max_points}.",
+    },
+    "lang.ok": {"ru": "Теперь я отвечаю по-русски.", "en": "I will answer in English now."},
+    "lang.usage": {"ru": "Язык: `язык ru` или `язык en`.", "en": "Language: `lang ru` or `lang en`."},
+    "reminder": {
+        "ru": "Напоминание: урок `{lesson}` ждёт вас на шаге {step} из {total}. Напишите `статус`, чтобы увидеть задание.",
+        "en": "Reminder: lesson `{lesson}` is waiting for you at step {step} of {total}. Say `status` to see the task.",
+    },
+    "timeout": {
+        "ru": "Урок `{lesson}` остановлен: вы не появлялись {days} дней. Начать снова: `начать {lesson}`.",
+        "en": "Lesson `{lesson}` was stopped after {days} days without activity. To begin again: `start {lesson}`.",
+    },
+    "git.clone": {
+        "ru": "Ваш репозиторий для этого урока:\n```\ngit clone {url}\n```",
+        "en": "Your repository for this lesson:\n```\ngit clone {url}\n```",
+    },
+    "git.clone_credentials": {
+        "ru": "Логин: `{user}`, пароль: `{password}` (только для этого репозитория).",
+        "en": "User name: `{user}`, password: `{password}` (for this repository only).",
+    },
+    "git.push_received": {"ru": "Получил ваш push.", "en": "Got your push."},
+    "git.empty_repo": {"ru": "в репозитории ещё нет ни одного коммита — сделайте commit и push", "en": "the repository has no commits yet — commit and push"},
+    "git.no_branch": {"ru": "ветки `{branch}` в репозитории пока нет — создайте её и сделайте push", "en": "there is no branch `{branch}` yet — create it and push it"},
+    "git.few_commits": {
+        "ru": "на ветке `{branch}` {count} коммит(ов), нужно хотя бы {min}",
+        "en": "branch `{branch}` has {count} commit(s), it needs at least {min}",
+    },
+    "git.no_commit_message": {"ru": "на ветке `{branch}` нет коммита с «{text}» в сообщении", "en": "no commit on `{branch}` has “{text}” in its message"},
+    "git.no_file": {"ru": "на ветке `{branch}` нет файла `{path}`", "en": "there is no file `{path}` on branch `{branch}`"},
+    "git.file_content": {"ru": "файл `{path}` на ветке `{branch}` не содержит «{text}»", "en": "file `{path}` on branch `{branch}` does not contain “{text}”"},
+    "git.no_merge": {"ru": "на ветке `{branch}` нет merge-коммита", "en": "there is no merge commit on branch `{branch}`"},
+    "git.merge_missing_branch": {"ru": "ветка `{merged}` ещё не влита в `{branch}`", "en": "branch `{merged}` is not merged into `{branch}` yet"},
+    "git.no_tag": {"ru": "тега `{tag}` пока нет — создайте его и отправьте: `git push origin {tag}`", "en": "there is no tag `{tag}` yet — create it and push it: `git push origin {tag}`"},
+    "git.tag_not_annotated": {"ru": "тег `{tag}` должен быть аннотированным (`git tag -a`)", "en": "tag `{tag}` should be annotated (`git tag -a`)"},
+    "git.unavailable": {"ru": "репозиторий недоступен", "en": "the repository is not available"},
+}
+
+
+@dataclass(frozen=True)
+class Text:
+    """A message key with its parameters; rendered in a language when sent."""
+
+    key: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    def __init__(self, key: str, **params: Any) -> None:
+        if key not in MESSAGES:
+            raise KeyError(f"no message {key!r}")
+        object.__setattr__(self, "key", key)
+        object.__setattr__(self, "params", params)
+
+    def render(self, language: str) -> str:
+        template = MESSAGES[self.key].get(language) or MESSAGES[self.key]["en"]
+        values = {name: _render_value(value, language) for name, value in self.params.items()}
+        return template.format(**values)
+
+
+def _render_value(value: Any, language: str) -> Any:
+    if isinstance(value, Text):
+        return value.render(language)
+    if isinstance(value, Mapping) and set(value) >= set(LANGUAGES):
+        return value.get(language) or value["en"]
+    if all(hasattr(value, name) for name in LANGUAGES):  # a lesson's Localized text
+        return getattr(value, language, None) or value.en
+    return value
+
+
+def render_all(texts: list[Text], language: str) -> list[str]:
+    return [text.render(language) for text in texts]

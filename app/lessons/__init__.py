@@ -1,0 +1,1 @@
+"""Lessons: the file format, the check registry, the catalog and the step engine."""

@@ -1,0 +1,35 @@
+"""The ``answer`` check: the student's typed answer matches one of the accepted ones."""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import Field, field_validator
+
+from app.lessons.checks import PASSED, CheckContext, CheckParams, CheckResult, check_type, not_yet
+
+
+class AnswerParams(CheckParams):
+    accept: list[str] = Field(min_length=1, description="Accepted answers; case and spacing are ignored.")
+
+    @field_validator("accept")
+    @classmethod
+    def _non_empty(cls, values: list[str]) -> list[str]:
+        if any(not normalize(value) for value in values):
+            raise ValueError("accepted answers must not be empty")
+        return values
+
+
+def normalize(text: str) -> str:
+    """Lower case, single spaces, no surrounding backticks, quotes or final punctuation."""
+    text = text.strip().strip("`'\"«»“”").strip()
+    text = re.sub(r"\s+", " ", text).casefold()
+    return text.rstrip(".!?;")
+
+
+@check_type("answer", AnswerParams, needs_answer=True)
+def answer(params: AnswerParams, context: CheckContext) -> CheckResult:
+    given = normalize(context.answer or "")
+    if given in {normalize(value) for value in params.accept}:
+        return PASSED
+    return not_yet("answer.wrong")

@@ -1,0 +1,23 @@
+"""Per-platform preparation of a run (e.g. the Git platform creates a repository)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from app.i18n import Text
+from app.lessons.schema import Lesson
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Platform data kept with the run, and what to tell the student about it."""
+
+    context: dict[str, Any] = field(default_factory=dict)
+    texts: list[Text] = field(default_factory=list)
+
+
+class Workspace(Protocol):
+    """The one I/O interface of the chat dialog: set up a run's platform side."""
+
+    def prepare(self, lesson: Lesson, student_email: str) -> Prepared: ...

@@ -1,0 +1,10 @@
+"""Every model, imported in one place so that migrations see them all."""
+
+from app.chat.models import InboundMessage
+from app.courses.models import Course
+from app.outbox.models import OutboxItem
+from app.runs.models import LessonRun, StepResult
+from app.students.models import Student
+from app.workers.models import WorkerStatus
+
+__all__ = ["Course", "InboundMessage", "LessonRun", "OutboxItem", "StepResult", "Student", "WorkerStatus"]

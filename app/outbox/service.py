@@ -1,0 +1,36 @@
+"""Writing to and reading from the outbox."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+
+from app.db import db
+from app.outbox.models import OutboxItem, OutboxKind, OutboxStatus
+from app.students.models import Student
+
+
+def queue_reply(student: Student, content: str) -> OutboxItem:
+    """Queue a chat reply to the student; commits with the caller's transaction."""
+    payload: dict[str, Any] = {"to": student.email, "content": content}
+    if student.zulip_user_id is not None:
+        payload["to_user_id"] = student.zulip_user_id
+    item = OutboxItem(kind=OutboxKind.CHAT_REPLY, student_id=student.id, payload=payload)
+    db.session.add(item)
+    return item
+
+
+def pending_replies(student_id: int | None = None, limit: int = 100) -> list[OutboxItem]:
+    """Pending chat replies in the order they were written."""
+    query = sa.select(OutboxItem).where(
+        OutboxItem.kind == OutboxKind.CHAT_REPLY, OutboxItem.status == OutboxStatus.PENDING
+    )
+    if student_id is not None:
+        query = query.where(OutboxItem.student_id == student_id)
+    return list(db.session.scalars(query.order_by(OutboxItem.id).limit(limit)))
+
+
+def count_pending() -> int:
+    query = sa.select(sa.func.count()).select_from(OutboxItem).where(OutboxItem.status == OutboxStatus.PENDING)
+    return int(db.session.scalar(query) or 0)

@@ -1,0 +1,78 @@
+"""Lesson runs: one student's pass through one lesson, and the steps they passed."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.db import UTCDateTime, db, utcnow
+from app.students.models import Student
+
+
+class RunStatus(enum.StrEnum):
+    ACTIVE = "active"
+    STOPPED = "stopped"
+    COMPLETED = "completed"
+
+
+class LessonRun(db.Model):  # type: ignore[name-defined]
+    __tablename__ = "lesson_runs"
+    __table_args__ = (
+        sa.Index("ix_lesson_runs_due", "status", "next_check_at"),
+        # At most one active run per student.
+        sa.Index(
+            "uq_lesson_runs_one_active",
+            "student_id",
+            unique=True,
+            postgresql_where=sa.text("status = 'active'"),
+            sqlite_where=sa.text("status = 'active'"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    student_id: Mapped[int] = mapped_column(sa.ForeignKey("students.id", ondelete="CASCADE"), index=True)
+    lesson_id: Mapped[str] = mapped_column(sa.String(64))
+    status: Mapped[RunStatus] = mapped_column(
+        sa.Enum(RunStatus, native_enum=False, length=16, values_callable=lambda e: [m.value for m in e]),
+        default=RunStatus.ACTIVE,
+    )
+    step_index: Mapped[int] = mapped_column(default=0)
+    points: Mapped[int] = mapped_column(default=0)
+    # Platform data for this run, e.g. the hosted repository's name and clone URL.
+    context: Mapped[dict[str, Any]] = mapped_column(sa.JSON, default=dict)
+    repo_name: Mapped[str | None] = mapped_column(sa.String(128), unique=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_activity_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    reminded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    next_check_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    check_failures: Mapped[int] = mapped_column(default=0)
+    last_check_error: Mapped[str | None] = mapped_column(sa.Text)
+
+    student: Mapped[Student] = relationship()
+    results: Mapped[list[StepResult]] = relationship(
+        back_populates="run", cascade="all, delete-orphan", order_by="StepResult.id"
+    )
+
+    def __repr__(self) -> str:
+        return f"<LessonRun {self.id} {self.lesson_id} {self.status} step={self.step_index}>"
+
+
+class StepResult(db.Model):  # type: ignore[name-defined]
+    __tablename__ = "step_results"
+    __table_args__ = (sa.UniqueConstraint("run_id", "step_id", name="uq_step_results_run_step"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(sa.ForeignKey("lesson_runs.id", ondelete="CASCADE"), index=True)
+    step_id: Mapped[str] = mapped_column(sa.String(64))
+    points: Mapped[int] = mapped_column(default=0)
+    attempts: Mapped[int] = mapped_column(default=1)
+    passed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # How the step was confirmed: chat (check/answer), hook or poller.
+    source: Mapped[str] = mapped_column(sa.String(16), default="chat")
+
+    run: Mapped[LessonRun] = relationship(back_populates="results")

@@ -1,0 +1,102 @@
+"""Persisting runs: loading a student's chat state and applying what the dialog or engine decided."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+
+from app.chat.dialog import ChatState, Outcome
+from app.db import db, utcnow
+from app.lessons.catalog import Catalog
+from app.lessons.engine import PassedStep, Progress, RunState, current_step
+from app.runs.models import LessonRun, RunStatus, StepResult
+from app.settings import Settings
+from app.students.models import Student
+
+
+def active_run(student_id: int, *, lock: bool = False) -> LessonRun | None:
+    query = sa.select(LessonRun).where(LessonRun.student_id == student_id, LessonRun.status == RunStatus.ACTIVE)
+    if lock:
+        query = query.with_for_update()
+    return db.session.scalars(query).one_or_none()
+
+
+def latest_run(student_id: int) -> LessonRun | None:
+    query = sa.select(LessonRun).where(LessonRun.student_id == student_id).order_by(LessonRun.id.desc()).limit(1)
+    return db.session.scalars(query).one_or_none()
+
+
+def run_state(run: LessonRun) -> RunState:
+    return RunState(run.lesson_id, run.step_index, run.points, dict(run.context or {}), run.id)
+
+
+def load_chat_state(student: Student) -> ChatState:
+    run = active_run(student.id, lock=True)
+    last = run or latest_run(student.id)
+    return ChatState(student.language, run_state(run) if run else None, last.lesson_id if last else None, student.email)
+
+
+def schedule_check(run: LessonRun, catalog: Catalog, settings: Settings, now: datetime) -> None:
+    """Plan the poller's next look: soon after activity, then backing off; never for questions."""
+    lesson = catalog.get(run.lesson_id)
+    if run.status != RunStatus.ACTIVE or lesson is None or current_step(lesson, run_state(run)).check.needs_answer:
+        run.next_check_at = None
+        return
+    delay = min(settings.check_interval_seconds * (2 ** min(run.check_failures, 16)), settings.check_interval_max_seconds)
+    run.next_check_at = now + timedelta(seconds=delay)
+
+
+def _record_passed(run: LessonRun, passed: list[PassedStep], source: str, now: datetime) -> None:
+    for step in passed:
+        db.session.add(StepResult(run_id=run.id, step_id=step.step_id, points=step.points, passed_at=now, source=source))
+
+
+def _finish(run: LessonRun, status: RunStatus, now: datetime) -> None:
+    run.status = status
+    run.finished_at = now
+    run.next_check_at = None
+
+
+def apply_progress(run: LessonRun, progress: Progress, source: str, catalog: Catalog, settings: Settings) -> None:
+    """Write an evaluation's result onto the run (hook, poller and chat alike)."""
+    now = utcnow()
+    run.step_index = progress.run.step_index
+    run.points = progress.run.points
+    _record_passed(run, progress.passed, source, now)
+    if progress.passed:
+        run.check_failures = 0
+        run.reminded_at = None
+    if progress.completed:
+        _finish(run, RunStatus.COMPLETED, now)
+    else:
+        schedule_check(run, catalog, settings, now)
+
+
+def apply_outcome(student: Student, outcome: Outcome, catalog: Catalog, settings: Settings) -> None:
+    """Persist a dialog outcome for the student (whose row the caller has locked)."""
+    now = utcnow()
+    student.language = outcome.state.language
+    run = active_run(student.id)
+    if run is not None:
+        run.last_activity_at = now
+        run.reminded_at = None
+        if outcome.passed:
+            run.check_failures = 0
+        _record_passed(run, outcome.passed, "chat", now)
+        if outcome.progressed is not None:
+            run.step_index = outcome.progressed.step_index
+            run.points = outcome.progressed.points
+        if outcome.ended is not None:
+            _finish(run, RunStatus(outcome.ended.status), now)
+        else:
+            schedule_check(run, catalog, settings, now)
+        db.session.flush()
+    if outcome.started is not None:
+        started = outcome.started
+        new_run = LessonRun(student_id=student.id, lesson_id=started.lesson_id, context=started.context,
+                            repo_name=started.context.get("repo_name"), started_at=now, last_activity_at=now,
+                            step_index=0, points=0, check_failures=0, status=RunStatus.ACTIVE)
+        db.session.add(new_run)
+        schedule_check(new_run, catalog, settings, now)
+

@@ -1,0 +1,29 @@
+"""Setting up a run's platform side: the Git platform hosts a repository per run."""
+
+from __future__ import annotations
+
+from app.git.repos import create_repo
+from app.i18n import Text
+from app.lessons.platforms import Prepared
+from app.lessons.schema import Lesson
+from app.settings import Settings
+
+
+class PlatformWorkspace:
+    """The real :class:`~app.lessons.platforms.Workspace`, by lesson platform."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def prepare(self, lesson: Lesson, student_email: str) -> Prepared:
+        if lesson.platform != "git":
+            return Prepared()
+        repo = create_repo(
+            self.settings.git_root, lesson.id, student_email,
+            hook_secret=self.settings.git_hook_secret.get_secret_value(),
+            hook_url=self.settings.hook_url, public_url=self.settings.git_public_url,
+        )
+        texts = [Text("git.clone", url=repo.clone_url)]
+        if repo.user and repo.password:
+            texts.append(Text("git.clone_credentials", user=repo.user, password=repo.password))
+        return Prepared({"repo_name": repo.name, "repo_path": str(repo.path), "clone_url": repo.clone_url}, texts)

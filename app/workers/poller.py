@@ -1,0 +1,174 @@
+"""The poller: due step checks, idle reminders and timeouts for active runs.
+
+Run it with ``python -m app.workers.poller`` (under supervisor in production). Several
+pollers may share a database: each claims one run at a time with
+``SELECT … FOR UPDATE SKIP LOCKED``, so no run is checked by two at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import sys
+from datetime import timedelta
+from collections.abc import Callable
+from typing import Any
+
+import sqlalchemy as sa
+from flask import Flask
+from tenacity import wait_exponential_jitter
+
+from app import create_app
+from app.db import db, is_postgresql, utcnow
+from app.i18n import Text, render_all
+from app.lessons.catalog import Catalog, InvalidLessons
+from app.lessons.engine import evaluate
+from app.logs import configure_logging
+from app.outbox.service import queue_reply
+from app.runs.models import LessonRun, RunStatus
+from app.runs.service import apply_progress, run_state, schedule_check
+from app.settings import ConfigError, Settings, load_settings
+from app.workers.base import StopFlag, run_forever
+from app.workers.models import WorkerStatus
+
+log = logging.getLogger(__name__)
+BATCH = 50
+
+
+class Poller:
+    def __init__(self, settings: Settings, catalog: Catalog, stop: StopFlag | None = None) -> None:
+        self.settings = settings
+        self.catalog = catalog
+        self.stop = stop or StopFlag()
+
+    def run_once(self) -> bool:
+        """One pass: due checks, then reminders and timeouts. True if it did anything."""
+        did = 0
+        did += self._drain(self._claim_due_check, self.check_run)
+        did += self._drain(self._claim_timeout, self.time_out)
+        did += self._drain(self._claim_reminder, self.remind)
+        self._heartbeat(did)
+        return did > 0
+
+    def _drain(self, claim: Callable[[], LessonRun | None], handle: Callable[[LessonRun], None]) -> int:
+        done = 0
+        while done < BATCH and not self.stop.stopping:
+            run = claim()
+            if run is None:
+                db.session.rollback()
+                break
+            self._process(run, handle)
+            done += 1
+        return done
+
+    def _claim(self, *conditions: Any) -> LessonRun | None:
+        query = sa.select(LessonRun).where(LessonRun.status == RunStatus.ACTIVE, *conditions).order_by(LessonRun.id).limit(1)
+        if is_postgresql():
+            query = query.with_for_update(skip_locked=True)
+        return db.session.scalars(query).first()
+
+    def _claim_due_check(self) -> LessonRun | None:
+        return self._claim(LessonRun.next_check_at <= utcnow())
+
+    def _claim_timeout(self) -> LessonRun | None:
+        return self._claim(LessonRun.last_activity_at <= utcnow() - timedelta(days=self.settings.run_timeout_days))
+
+    def _claim_reminder(self) -> LessonRun | None:
+        idle = utcnow() - timedelta(hours=self.settings.reminder_after_hours)
+        return self._claim(LessonRun.reminded_at.is_(None), LessonRun.last_activity_at <= idle)
+
+    def _process(self, run: LessonRun, handle: Callable[[LessonRun], None]) -> None:
+        """Handle one claimed run in its own transaction; a failure is logged and rescheduled."""
+        run_id = run.id
+        try:
+            handle(run)
+            db.session.commit()
+        except Exception as error:
+            db.session.rollback()
+            log.exception("poller: run %s failed in %s; rescheduled", run_id, handle.__name__, extra={"run_id": run_id})
+            self._reschedule_after_error(run_id, error)
+
+    def check_run(self, run: LessonRun) -> None:
+        lesson = self.catalog.get(run.lesson_id)
+        if lesson is None:
+            run.next_check_at = None
+            log.warning("run %s: lesson %s is no longer served; not checking it", run.id, run.lesson_id)
+            return
+        progress = evaluate(lesson, run_state(run), report_not_yet=False)
+        if progress.result is not None and progress.result.status == "error":
+            raise RuntimeError(f"check error: {progress.result.reason.key if progress.result.reason else '?'}")
+        if not progress.passed:
+            run.check_failures += 1
+        apply_progress(run, progress, "poller", self.catalog, self.settings)
+        run.last_check_error = None
+        if progress.texts:
+            queue_reply(run.student, "\n\n".join(render_all(progress.texts, run.student.language)))
+
+    def remind(self, run: LessonRun) -> None:
+        lesson = self.catalog.get(run.lesson_id)
+        total = len(lesson.steps) if lesson else 0
+        queue_reply(run.student, Text("reminder", lesson=run.lesson_id, step=run.step_index + 1, total=total).render(run.student.language))
+        run.reminded_at = utcnow()
+
+    def time_out(self, run: LessonRun) -> None:
+        days = round(self.settings.run_timeout_days)
+        queue_reply(run.student, Text("timeout", lesson=run.lesson_id, days=days).render(run.student.language))
+        run.status = RunStatus.STOPPED
+        run.finished_at = utcnow()
+        run.next_check_at = None
+
+    def _reschedule_after_error(self, run_id: int, error: Exception) -> None:
+        run = db.session.get(LessonRun, run_id)
+        if run is None:
+            return
+        run.check_failures += 1
+        run.last_check_error = f"{error.__class__.__name__}: {error}"[:500]
+        schedule_check(run, self.catalog, self.settings, utcnow())
+        # A reminder that failed is not retried in a loop; the next idle period brings a new one.
+        run.reminded_at = run.reminded_at or utcnow()
+        db.session.commit()
+
+    def _heartbeat(self, did: int) -> None:
+        row = db.session.get(WorkerStatus, "poller") or WorkerStatus(name="poller")
+        row.beat_at = utcnow()
+        row.info = {"last_pass_items": did}
+        db.session.merge(row)
+        db.session.commit()
+
+
+def error_wait(attempt: int) -> float:
+    return float(wait_exponential_jitter(initial=1, max=60, jitter=1)(_Attempt(attempt)))  # type: ignore[arg-type]
+
+
+class _Attempt:
+    """The bit of tenacity's retry state that its wait strategies read."""
+
+    def __init__(self, number: int) -> None:
+        self.attempt_number = number
+
+
+def build(settings: Settings | None = None) -> tuple[Flask, Poller]:
+    settings = settings or load_settings()
+    app = create_app(settings)
+    return app, Poller(settings, app.extensions["lessonbot.catalog"])
+
+
+def main() -> None:
+    try:
+        settings = load_settings()
+        configure_logging(settings, "poller")
+        app, poller = build(settings)
+    except (ConfigError, InvalidLessons) as error:
+        print(error, file=sys.stderr)
+        sys.exit(2)
+    poller.stop.install()
+    log.info("poller started (interval %.1f s)", settings.poll_interval_seconds)
+    with app.app_context():
+        # Jitter the first pass so several pollers started together spread out.
+        poller.stop.event.wait(random.uniform(0, min(1.0, settings.poll_interval_seconds)))
+        run_forever(poller.run_once, settings.poll_interval_seconds, poller.stop, error_wait)
+    log.info("poller stopped")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,98 @@
+"""Shared fixtures: a real PostgreSQL, the app, its client, a live HTTP server, git workspaces."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+from flask.testing import FlaskClient
+from werkzeug.serving import make_server
+
+from app import create_app
+from app.db import db
+from app.settings import Settings
+from tests.pg import PgCluster
+
+SECRETS = {
+    "secret_key": "test-secret-key-0123456789",
+    "internal_token": "test-internal-token-0123456789",
+    "git_hook_secret": "test-hook-secret-0123456789",
+}
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    """LESSONBOT_TEST_DATABASE_URL if given, else a throwaway cluster; migrated to head."""
+    given = os.environ.get("LESSONBOT_TEST_DATABASE_URL")
+    cluster = None
+    if given:
+        url = given
+    else:
+        cluster = PgCluster().start()
+        url = cluster.create_database("lessonbot_test")
+    app = create_app(make_settings(url, Path("/nonexistent")))
+    with app.app_context():
+        from flask_migrate import upgrade
+
+        upgrade()
+        db.engine.dispose()
+    yield url
+    if cluster:
+        cluster.stop()
+
+
+def make_settings(database_url: str, git_root: Path, **overrides: Any) -> Settings:
+    """Settings for tests: nothing read from the environment or .env."""
+    values: dict[str, Any] = {**SECRETS, "database_url": database_url, "git_root": git_root, **overrides}
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    return make_settings(database_url, tmp_path / "git", default_language="en")
+
+
+def _truncate_all() -> None:
+    tables = ", ".join(table.name for table in db.metadata.sorted_tables)
+    db.session.execute(sa.text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    db.session.commit()
+
+
+@pytest.fixture
+def app(settings: Settings) -> Iterator[Flask]:
+    app = create_app(settings, TESTING=True)
+    with app.app_context():
+        _truncate_all()
+        yield app
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app: Flask) -> Any:
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def live_server(app: Flask) -> Iterator[str]:
+    """The app on a loopback port; hosted repositories' hooks post here."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    url = f"http://127.0.0.1:{server.server_port}"
+    settings: Settings = app.extensions["lessonbot.settings"]
+    app.extensions["lessonbot.settings"] = settings.model_copy(update={"hook_url": f"{url}/git/hook"})
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield url
+    server.shutdown()
+    thread.join(timeout=5)
