@@ -9,6 +9,7 @@ from typing import TypeVar
 
 from flask import Flask, Response, jsonify, request
 from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 from werkzeug.exceptions import HTTPException
 
 from app import state
@@ -39,8 +40,8 @@ def json_body(model: type[Model]) -> Model:
         raise ApiError(400, "invalid_body", "The body is missing fields or has wrong values.", details) from None
 
 
-def _describe(item: dict[str, object]) -> str:
-    where = ".".join(str(part) for part in item["loc"]) or "body"  # type: ignore[attr-defined]
+def _describe(item: ErrorDetails) -> str:
+    where = ".".join(str(part) for part in item["loc"]) or "body"
     return f"{where}: {item['msg']}"
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -103,11 +103,11 @@ def describe(error: ValidationError) -> str:
         if item["type"] == "missing":
             problems.append(f"{name} is missing")
         else:
-            problems.append(f"{name} is malformed ({item['msg']})")
+            problems.append(f"{name} is malformed ({str(item['msg']).removeprefix('Value error, ')})")
     return "Configuration error: " + "; ".join(problems) + ". Set it in the environment or the env file (see README, Settings)."
 
 
-def load_settings(**overrides: object) -> Settings:
+def load_settings(**overrides: Any) -> Settings:
     """Read the settings or raise ConfigError with a one-line message."""
     try:
         return Settings(_env_file=_env_file(), **overrides)  # type: ignore[call-arg]

@@ -49,7 +49,9 @@ def database_url() -> Iterator[str]:
 
 def make_settings(database_url: str, git_root: Path, **overrides: Any) -> Settings:
     """Settings for tests: nothing read from the environment or .env."""
-    values: dict[str, Any] = {**SECRETS, "database_url": database_url, "git_root": git_root, **overrides}
+    # Hooks post nowhere unless a test starts live_server (port 9 is "discard": nothing listens).
+    values: dict[str, Any] = {**SECRETS, "database_url": database_url, "git_root": git_root,
+                              "hook_url": "http://127.0.0.1:9/git/hook", **overrides}
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
 

@@ -6,6 +6,7 @@ the service layer loads the state and persists the outcome.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -196,7 +197,8 @@ def _lang(command: Command, state: ChatState, *_: object) -> Outcome:
     return Outcome(replace(state, language=language), [Text("lang.ok")])
 
 
-_HANDLERS = {
+Handler = Callable[[Command, ChatState, Catalog, Workspace, Checker], Outcome]
+_HANDLERS: dict[str, Handler] = {
     "help": _help, "lessons": _lessons, "start": _start, "check": _check_command, "hint": _hint,
     "status": _status, "stop": _stop, "restart": _restart, "lang": _lang,
 }

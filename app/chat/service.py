@@ -33,6 +33,12 @@ class InboundChat(BaseModel):
     sender_id: int | None = None
     content: str = Field(max_length=MAX_CONTENT_CHARS)
 
+    @field_validator("content", "sender_full_name")
+    @classmethod
+    def _no_nul(cls, value: str) -> str:
+        # PostgreSQL text cannot hold NUL; it carries no meaning in chat anyway.
+        return value.replace("\x00", "")
+
     @field_validator("message_id", mode="before")
     @classmethod
     def _id_as_text(cls, value: object) -> object:

@@ -18,6 +18,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 from urllib.parse import urlparse
 
 import click
@@ -144,7 +145,7 @@ def _check_database() -> None:
 @click.option("--start", "start_lesson", help="Send `start LESSON` first (the guided demo).")
 @click.option("--timeout", default=15.0, show_default=True, help="Seconds a script waits for an expected reply.")
 @with_appcontext
-def chat_command(email: str, name: str, script: click.utils.LazyFile | None, workdir: Path, port: int | None,
+def chat_command(email: str, name: str, script: TextIO | None, workdir: Path, port: int | None,
                  start_lesson: str | None, timeout: float) -> None:
     """Talk to Lessonbot from the console, as a student would in Zulip."""
     _check_database()

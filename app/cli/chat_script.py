@@ -50,7 +50,8 @@ def run_script(chat: ConsoleChat, lines: list[str], timeout: float) -> bool:
             found = _wait_for(chat, text, seen, timeout)
             if found is None:
                 got = " | ".join(reply.splitlines()[0] for reply in chat.replies[seen:]) or "no reply"
-                click.echo(f"script line {number}: expected a reply containing {text!r} within {timeout:g} s; got: {got}", err=True)
+                click.echo(f"script line {number}: expected a reply containing {text!r} within {timeout:g} s; got: {got}",
+                           err=True)
                 return False
             seen = found
         elif marker == "$":

@@ -15,8 +15,13 @@ RefName = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern
 
 
 def _repo(context: CheckContext) -> Path | None:
+    """The run's repository, if it is there and git can read it (a broken one is an error, not 'not yet')."""
     path = context.run_context.get("repo_path")
-    return Path(path) if path and Path(path).is_dir() else None
+    if not path or not Path(path).is_dir():
+        return None
+    if git(Path(path), "rev-parse", "--is-bare-repository", check=False).returncode != 0:
+        return None
+    return Path(path)
 
 
 def _has_ref(repo: Path, ref: str) -> bool:

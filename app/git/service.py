@@ -57,5 +57,6 @@ def handle_push(repo_name: str, catalog: Catalog, settings: Settings) -> PushRes
     if texts:
         queue_reply(run.student, "\n\n".join(render_all(texts, language)))
     db.session.commit()
-    lines = [text.render(language).splitlines()[0] for text in progress.texts if text.key in ("step.passed", "step.not_yet", "completed")]
+    shown = ("step.passed", "step.not_yet", "completed")
+    lines = [text.render(language).splitlines()[0] for text in progress.texts if text.key in shown]
     return PushResult("checked", [step.step_id for step in progress.passed], lines)

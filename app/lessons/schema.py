@@ -125,7 +125,8 @@ def _pydantic_errors(file: str, raw: dict[str, Any], error: ValidationError) -> 
 def _semantic_errors(file: str, lesson: Lesson) -> list[LessonError]:
     found = []
     if lesson.platform not in platforms():
-        found.append(LessonError(file, "lesson", f"platform {lesson.platform!r} has no checks (known: {', '.join(sorted(platforms()))})"))
+        known = ", ".join(sorted(platforms()))
+        found.append(LessonError(file, "lesson", f"platform {lesson.platform!r} has no checks (known: {known})"))
     seen: set[str] = set()
     for number, step in enumerate(lesson.steps, start=1):
         where = f"step {number} '{step.id}'"
@@ -134,10 +135,12 @@ def _semantic_errors(file: str, lesson: Lesson) -> list[LessonError]:
         seen.add(step.id)
         kind = check_types()[step.check.type]
         if not kind.needs_answer and kind.platform != lesson.platform:
-            found.append(LessonError(file, where, f"check {step.check.type} belongs to platform {kind.platform!r}, not {lesson.platform!r}"))
+            reason = f"check {step.check.type} belongs to platform {kind.platform!r}, not {lesson.platform!r}"
+            found.append(LessonError(file, where, reason))
     total = sum(step.points for step in lesson.steps)
     if total != lesson.max_points:
-        found.append(LessonError(file, "lesson", f"max_points is {lesson.max_points} but the steps' points add up to {total}"))
+        reason = f"max_points is {lesson.max_points} but the steps' points add up to {total}"
+        found.append(LessonError(file, "lesson", reason))
     return found
 
 

@@ -17,3 +17,16 @@ class WorkerStatus(db.Model):  # type: ignore[name-defined]
     name: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
     beat_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     info: Mapped[dict[str, Any]] = mapped_column(sa.JSON, default=dict)
+
+
+def record_heartbeat(name: str, info: dict[str, Any]) -> None:
+    """Upsert a worker's heartbeat (several pollers may beat at once); the caller commits."""
+    dialect = db.engine.dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
+    now = utcnow()
+    statement = insert(WorkerStatus).values(name=name, beat_at=now, info=info)
+    statement = statement.on_conflict_do_update(index_elements=["name"], set_={"beat_at": now, "info": info})
+    db.session.execute(statement)

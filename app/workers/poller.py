@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 import random
 import sys
-from datetime import timedelta
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -29,7 +29,7 @@ from app.runs.models import LessonRun, RunStatus
 from app.runs.service import apply_progress, run_state, schedule_check
 from app.settings import ConfigError, Settings, load_settings
 from app.workers.base import StopFlag, run_forever
-from app.workers.models import WorkerStatus
+from app.workers.models import record_heartbeat
 
 log = logging.getLogger(__name__)
 BATCH = 50
@@ -107,7 +107,8 @@ class Poller:
     def remind(self, run: LessonRun) -> None:
         lesson = self.catalog.get(run.lesson_id)
         total = len(lesson.steps) if lesson else 0
-        queue_reply(run.student, Text("reminder", lesson=run.lesson_id, step=run.step_index + 1, total=total).render(run.student.language))
+        text = Text("reminder", lesson=run.lesson_id, step=run.step_index + 1, total=total)
+        queue_reply(run.student, text.render(run.student.language))
         run.reminded_at = utcnow()
 
     def time_out(self, run: LessonRun) -> None:
@@ -129,10 +130,7 @@ class Poller:
         db.session.commit()
 
     def _heartbeat(self, did: int) -> None:
-        row = db.session.get(WorkerStatus, "poller") or WorkerStatus(name="poller")
-        row.beat_at = utcnow()
-        row.info = {"last_pass_items": did}
-        db.session.merge(row)
+        record_heartbeat("poller", {"last_pass_items": did})
         db.session.commit()
 
 

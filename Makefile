@@ -1,0 +1,49 @@
+# Lessonbot: `make demo` runs it locally, `make test` runs the whole suite. `make help` lists the rest.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: help demo test test-fast lint bench clean
+
+help:  ## List the targets.
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
+
+$(STAMP): requirements.txt requirements-dev.txt
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Lessonbot needs Python 3.11"'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $(STAMP)
+
+demo:  ## Run Lessonbot locally: SQLite + a console chat, guided through git-basics.
+	@.ci/system-deps.sh demo
+	@$(MAKE) --no-print-directory $(STAMP)
+	@mkdir -p instance
+	@$(BIN)/python -m app.cli.devenv .env
+	@$(BIN)/python manage.py db upgrade 2>&1 | grep -v '^INFO' || true
+	$(BIN)/python manage.py chat --student demo@example.com --name "Demo Student" --workdir instance/demo --start git-basics
+
+test:  ## The whole suite against a throwaway PostgreSQL (installs what it needs).
+	@.ci/system-deps.sh test
+	@$(MAKE) --no-print-directory $(STAMP)
+	@$(MAKE) --no-print-directory lint
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast:  ## The inner loop: stop at the first failure, no deploy test.
+	@$(MAKE) --no-print-directory $(STAMP)
+	$(BIN)/python -m pytest -x -q -m "not deploy" $(PYTEST_ARGS)
+
+lint:  ## ruff and mypy.
+	$(BIN)/ruff check app tests bench manage.py
+	$(BIN)/mypy
+
+bench:  ## Benchmarks: figures and ratios to their baselines, measured in the same run.
+	@.ci/system-deps.sh bench
+	@$(MAKE) --no-print-directory $(STAMP)
+	$(BIN)/python -m bench.core_http
+
+clean:  ## Remove the virtualenv and local data (instance/, .env stay unless you delete them).
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,89 @@
+"""The dialog as a table of messages and answers; the student state lives in the database."""
+
+from __future__ import annotations
+
+import re
+import string
+
+import pytest
+from flask.testing import FlaskClient
+
+from app.chat.dialog import Command, parse, strip_mention
+from app.i18n import LANGUAGES, MESSAGES
+from tests.helpers import ChatStudent
+
+
+@pytest.mark.parametrize(("text", "command"), [
+    ("help", Command("help")),
+    ("HELP", Command("help")),
+    ("помощь", Command("help")),
+    ("start git-basics", Command("start", "git-basics")),
+    ("начать git-basics", Command("start", "git-basics")),
+    ("start", Command("start", "")),
+    ("stop", Command("stop")),
+    ("Стоп!", Command("stop")),
+    ("lang en", Command("lang", "en")),
+    ("please stop the music", None),
+    ("stop it now", None),
+    ("start the lesson now please", None),
+    ("hello", None),
+    ("", None),
+])
+def test_parse_takes_whole_messages_only(text: str, command: Command | None) -> None:
+    assert parse(text) == command
+
+
+def test_strip_mention_of_the_bot() -> None:
+    assert strip_mention("@**Lessonbot** start git-basics") == "start git-basics"
+    assert strip_mention("no mention") == "no mention"
+
+
+def test_every_message_exists_in_both_languages_with_the_same_placeholders() -> None:
+    formatter = string.Formatter()
+    for key, texts in MESSAGES.items():
+        assert set(texts) == set(LANGUAGES), key
+        fields = [{name for _, name, _, _ in formatter.parse(texts[lang]) if name} for lang in LANGUAGES]
+        assert fields[0] == fields[1], key
+        assert not re.search(r"[а-яА-Я]", texts["en"]), key
+
+
+def test_russian_is_the_default_and_lang_switches(client: FlaskClient, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    student = ChatStudent(client, "ru@example.com", tmp_path)
+    # The app fixture's default language is English; a Russian command still works.
+    assert "Команды" not in student.say("help")
+    assert "по-русски" in student.say("язык ru")
+    assert "Команды" in student.say("помощь")
+    assert "English" in student.say("lang en")
+    assert "Language:" in student.say("lang de")
+
+
+@pytest.mark.parametrize(("message", "expected"), [
+    ("lessons", "git-basics"),
+    ("start", "Which lesson?"),
+    ("start nope", "There is no lesson `nope`"),
+    ("check", "You are not in a lesson"),
+    ("hint", "You are not in a lesson"),
+    ("stop", "You are not in a lesson"),
+    ("restart", "Nothing to restart"),
+    ("what is this", "I did not understand “what is this”"),
+    ("", "That message was empty"),
+])
+def test_answers_without_a_lesson(client: FlaskClient, tmp_path, message: str, expected: str) -> None:  # type: ignore[no-untyped-def]
+    assert expected in ChatStudent(client, "new@example.com", tmp_path).say(message)
+
+
+def test_a_sentence_containing_stop_does_not_stop_the_lesson(client: FlaskClient, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    student = ChatStudent(client, "sent@example.com", tmp_path)
+    student.say("start git-basics")
+    assert "I did not understand" in student.say("I will stop for today")
+    assert "step 1 of 7" in student.say("status")
+
+
+def test_check_on_a_question_asks_for_the_answer(client: FlaskClient, live_server: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    student = ChatStudent(client, "q@example.com", tmp_path)
+    student.say("start git-basics")
+    student.clone_repo()
+    student.commit_file("README.md", "x\n", "x")
+    student.git("push", "-q", "origin", "main")
+    assert "This step wants an answer" in student.say("check")
+    assert "Step 2 passed" in student.say("`Git Log`")

@@ -1,0 +1,84 @@
+"""The git.* checks against real repositories built with real git."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from app.git.checks import CommitParams, FileParams
+from app.lessons.checks import CheckContext, check_types
+from tests.helpers import git
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> tuple[Path, Path]:
+    """A bare repository and a clone: main with README, feature merged with --no-ff, tags."""
+    bare, work = tmp_path / "r.git", tmp_path / "w"
+    git(tmp_path, "init", "-q", "--bare", "--initial-branch=main", str(bare))
+    git(tmp_path, "clone", "-q", str(bare), "w")
+    (work / "README.md").write_text("# Title\nHello, Git!\n")
+    git(work, "add", "."); git(work, "commit", "-qm", "Add README")  # noqa: E702
+    git(work, "switch", "-qc", "feature")
+    (work / "f.txt").write_text("feature\n")
+    git(work, "add", "."); git(work, "commit", "-qm", "Feature work")  # noqa: E702
+    git(work, "switch", "-q", "main")
+    git(work, "merge", "-q", "--no-ff", "feature", "-m", "Merge feature")
+    git(work, "switch", "-qc", "unmerged")
+    (work / "u.txt").write_text("u\n")
+    git(work, "add", "."); git(work, "commit", "-qm", "Unmerged")  # noqa: E702
+    git(work, "tag", "light")
+    git(work, "tag", "-a", "v1.0", "-m", "v1")
+    git(work, "push", "-q", "--all", "origin")
+    git(work, "push", "-q", "--tags", "origin")
+    return bare, work
+
+
+CASES = [
+    ("git.commit_exists", {}, "passed", None),
+    ("git.commit_exists", {"branch": "main", "min_commits": 3}, "passed", None),
+    ("git.commit_exists", {"branch": "main", "min_commits": 9}, "not_yet", "git.few_commits"),
+    ("git.commit_exists", {"branch": "nope"}, "not_yet", "git.no_branch"),
+    ("git.commit_exists", {"message_contains": "add readme"}, "passed", None),
+    ("git.commit_exists", {"message_contains": "fix typo"}, "not_yet", "git.no_commit_message"),
+    ("git.file_exists", {"path": "README.md"}, "passed", None),
+    ("git.file_exists", {"path": "README.md", "contains": "hello, git"}, "passed", None),
+    ("git.file_exists", {"path": "README.md", "contains": "Goodbye"}, "not_yet", "git.file_content"),
+    ("git.file_exists", {"path": "README.md", "matches": r"^# \w+$"}, "passed", None),
+    ("git.file_exists", {"path": "u.txt"}, "not_yet", "git.no_file"),
+    ("git.file_exists", {"path": "u.txt", "branch": "unmerged"}, "passed", None),
+    ("git.branch_exists", {"name": "feature"}, "passed", None),
+    ("git.branch_exists", {"name": "develop"}, "not_yet", "git.no_branch"),
+    ("git.merge_commit_exists", {"branch": "main", "merged": "feature"}, "passed", None),
+    ("git.merge_commit_exists", {"branch": "main", "merged": "unmerged"}, "not_yet", "git.merge_missing_branch"),
+    ("git.merge_commit_exists", {"branch": "feature"}, "not_yet", "git.no_merge"),
+    ("git.tag_exists", {"name": "v1.0", "annotated": True}, "passed", None),
+    ("git.tag_exists", {"name": "light"}, "passed", None),
+    ("git.tag_exists", {"name": "light", "annotated": True}, "not_yet", "git.tag_not_annotated"),
+    ("git.tag_exists", {"name": "v2.0"}, "not_yet", "git.no_tag"),
+]
+
+
+@pytest.mark.parametrize(("name", "params", "status", "reason"), CASES)
+def test_git_checks(repo: tuple[Path, Path], name: str, params: dict, status: str, reason: str | None) -> None:
+    kind = check_types()[name]
+    result = kind.run(kind.params.model_validate(params), CheckContext({"repo_path": str(repo[0])}))
+    assert result.status == status
+    assert (result.reason.key if result.reason else None) == reason
+    if result.reason:
+        assert result.reason.render("en") and result.reason.render("ru")
+
+
+def test_empty_repository_says_no_commits(tmp_path: Path) -> None:
+    git(tmp_path, "init", "-q", "--bare", "--initial-branch=main", "e.git")
+    context = CheckContext({"repo_path": str(tmp_path / "e.git")})
+    assert check_types()["git.commit_exists"].run(CommitParams(), context).reason.key == "git.empty_repo"  # type: ignore[union-attr]
+    assert check_types()["git.file_exists"].run(FileParams(path="x"), context).reason.key == "git.empty_repo"  # type: ignore[union-attr]
+
+
+def test_missing_repository_is_an_error_not_a_crash(tmp_path: Path) -> None:
+    result = check_types()["git.branch_exists"].run(
+        check_types()["git.branch_exists"].params.model_validate({"name": "x"}),
+        CheckContext({"repo_path": str(tmp_path / "gone")}),
+    )
+    assert result.status == "error"
