@@ -50,7 +50,9 @@ def _migrations_dir() -> Any:
 
 def _engine_options(settings: Settings) -> dict[str, Any]:
     if settings.is_postgresql:
-        return {"pool_pre_ping": True, "pool_size": 5, "max_overflow": 10, "connect_args": {"connect_timeout": 5}}
+        # No pre-ping: it costs a round trip per request; a dropped connection invalidates the
+        # pool on first use instead, and callers (receiver, hooks) retry.
+        return {"pool_size": 5, "max_overflow": 10, "pool_recycle": 1800, "connect_args": {"connect_timeout": 5}}
     # SQLite: several threads (console chat + hook server) share one file.
     return {"connect_args": {"check_same_thread": False, "timeout": 15}}
 

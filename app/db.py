@@ -52,3 +52,12 @@ class UTCDateTime(sa.types.TypeDecorator[datetime]):
 
 def is_postgresql() -> bool:
     return db.engine.dialect.name == "postgresql"
+
+
+def upsert_insert(table: Any, dialect: str | None = None) -> Any:
+    """An INSERT that supports ON CONFLICT on both PostgreSQL and SQLite."""
+    if (dialect or db.engine.dialect.name) == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
+    return insert(table)

@@ -30,21 +30,19 @@ SECRETS = {
 def database_url() -> Iterator[str]:
     """LESSONBOT_TEST_DATABASE_URL if given, else a throwaway cluster; migrated to head."""
     given = os.environ.get("LESSONBOT_TEST_DATABASE_URL")
-    cluster = None
-    if given:
-        url = given
-    else:
-        cluster = PgCluster().start()
-        url = cluster.create_database("lessonbot_test")
-    app = create_app(make_settings(url, Path("/nonexistent")))
-    with app.app_context():
-        from flask_migrate import upgrade
+    cluster = None if given else PgCluster().start()
+    try:
+        url = given or cluster.create_database("lessonbot_test")  # type: ignore[union-attr]
+        app = create_app(make_settings(url, Path("/nonexistent")))
+        with app.app_context():
+            from flask_migrate import upgrade
 
-        upgrade()
-        db.engine.dispose()
-    yield url
-    if cluster:
-        cluster.stop()
+            upgrade()
+            db.engine.dispose()
+        yield url
+    finally:
+        if cluster:
+            cluster.stop()
 
 
 def make_settings(database_url: str, git_root: Path, **overrides: Any) -> Settings:

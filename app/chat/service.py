@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import lru_cache
 
+import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from sqlalchemy.exc import IntegrityError
 
 from app.chat import dialog
 from app.chat.models import InboundMessage
-from app.db import db
+from app.db import db, upsert_insert
 from app.i18n import render_all
 from app.lessons.catalog import Catalog
 from app.outbox.service import queue_reply
@@ -51,20 +52,32 @@ class Received:
     replies: int = 0
 
 
+@lru_cache(maxsize=2)
+def _record_statement(dialect: str) -> sa.Insert:
+    table = InboundMessage.__table__
+    return (upsert_insert(table, dialect)
+            .values(message_id=sa.bindparam("message_id"), content=sa.bindparam("content"), received_at=sa.func.now())
+            .on_conflict_do_nothing(index_elements=["message_id"])
+            .returning(table.c.id))
+
+
+def _record_inbound(message: InboundChat) -> bool:
+    """Store the message id; False if it was stored before (a concurrent repeat waits, then sees it)."""
+    params = {"message_id": message.message_id, "content": message.content}
+    return db.session.execute(_record_statement(db.engine.dialect.name), params).scalar() is not None
+
+
 def receive_message(message: InboundChat, catalog: Catalog, settings: Settings) -> Received:
     """Handle a message exactly once: a repeated message id has no second effect."""
-    try:
-        with db.session.begin_nested():
-            db.session.add(InboundMessage(message_id=message.message_id, content=message.content))
-    except IntegrityError:
+    if not _record_inbound(message):
         db.session.rollback()
         log.info("duplicate message %s ignored", message.message_id)
         return Received(duplicate=True)
     student = get_or_create_student(message.sender_email, message.sender_full_name, message.sender_id,
                                     settings.default_language)
-    state = load_chat_state(student)
+    state, run = load_chat_state(student)
     outcome = dialog.handle(message.content, state, catalog, PlatformWorkspace(settings))
-    apply_outcome(student, outcome, catalog, settings)
+    apply_outcome(student, run, outcome, catalog, settings)
     replies = render_all(outcome.texts, outcome.state.language)
     if replies:
         queue_reply(student, "\n\n".join(replies))

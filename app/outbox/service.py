@@ -2,23 +2,35 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 
 from app.db import db
 from app.outbox.models import OutboxItem, OutboxKind, OutboxStatus
-from app.students.models import Student
+
+OUTBOX = OutboxItem.__table__
+_QUEUE_REPLY = sa.insert(OUTBOX).values(
+    kind=OutboxKind.CHAT_REPLY.value, student_id=sa.bindparam("student_id"), payload=sa.bindparam("payload"),
+    status=OutboxStatus.PENDING.value, attempts=0, next_attempt_at=sa.func.now(), created_at=sa.func.now(),
+)
 
 
-def queue_reply(student: Student, content: str) -> OutboxItem:
-    """Queue a chat reply to the student; commits with the caller's transaction."""
+class Recipient(Protocol):
+    @property
+    def id(self) -> int: ...
+    @property
+    def email(self) -> str: ...
+    @property
+    def zulip_user_id(self) -> int | None: ...
+
+
+def queue_reply(student: Recipient, content: str) -> None:
+    """Queue a chat reply to the student; it commits (or not) with the caller's transaction."""
     payload: dict[str, Any] = {"to": student.email, "content": content}
     if student.zulip_user_id is not None:
         payload["to_user_id"] = student.zulip_user_id
-    item = OutboxItem(kind=OutboxKind.CHAT_REPLY, student_id=student.id, payload=payload)
-    db.session.add(item)
-    return item
+    db.session.execute(_QUEUE_REPLY, {"student_id": student.id, "payload": payload})
 
 
 def pending_replies(student_id: int | None = None, limit: int = 100) -> list[OutboxItem]:

@@ -12,7 +12,7 @@ from app.lessons.catalog import Catalog
 from app.lessons.engine import PassedStep, Progress, RunState, current_step
 from app.runs.models import LessonRun, RunStatus, StepResult
 from app.settings import Settings
-from app.students.models import Student
+from app.students.service import StudentRef, set_language
 
 
 def active_run(student_id: int, *, lock: bool = False) -> LessonRun | None:
@@ -22,19 +22,24 @@ def active_run(student_id: int, *, lock: bool = False) -> LessonRun | None:
     return db.session.scalars(query).one_or_none()
 
 
-def latest_run(student_id: int) -> LessonRun | None:
-    query = sa.select(LessonRun).where(LessonRun.student_id == student_id).order_by(LessonRun.id.desc()).limit(1)
-    return db.session.scalars(query).one_or_none()
-
-
 def run_state(run: LessonRun) -> RunState:
     return RunState(run.lesson_id, run.step_index, run.points, dict(run.context or {}), run.id)
 
 
-def load_chat_state(student: Student) -> ChatState:
-    run = active_run(student.id, lock=True)
-    last = run or latest_run(student.id)
-    return ChatState(student.language, run_state(run) if run else None, last.lesson_id if last else None, student.email)
+_LATEST_RUN = (sa.select(LessonRun).where(LessonRun.student_id == sa.bindparam("student_id"))
+               .order_by(LessonRun.id.desc()).limit(1).with_for_update())
+
+
+def load_chat_state(student: StudentRef) -> tuple[ChatState, LessonRun | None]:
+    """The student's chat state and their active run (locked), in one query.
+
+    A new run is only created after the previous one ended, so the newest run is the
+    active one if there is any.
+    """
+    latest = db.session.scalars(_LATEST_RUN, {"student_id": student.id}).one_or_none()
+    run = latest if latest is not None and latest.status == RunStatus.ACTIVE else None
+    state = ChatState(student.language, run_state(run) if run else None, latest.lesson_id if latest else None, student.email)
+    return state, run
 
 
 def schedule_check(run: LessonRun, catalog: Catalog, settings: Settings, now: datetime) -> None:
@@ -73,11 +78,12 @@ def apply_progress(run: LessonRun, progress: Progress, source: str, catalog: Cat
         schedule_check(run, catalog, settings, now)
 
 
-def apply_outcome(student: Student, outcome: Outcome, catalog: Catalog, settings: Settings) -> None:
-    """Persist a dialog outcome for the student (whose row the caller has locked)."""
+def apply_outcome(student: StudentRef, run: LessonRun | None, outcome: Outcome, catalog: Catalog,
+                  settings: Settings) -> None:
+    """Persist a dialog outcome for the student (whose row and active run the caller has locked)."""
     now = utcnow()
-    student.language = outcome.state.language
-    run = active_run(student.id)
+    if student.language != outcome.state.language:
+        set_language(student.id, outcome.state.language)
     if run is not None:
         run.last_activity_at = now
         run.reminded_at = None

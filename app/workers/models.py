@@ -8,7 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db import UTCDateTime, db, utcnow
+from app.db import UTCDateTime, db, upsert_insert, utcnow
 
 
 class WorkerStatus(db.Model):  # type: ignore[name-defined]
@@ -21,12 +21,7 @@ class WorkerStatus(db.Model):  # type: ignore[name-defined]
 
 def record_heartbeat(name: str, info: dict[str, Any]) -> None:
     """Upsert a worker's heartbeat (several pollers may beat at once); the caller commits."""
-    dialect = db.engine.dialect.name
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
     now = utcnow()
-    statement = insert(WorkerStatus).values(name=name, beat_at=now, info=info)
+    statement = upsert_insert(WorkerStatus).values(name=name, beat_at=now, info=info)
     statement = statement.on_conflict_do_update(index_elements=["name"], set_={"beat_at": now, "info": info})
     db.session.execute(statement)

@@ -1,0 +1,193 @@
+"""Benchmark: POST /internal/messages (parse, database write, outbox row) beside a bare Flask "ok".
+
+Both run under the same uWSGI and nginx settings on loopback, against a throwaway
+PostgreSQL, loaded by wrk with a bounded duration. Prints requests/s, p50 and p99 for
+each and the ratio. Run: ``make bench`` (or ``.venv/bin/python -m bench.core_http``).
+Targets on a 2-core machine: ratio >= 0.5; p99 < 50 ms at 64 connections.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.request import urlopen
+
+from app.settings import PROJECT_ROOT
+from tests.pg import PgCluster, free_port
+
+BENCH_DIR = Path(__file__).resolve().parent
+TOKEN = "bench-internal-token-0123456789"
+UWSGI_INI = """\
+[uwsgi]
+module = {module}
+socket = {socket}
+chmod-socket = 666
+master = true
+processes = {processes}
+lazy-apps = true
+need-app = true
+die-on-term = true
+harakiri = 30
+listen = 1024
+disable-logging = true
+stats = {stats}
+"""
+NGINX_CONF = """\
+worker_processes 1;
+pid {root}/nginx.pid;
+error_log {root}/nginx-error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  client_body_temp_path {root}/client_body;
+  proxy_temp_path {root}/proxy;
+  fastcgi_temp_path {root}/fastcgi;
+  uwsgi_temp_path {root}/uwsgi;
+  scgi_temp_path {root}/scgi;
+  client_max_body_size 256k;
+  keepalive_requests 100000;
+  upstream core {{ server unix:{core_socket}; }}
+  upstream bare {{ server unix:{bare_socket}; }}
+  server {{ listen 127.0.0.1:{core_port}; location / {{ include /etc/nginx/uwsgi_params; uwsgi_pass core; }} }}
+  server {{ listen 127.0.0.1:{bare_port}; location / {{ include /etc/nginx/uwsgi_params; uwsgi_pass bare; }} }}
+}}
+"""
+
+
+@dataclass
+class Figures:
+    name: str
+    requests_per_second: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+
+def _ms(value: str, unit: str) -> float:
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def parse_wrk(name: str, output: str) -> Figures:
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
+    p50 = re.search(r"50%\s+([\d.]+)(us|ms|s)", output)
+    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", output)
+    errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", output))
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    errors += int(non2xx.group(1)) if non2xx else 0
+    return Figures(name, rps, _ms(*p50.groups()), _ms(*p99.groups()), errors)  # type: ignore[union-attr]
+
+
+def wrk(url: str, connections: int, seconds: int, tag: str) -> str:
+    env = {**os.environ, "LESSONBOT_INTERNAL_TOKEN": TOKEN, "BENCH_RUN_TAG": tag}
+    command = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "--timeout", "5s",
+               "-s", str(BENCH_DIR / "messages.lua"), url]
+    return subprocess.run(command, env=env, capture_output=True, text=True, check=True, timeout=seconds + 30).stdout
+
+
+def _wait_http(url: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urlopen(url, timeout=2):
+                return
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+@contextmanager
+def stack(root: Path, database_url: str, processes: int) -> Iterator[tuple[str, str]]:
+    """uWSGI (core and bare) behind one nginx; yields the two base URLs."""
+    core_port, bare_port = free_port(), free_port()
+    env = {**os.environ, "DATABASE_URL": database_url, "LESSONBOT_SECRET_KEY": "bench-secret-key-0123456789",
+           "LESSONBOT_INTERNAL_TOKEN": TOKEN, "LESSONBOT_GIT_HOOK_SECRET": "bench-hook-secret-0123456789",
+           "LESSONBOT_ENV_FILE": str(root / "empty.env"), "LESSONBOT_GIT_ROOT": str(root / "git"),
+           "LESSONBOT_LOG_LEVEL": "WARNING", "PYTHONPATH": str(PROJECT_ROOT)}
+    (root / "empty.env").write_text("")
+    uwsgi = str(Path(sys.executable).parent / "uwsgi")
+    servers = []
+    for name, module in (("core", "app.wsgi:app"), ("bare", "bench.bare_app:app")):
+        ini = root / f"{name}.ini"
+        ini.write_text(UWSGI_INI.format(module=module, socket=root / f"{name}.sock", processes=processes,
+                                        stats=root / f"{name}.stats"))
+        log = open(root / f"{name}-uwsgi.log", "w")  # noqa: SIM115 - closed with the process
+        servers.append(subprocess.Popen([uwsgi, "--ini", str(ini)], cwd=PROJECT_ROOT, env=env, stdout=log, stderr=log))
+    conf = root / "nginx.conf"
+    conf.write_text(NGINX_CONF.format(root=root, core_socket=root / "core.sock", bare_socket=root / "bare.sock",
+                                      core_port=core_port, bare_port=bare_port))
+    subprocess.run(["nginx", "-t", "-q", "-c", str(conf), "-p", str(root)], check=True)
+    subprocess.run(["nginx", "-c", str(conf), "-p", str(root)], check=True)
+    try:
+        core, bare = f"http://127.0.0.1:{core_port}", f"http://127.0.0.1:{bare_port}"
+        _wait_http(f"{core}/health")
+        _wait_http(f"{bare}/ok")
+        yield core, bare
+    finally:
+        subprocess.run(["nginx", "-c", str(conf), "-p", str(root), "-s", "stop"], check=False)
+        for server in servers:
+            server.send_signal(signal.SIGTERM)
+        for server in servers:
+            server.wait(timeout=30)
+
+
+def migrate(database_url: str, root: Path) -> None:
+    env = {**os.environ, "DATABASE_URL": database_url, "LESSONBOT_SECRET_KEY": "bench-secret-key-0123456789",
+           "LESSONBOT_INTERNAL_TOKEN": TOKEN, "LESSONBOT_GIT_HOOK_SECRET": "bench-hook-secret-0123456789",
+           "LESSONBOT_ENV_FILE": str(root / "empty.env")}
+    (root / "empty.env").write_text("")
+    subprocess.run([sys.executable, "manage.py", "db", "upgrade"], cwd=PROJECT_ROOT, env=env, check=True, capture_output=True)
+
+
+def report(core: Figures, bare: Figures, connections: int) -> None:
+    print(f"\n/internal/messages vs bare Flask, uWSGI + nginx on loopback, {connections} connections")
+    print(f"{'endpoint':<22}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}")
+    for figures in (core, bare):
+        print(f"{figures.name:<22}{figures.requests_per_second:>10.0f}{figures.p50_ms:>10.2f}"
+              f"{figures.p99_ms:>10.2f}{figures.errors:>8}")
+    ratio = core.requests_per_second / bare.requests_per_second
+    print(f"throughput ratio (messages / bare): {ratio:.2f}  (target >= 0.50)")
+    print(f"messages p99: {core.p99_ms:.1f} ms  (target < 50 ms)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=int, default=10, help="Measured seconds per endpoint (bounded load).")
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--processes", type=int, default=4, help="uWSGI worker processes for both apps.")
+    args = parser.parse_args()
+    for tool in ("nginx", "wrk"):
+        if shutil.which(tool) is None:
+            sys.exit(f"{tool} is not installed; run `make bench` (it installs nginx-light and wrk)")
+    root = Path(tempfile.mkdtemp(prefix="lessonbot-bench-"))
+    root.chmod(0o755)
+    cluster = PgCluster().start()
+    try:
+        url = cluster.create_database("lessonbot_bench")
+        migrate(url, root)
+        with stack(root, url, args.processes) as (core_url, bare_url):
+            print(f"warming up ({args.connections} connections, 3 s each)…", flush=True)
+            wrk(core_url, args.connections, 3, "warmup")
+            wrk(bare_url, args.connections, 3, "warmup")
+            print(f"measuring {args.seconds} s each…", flush=True)
+            core = parse_wrk("/internal/messages", wrk(core_url, args.connections, args.seconds, "measure"))
+            bare = parse_wrk("bare Flask ok", wrk(bare_url, args.connections, args.seconds, "measure"))
+        report(core, bare, args.connections)
+    finally:
+        cluster.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
