@@ -6,5 +6,6 @@ from app.outbox.models import OutboxItem
 from app.runs.models import LessonRun, StepResult
 from app.students.models import Student
 from app.workers.models import WorkerStatus
+from app.zulip.models import RateBudget, ReceiverState
 
-__all__ = ["Course", "InboundMessage", "LessonRun", "OutboxItem", "StepResult", "Student", "WorkerStatus"]
+__all__ = ["Course", "InboundMessage", "LessonRun", "OutboxItem", "RateBudget", "ReceiverState", "StepResult", "Student", "WorkerStatus"]

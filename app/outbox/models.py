@@ -42,6 +42,11 @@ class OutboxItem(db.Model):  # type: ignore[name-defined]
     attempts: Mapped[int] = mapped_column(default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_error: Mapped[str | None] = mapped_column(sa.Text)
+    last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The last attempt may have reached the platform (timeout, dropped connection, 5xx):
+    # look for the effect before trying again, so nothing happens twice.
+    ambiguous: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
+    external_id: Mapped[str | None] = mapped_column(sa.String(100), doc="The platform's id of the effect.")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 

@@ -1,0 +1,33 @@
+"""Zulip state kept in the database: the receiver's progress and the shared rate budget."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.db import UTCDateTime, db, utcnow
+
+
+class ReceiverState(db.Model):  # type: ignore[name-defined]
+    """The last Zulip message id the receiver handed to the core, per bot."""
+
+    __tablename__ = "receiver_state"
+
+    bot_email: Mapped[str] = mapped_column(sa.String(254), primary_key=True)
+    last_message_id: Mapped[int] = mapped_column(sa.BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class RateBudget(db.Model):  # type: ignore[name-defined]
+    """A token bucket shared by every process that calls the same API as the same bot."""
+
+    __tablename__ = "rate_budgets"
+
+    name: Mapped[str] = mapped_column(sa.String(100), primary_key=True)
+    tokens: Mapped[float] = mapped_column(sa.Float)
+    capacity: Mapped[float] = mapped_column(sa.Float)
+    refill_per_second: Mapped[float] = mapped_column(sa.Float)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    blocked_until: Mapped[datetime] = mapped_column(UTCDateTime)
