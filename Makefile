@@ -44,6 +44,7 @@ bench:  ## Benchmarks: figures and ratios to their baselines, measured in the sa
 	@.ci/system-deps.sh bench
 	@$(MAKE) --no-print-directory $(STAMP)
 	$(BIN)/python -m bench.core_http
+	$(BIN)/python -m bench.log_shipper
 
 clean:  ## Remove the virtualenv and local data (instance/, .env stay unless you delete them).
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

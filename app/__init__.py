@@ -60,9 +60,10 @@ def _engine_options(settings: Settings) -> dict[str, Any]:
 def _register_blueprints(app: Flask) -> None:
     from app.chat.views import bp as chat_bp
     from app.git.views import bp as git_bp
+    from app.google.views import bp as google_bp
     from app.health.views import bp as health_bp
 
-    for blueprint in (health_bp, chat_bp, git_bp):
+    for blueprint in (health_bp, chat_bp, git_bp, google_bp):
         app.register_blueprint(blueprint)
 
 
@@ -70,7 +71,20 @@ def _register_cli(app: Flask) -> None:
     from app.cli.chat import chat_command
     from app.cli.lessons import lessons_cli
     from app.cli.outbox import outbox_cli
+    from app.cli.zulip import zulip_cli
 
     app.cli.add_command(lessons_cli)
     app.cli.add_command(outbox_cli)
     app.cli.add_command(chat_command)
+    app.cli.add_command(zulip_cli)
+    _register_google_cli(app)
+
+
+def _register_google_cli(app: Flask) -> None:
+    from app.cli.courses import assignments_cli, courses_cli
+    from app.cli.google import admins_cli, google_cli
+    from app.cli.grades import grades_cli
+    from app.cli.logs import logs_cli
+
+    for group in (google_cli, admins_cli, courses_cli, assignments_cli, grades_cli, logs_cli):
+        app.cli.add_command(group)

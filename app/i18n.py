@@ -23,7 +23,8 @@ MESSAGES: dict[str, dict[str, str]] = {
             "- `статус` (`status`): где вы сейчас\n"
             "- `стоп` (`stop`): закончить урок без оценки\n"
             "- `заново` (`restart`): начать текущий урок с первого шага\n"
-            "- `язык en` (`lang ru|en`): язык ответов"
+            "- `язык en` (`lang ru|en`): язык ответов\n"
+            "- `связать` (`link`): связать аккаунт Google для оценок в Classroom"
         ),
         "en": (
             "I am Lessonbot and I run interactive lessons. Commands:\n"
@@ -34,7 +35,8 @@ MESSAGES: dict[str, dict[str, str]] = {
             "- `status`: where you are\n"
             "- `stop`: end the lesson without a grade\n"
             "- `restart`: start the current lesson again from step 1\n"
-            "- `lang ru|en`: the language of my answers"
+            "- `lang ru|en`: the language of my answers\n"
+            "- `link`: connect your Google account for grades in Classroom"
         ),
     },
     "unknown": {
@@ -89,6 +91,15 @@ MESSAGES: dict[str, dict[str, str]] = {
         "ru": "Урок `{lesson}` остановлен: вы не появлялись {days} дней. Начать снова: `начать {lesson}`.",
         "en": "Lesson `{lesson}` was stopped after {days} days without activity. To begin again: `start {lesson}`.",
     },
+    "zulip.not_subscribed": {"ru": "вы ещё не подписаны на канал #**{stream}**", "en": "you are not subscribed to #**{stream}** yet"},
+    "zulip.no_post": {"ru": "с начала урока в канале #**{stream}** нет вашего сообщения", "en": "there is no message from you in #**{stream}** since the lesson started"},
+    "zulip.no_post_topic": {"ru": "с начала урока в #**{stream}>{topic}** нет вашего сообщения", "en": "there is no message from you in #**{stream}>{topic}** since the lesson started"},
+    "zulip.no_code_block": {"ru": "с начала урока у вас нет сообщения с блоком кода (```)", "en": "none of your messages since the lesson started has a code block (```)"},
+    "zulip.no_mention": {"ru": "с начала урока вы никого не упомянули (@**Имя**)", "en": "none of your messages since the lesson started mentions anyone (@**Name**)"},
+    "zulip.no_reaction": {"ru": "вы ещё не поставили реакцию ни на одно моё сообщение", "en": "you have not reacted to any of my messages yet"},
+    "zulip.no_reaction_emoji": {"ru": "вы ещё не поставили реакцию :{emoji}: на моё сообщение", "en": "you have not reacted with :{emoji}: to my message yet"},
+    "zulip.unavailable": {"ru": "Zulip сейчас не отвечает", "en": "Zulip is not answering right now"},
+    "zulip.not_configured": {"ru": "бот не подключён к Zulip (спросите администратора)", "en": "the bot is not connected to Zulip (ask an administrator)"},
     "git.clone": {
         "ru": "Ваш репозиторий для этого урока:\n```\ngit clone {url}\n```",
         "en": "Your repository for this lesson:\n```\ngit clone {url}\n```",
@@ -112,6 +123,17 @@ MESSAGES: dict[str, dict[str, str]] = {
     "git.no_tag": {"ru": "тега `{tag}` пока нет — создайте его и отправьте: `git push origin {tag}`", "en": "there is no tag `{tag}` yet — create it and push it: `git push origin {tag}`"},
     "git.tag_not_annotated": {"ru": "тег `{tag}` должен быть аннотированным (`git tag -a`)", "en": "tag `{tag}` should be annotated (`git tag -a`)"},
     "git.unavailable": {"ru": "репозиторий недоступен", "en": "the repository is not available"},
+    # Google: linking a student's account, and grades that cannot go to Classroom yet.
+    "link.url": {
+        "ru": "Чтобы оценки попадали в Google Classroom, войдите в тот аккаунт Google, с которым вы в курсе: {url}\nСсылка одноразовая и действует сутки.",
+        "en": "To get your grades into Google Classroom, sign in with the Google account you use in the course: {url}\nThe link works once, for a day.",
+    },
+    "link.unavailable": {"ru": "Связать аккаунт Google сейчас нельзя: Google не настроен. Сообщите преподавателю.", "en": "Linking a Google account is not possible right now: Google is not set up. Please tell your teacher."},
+    "link.done": {"ru": "Аккаунт Google {email} связан с вами. Оценки пойдут в Classroom.", "en": "Google account {email} is now linked to you. Grades will go to Classroom."},
+    "grade.not_enrolled": {
+        "ru": "Оценку за урок `{lesson}` пока некуда записать: я не нашёл вас ни в одном курсе Google Classroom. Напишите `link` и войдите в аккаунт Google, с которым вы в курсе; оценка подождёт.",
+        "en": "Your grade for `{lesson}` has nowhere to go yet: I did not find you in any Google Classroom course. Say `link` and sign in with the Google account you use in the course; the grade will wait.",
+    },
 }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import logging.handlers
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -39,7 +40,8 @@ def configure_logging(settings: Settings, component: str) -> None:
     root.addHandler(stderr)
     if settings.log_dir is not None:
         Path(settings.log_dir).mkdir(parents=True, exist_ok=True)
-        file_handler = logging.FileHandler(Path(settings.log_dir) / f"{component}.log", encoding="utf-8")
+        # Watched: the log shipper rotates by renaming the file, and the next line goes to a fresh one.
+        file_handler = logging.handlers.WatchedFileHandler(Path(settings.log_dir) / f"{component}.log", encoding="utf-8")
         file_handler.setFormatter(JsonFormatter())
         root.addHandler(file_handler)
     root._lessonbot_configured = True  # type: ignore[attr-defined]

@@ -1,11 +1,28 @@
 """Every model, imported in one place so that migrations see them all."""
 
 from app.chat.models import InboundMessage
-from app.courses.models import Course
+from app.courses.models import Assignment, Course, CourseStudent
+from app.google.models import Admin, GoogleAuthorization, GoogleLink, OAuthRequest
 from app.outbox.models import OutboxItem
 from app.runs.models import LessonRun, StepResult
 from app.students.models import Student
 from app.workers.models import WorkerStatus
 from app.zulip.models import RateBudget, ReceiverState
 
-__all__ = ["Course", "InboundMessage", "LessonRun", "OutboxItem", "RateBudget", "ReceiverState", "StepResult", "Student", "WorkerStatus"]
+__all__ = [
+           "Admin",
+           "Assignment",
+           "Course",
+           "CourseStudent",
+           "GoogleAuthorization",
+           "GoogleLink",
+           "InboundMessage",
+           "LessonRun",
+           "OAuthRequest",
+           "OutboxItem",
+           "RateBudget",
+           "ReceiverState",
+           "StepResult",
+           "Student",
+           "WorkerStatus",
+]

@@ -11,10 +11,10 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 INSTANCE_DIR = PROJECT_ROOT / "instance"
@@ -60,6 +60,43 @@ class Settings(BaseSettings):
     check_interval_max_seconds: float = Field(default=900.0, gt=0, description="Cap of the check backoff.")
     reminder_after_hours: float = Field(default=24.0, gt=0, description="Idle time before a reminder.")
     run_timeout_days: float = Field(default=14.0, gt=0, description="Idle time before a run is stopped.")
+
+    # Zulip: the bot's account, and where the receiver hands messages to the core.
+    zulip_site: str | None = Field(default=None, description="https://chat.example.org")
+    zulip_email: str | None = Field(default=None, description="The bot's email, e.g. lessonbot-bot@chat.example.org.")
+    zulip_api_key: SecretStr | None = Field(default=None, description="The bot's API key.")
+    zulip_rate_per_minute: float = Field(default=200.0, gt=0, description="The bot's Zulip request budget.")
+    zulip_reply_max_attempts: int = Field(default=12, ge=1, description="Attempts before a reply is marked failed.")
+    core_url: str = Field(default="http://127.0.0.1:8080", description="The core as the receiver reaches it (loopback).")
+
+    # Google: the Web OAuth client, the stored authorization, Classroom/Drive/Sheets targets, log shipping.
+    google_client_id: str | None = Field(default=None, description="The Web OAuth client's id.")
+    google_client_secret: SecretStr | None = Field(default=None, description="The Web OAuth client's secret.")
+    public_url: str = Field(default="http://127.0.0.1:5080", description="The app's own address (OAuth redirects).")
+    google_api_endpoint: str | None = Field(default=None, description="Override of Google's API host (tests).")
+    google_auth_uri: str = Field(default="https://accounts.google.com/o/oauth2/auth")
+    google_token_uri: str = Field(default="https://oauth2.googleapis.com/token")
+    google_scopes: Annotated[tuple[str, ...], NoDecode] = Field(default=(
+        "openid", "https://www.googleapis.com/auth/userinfo.email",
+        "https://www.googleapis.com/auth/classroom.courses",
+        "https://www.googleapis.com/auth/classroom.coursework.students",
+        "https://www.googleapis.com/auth/classroom.rosters.readonly",
+        "https://www.googleapis.com/auth/classroom.profile.emails",
+        "https://www.googleapis.com/auth/drive", "https://www.googleapis.com/auth/spreadsheets",
+    ), description="Scopes asked for by `google auth` (comma-separated in the env).")
+    google_drive_folder_id: str | None = Field(default=None, description="Drive folder (or Shared Drive) for shipped logs.")
+    google_sheet_id: str | None = Field(default=None, description="Gradebook spreadsheet kept current on completion.")
+    grade_max_attempts: int = Field(default=20, ge=1, description="Attempts before a grade is marked failed.")
+    log_rotate_bytes: int = Field(default=64 * 1024 * 1024, gt=0, description="Rotate a log at this size.")
+    log_rotate_hours: float = Field(default=24.0, gt=0, description="…or when its first line is this old.")
+    log_upload_chunk_bytes: int = Field(default=8 * 1024 * 1024, gt=0, multiple_of=256 * 1024,
+                                        description="Resumable upload chunk (a multiple of 256 KiB).")
+    log_ship_interval_seconds: float = Field(default=60.0, gt=0, description="Shipper sleep when it found no work.")
+
+    @field_validator("google_scopes", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        return tuple(part.strip() for part in value.split(",") if part.strip()) if isinstance(value, str) else value
 
     @field_validator("database_url")
     @classmethod

@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "stop": "stop", "стоп": "stop",
     "restart": "restart", "заново": "restart", "рестарт": "restart",
     "lang": "lang", "язык": "lang", "language": "lang",
+    "link": "link", "связать": "link",
 }
 TAKES_ARGUMENT = {"start", "lang"}
 
@@ -197,8 +198,13 @@ def _lang(command: Command, state: ChatState, *_: object) -> Outcome:
     return Outcome(replace(state, language=language), [Text("lang.ok")])
 
 
+def _link(command: Command, state: ChatState, catalog: Catalog, workspace: Workspace, _: Checker) -> Outcome:
+    url = workspace.link_url(state.student_email)
+    return Outcome(state, [Text("link.url", url=url) if url else Text("link.unavailable")])
+
+
 Handler = Callable[[Command, ChatState, Catalog, Workspace, Checker], Outcome]
 _HANDLERS: dict[str, Handler] = {
     "help": _help, "lessons": _lessons, "start": _start, "check": _check_command, "hint": _hint,
-    "status": _status, "stop": _stop, "restart": _restart, "lang": _lang,
+    "status": _status, "stop": _stop, "restart": _restart, "lang": _lang, "link": _link,
 }

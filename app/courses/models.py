@@ -18,3 +18,32 @@ class Course(db.Model):  # type: ignore[name-defined]
     classroom_name: Mapped[str] = mapped_column(sa.String(300))
     classroom_id: Mapped[str | None] = mapped_column(sa.String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class CourseStudent(db.Model):  # type: ignore[name-defined]
+    """A student on a course's Classroom roster (imported by `courses sync`)."""
+
+    __tablename__ = "course_students"
+    __table_args__ = (sa.UniqueConstraint("course_id", "classroom_user_id", name="uq_course_students_course_user"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    course_id: Mapped[int] = mapped_column(sa.ForeignKey("courses.id", ondelete="CASCADE"), index=True)
+    classroom_user_id: Mapped[str] = mapped_column(sa.String(64))
+    email: Mapped[str | None] = mapped_column(sa.String(254), index=True)
+    full_name: Mapped[str] = mapped_column(sa.String(200), default="")
+    synced_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Assignment(db.Model):  # type: ignore[name-defined]
+    """A lesson's courseWork in a course; only work the app created can be graded by it."""
+
+    __tablename__ = "assignments"
+    __table_args__ = (sa.UniqueConstraint("course_id", "lesson_id", name="uq_assignments_course_lesson"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    course_id: Mapped[int] = mapped_column(sa.ForeignKey("courses.id", ondelete="CASCADE"), index=True)
+    lesson_id: Mapped[str] = mapped_column(sa.String(64))
+    coursework_id: Mapped[str] = mapped_column(sa.String(64))
+    title: Mapped[str] = mapped_column(sa.String(300))
+    max_points: Mapped[int] = mapped_column(default=100)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

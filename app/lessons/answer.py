@@ -21,10 +21,13 @@ class AnswerParams(CheckParams):
 
 
 def normalize(text: str) -> str:
-    """Lower case, single spaces, no surrounding backticks, quotes or final punctuation."""
-    text = text.strip().strip("`'\"«»“”").strip()
-    text = re.sub(r"\s+", " ", text).casefold()
-    return text.rstrip(".!?;")
+    """Lower case, single spaces, no surrounding backticks, quotes or final punctuation.
+
+    An answer made only of such characters (the answer "`") is kept as typed.
+    """
+    bare = text.strip()
+    unquoted = bare.strip("`'\"«»“”").strip() or bare
+    return re.sub(r"\s+", " ", unquoted).casefold().rstrip(".!?;") or unquoted
 
 
 @check_type("answer", AnswerParams, needs_answer=True)

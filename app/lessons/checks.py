@@ -19,7 +19,7 @@ from app.i18n import Text
 
 log = logging.getLogger(__name__)
 
-PLATFORM_MODULES = ("app.lessons.answer", "app.git.checks")
+PLATFORM_MODULES = ("app.lessons.answer", "app.git.checks", "app.zulip.checks")
 
 
 class CheckParams(BaseModel):

@@ -18,6 +18,10 @@ class Prepared:
 
 
 class Workspace(Protocol):
-    """The one I/O interface of the chat dialog: set up a run's platform side."""
+    """The one I/O interface of the chat dialog: set up a run's platform side, make link URLs."""
 
     def prepare(self, lesson: Lesson, student_email: str) -> Prepared: ...
+
+    def link_url(self, student_email: str) -> str | None:
+        """A one-time URL that links the student's Google account; None when Google is not set up."""
+        ...

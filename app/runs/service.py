@@ -8,6 +8,7 @@ import sqlalchemy as sa
 
 from app.chat.dialog import ChatState, Outcome
 from app.db import db, utcnow
+from app.grading.service import queue_grade
 from app.lessons.catalog import Catalog
 from app.lessons.engine import PassedStep, Progress, RunState, current_step
 from app.runs.models import LessonRun, RunStatus, StepResult
@@ -61,6 +62,8 @@ def _finish(run: LessonRun, status: RunStatus, now: datetime) -> None:
     run.status = status
     run.finished_at = now
     run.next_check_at = None
+    if status == RunStatus.COMPLETED:
+        queue_grade(run)  # in this transaction: the grade is never lost nor doubled
 
 
 def apply_progress(run: LessonRun, progress: Progress, source: str, catalog: Catalog, settings: Settings) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from app.git.repos import create_repo
 from app.i18n import Text
 from app.lessons.platforms import Prepared
@@ -16,6 +18,9 @@ class PlatformWorkspace:
         self.settings = settings
 
     def prepare(self, lesson: Lesson, student_email: str) -> Prepared:
+        if lesson.platform == "zulip":
+            # Zulip checks look at what the student did after this moment, as this Zulip user.
+            return Prepared({"zulip_email": student_email, "started_ts": time.time()})
         if lesson.platform != "git":
             return Prepared()
         repo = create_repo(
@@ -27,3 +32,8 @@ class PlatformWorkspace:
         if repo.user and repo.password:
             texts.append(Text("git.clone_credentials", user=repo.user, password=repo.password))
         return Prepared({"repo_name": repo.name, "repo_path": str(repo.path), "clone_url": repo.clone_url}, texts)
+
+    def link_url(self, student_email: str) -> str | None:
+        from app.google.linking import student_link_url
+
+        return student_link_url(self.settings, student_email)

@@ -13,6 +13,8 @@ import threading
 from collections.abc import Callable
 from types import FrameType
 
+from tenacity import wait_exponential_jitter
+
 log = logging.getLogger(__name__)
 
 
@@ -50,3 +52,16 @@ def run_forever(run_once: Callable[[], bool], interval: float, stop: StopFlag,
             continue
         if not did_work:
             stop.event.wait(interval)
+
+
+class _Attempt:
+    """The one field of tenacity's retry state that its wait strategies read."""
+
+    def __init__(self, number: int) -> None:
+        self.attempt_number = number
+
+
+def backoff(attempt: int, *, initial: float = 1.0, maximum: float = 60.0, jitter: float = 1.0) -> float:
+    """Capped exponential backoff with jitter, by tenacity's strategy: seconds before retry ``attempt``."""
+    strategy = wait_exponential_jitter(initial=initial, max=maximum, jitter=jitter)
+    return float(strategy(_Attempt(attempt)))  # type: ignore[arg-type]

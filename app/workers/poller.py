@@ -10,16 +10,17 @@ from __future__ import annotations
 import logging
 import random
 import sys
+import threading
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from flask import Flask
-from tenacity import wait_exponential_jitter
 
 from app import create_app
 from app.db import db, is_postgresql, utcnow
+from app.grading.delivery import deliver_due
 from app.i18n import Text, render_all
 from app.lessons.catalog import Catalog, InvalidLessons
 from app.lessons.engine import evaluate
@@ -28,8 +29,10 @@ from app.outbox.service import queue_reply
 from app.runs.models import LessonRun, RunStatus
 from app.runs.service import apply_progress, run_state, schedule_check
 from app.settings import ConfigError, Settings, load_settings
-from app.workers.base import StopFlag, run_forever
+from app.workers.base import StopFlag, backoff, run_forever
 from app.workers.models import record_heartbeat
+from app.zulip.connect import connect_when_reachable
+from app.zulip.delivery import ReplyDelivery, run_delivery_loop
 
 log = logging.getLogger(__name__)
 BATCH = 50
@@ -47,6 +50,7 @@ class Poller:
         did += self._drain(self._claim_due_check, self.check_run)
         did += self._drain(self._claim_timeout, self.time_out)
         did += self._drain(self._claim_reminder, self.remind)
+        did += deliver_due(self.settings, self.catalog, BATCH, lambda: self.stop.stopping)  # grades, sheet rows
         self._heartbeat(did)
         return did > 0
 
@@ -134,17 +138,6 @@ class Poller:
         db.session.commit()
 
 
-def error_wait(attempt: int) -> float:
-    return float(wait_exponential_jitter(initial=1, max=60, jitter=1)(_Attempt(attempt)))  # type: ignore[arg-type]
-
-
-class _Attempt:
-    """The bit of tenacity's retry state that its wait strategies read."""
-
-    def __init__(self, number: int) -> None:
-        self.attempt_number = number
-
-
 def build(settings: Settings | None = None) -> tuple[Flask, Poller]:
     settings = settings or load_settings()
     app = create_app(settings)
@@ -161,11 +154,31 @@ def main() -> None:
         sys.exit(2)
     poller.stop.install()
     log.info("poller started (interval %.1f s)", settings.poll_interval_seconds)
+    sender = start_reply_sender(app, settings, poller.stop)
     with app.app_context():
         # Jitter the first pass so several pollers started together spread out.
         poller.stop.event.wait(random.uniform(0, min(1.0, settings.poll_interval_seconds)))
-        run_forever(poller.run_once, settings.poll_interval_seconds, poller.stop, error_wait)
+        run_forever(poller.run_once, settings.poll_interval_seconds, poller.stop, backoff)
+    if sender is not None:
+        sender.join(timeout=30)
     log.info("poller stopped")
+
+
+def start_reply_sender(app: Flask, settings: Settings, stop: StopFlag) -> threading.Thread | None:
+    """Deliver chat replies to Zulip in a thread of their own, so checks never delay a reply."""
+    if not settings.zulip_site:
+        log.info("Zulip is not configured: chat replies stay in the outbox (the console chat delivers them)")
+        return None
+
+    def run() -> None:
+        with app.app_context():
+            api = connect_when_reachable(settings, stop)
+            if api is not None:
+                run_delivery_loop(ReplyDelivery(api, settings), stop, settings.poll_interval_seconds)
+
+    thread = threading.Thread(target=run, name="reply-sender")
+    thread.start()
+    return thread
 
 
 if __name__ == "__main__":

@@ -41,6 +41,7 @@ ROUTES: list[tuple[str, str, views.View]] = [
     ("/users/me", "GET", views.get_own_user),
     ("/users", "GET", views.get_users),
     ("/users/<user_key>", "GET", views.get_user),
+    ("/users/<user_key>/subscriptions/<int:stream_id>", "GET", views.get_subscription_status),
     ("/streams", "GET", views.get_streams),
     ("/get_stream_id", "GET", views.get_stream_id),
     ("/users/me/subscriptions", "GET", views.get_subscriptions),

@@ -279,6 +279,17 @@ def get_user(call: Call) -> Json:
     return {"user": user.to_api()}
 
 
+def get_subscription_status(call: Call) -> Json:
+    """GET /users/{user_id}/subscriptions/{stream_id}: is that user subscribed to that stream?"""
+    user = call.realm.find_user(call.path_args["user_key"])
+    if user is None:
+        raise ApiError("No such user", "BAD_REQUEST")
+    stream = next((item for item in call.realm.visible_streams(call.user) if item.id == call.path_args["stream_id"]), None)
+    if stream is None:
+        raise ApiError("Invalid stream ID", "BAD_REQUEST")
+    return {"is_subscribed": user.id in stream.subscribers}
+
+
 def get_streams(call: Call) -> Json:
     """GET /streams."""
     return {"streams": [stream.to_api() for stream in call.realm.visible_streams(call.user)]}

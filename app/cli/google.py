@@ -1,0 +1,103 @@
+"""./manage.py google … and admins …: the account Lessonbot acts as, and who may use the admin pages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import click
+from flask import current_app
+from flask.cli import with_appcontext
+from google.auth.transport.requests import Request
+from rich.console import Console
+
+from app.cli.errors import one_line_errors
+from app.db import db
+from app.google import signin
+from app.google.client import classify, credentials
+from app.google.tokens import authorized_at, load_authorization
+from app.settings import Settings
+
+google_cli = click.Group("google", help="Authorize Lessonbot's Google account and check it.")
+admins_cli = click.Group("admins", help="Who may sign in to the admin web pages (with Google).")
+
+
+def _settings() -> Settings:
+    settings: Settings = current_app.extensions["lessonbot.settings"]
+    return settings
+
+
+def start_authorization(settings: Settings) -> str:
+    """Record a one-time authorization request; the URL the admin opens."""
+    request = signin.begin(settings, "service")
+    url = signin.authorization_url(settings, request)
+    db.session.commit()
+    return url
+
+
+@dataclass(frozen=True)
+class Status:
+    email: str
+    scopes: tuple[str, ...]
+    authorized_at: str | None
+    refreshes: bool
+    problem: str | None
+
+
+def google_status(settings: Settings) -> Status | None:
+    """The stored authorization and whether its token refreshes now; None if there is none."""
+    stored = load_authorization(settings)
+    if stored is None:
+        return None
+    try:
+        credentials(settings).refresh(Request())
+    except Exception as error:
+        return Status(stored.email, stored.scopes, authorized_at(), False, str(classify(error, "refreshing the token")))
+    return Status(stored.email, stored.scopes, authorized_at(), True, None)
+
+
+@google_cli.command("auth")
+@with_appcontext
+@one_line_errors
+def auth_command() -> None:
+    """Print the URL that authorizes Lessonbot to act as a Google account (Classroom, Drive, Sheets)."""
+    settings = _settings()
+    url = start_authorization(settings)
+    click.echo("Open this URL in a browser, signed in as the Google account Lessonbot should act as:\n")
+    click.echo(url)
+    click.echo(f"\nGoogle sends you back to {signin.redirect_uri(settings)}; the link works once, for 30 minutes.")
+    click.echo("Then check with: ./manage.py google status")
+
+
+@google_cli.command("status")
+@with_appcontext
+def status_command() -> None:
+    """Show the account, its scopes and whether its token refreshes."""
+    status = google_status(_settings())
+    if status is None:
+        raise click.ClickException("Lessonbot has no Google authorization yet: run ./manage.py google auth")
+    console = Console()
+    console.print(f"account:    {status.email}")
+    console.print(f"authorized: {status.authorized_at}")
+    console.print("scopes:     " + "\n            ".join(status.scopes))
+    if not status.refreshes:
+        raise click.ClickException(f"the token does not refresh: {status.problem}")
+    console.print("token:      refreshes [green]OK[/green]")
+
+
+@admins_cli.command("add")
+@click.argument("email")
+@with_appcontext
+@one_line_errors
+def admins_add_command(email: str) -> None:
+    """Allow EMAIL to sign in to the admin pages."""
+    added = signin.add_admin(email)
+    db.session.commit()
+    click.echo(f"{email.strip().lower()} {'added' if added else 'was already an admin'}")
+
+
+@admins_cli.command("list")
+@with_appcontext
+def admins_list_command() -> None:
+    """List the admins."""
+    admins = signin.list_admins()
+    click.echo("\n".join(admins) if admins else "No admins yet: ./manage.py admins add EMAIL")

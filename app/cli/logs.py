@@ -1,0 +1,74 @@
+"""./manage.py logs …: ship the logs to Google Drive now, and see what is waiting."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from flask import current_app
+from flask.cli import with_appcontext
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+from rich.table import Table
+
+from app.cli.errors import one_line_errors
+from app.logship.shipper import LogShipper, NotConfigured, PassReport, live_files, waiting_files
+from app.settings import Settings
+
+logs_cli = click.Group("logs", help="Ship the JSON logs to Google Drive.")
+
+
+def _settings() -> Settings:
+    settings: Settings = current_app.extensions["lessonbot.settings"]
+    return settings
+
+
+def ship_logs(settings: Settings, *, rotate_all: bool = True, grace_seconds: float = 1.0) -> PassReport:
+    """One pass with a progress bar; rotate_all ships the current logs too, whatever their size or age."""
+    shipper = LogShipper(settings, grace_seconds=grace_seconds, force_rotation=rotate_all)
+    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
+    with Progress(*columns, transient=True) as progress:
+        task = progress.add_task("preparing", total=None)
+
+        def on_file(path: Path) -> None:
+            progress.update(task, description=path.name, completed=0, total=path.stat().st_size)
+
+        return shipper.run_once(lambda n: progress.advance(task, n), on_file)
+
+
+@logs_cli.command("ship")
+@click.option("--due-only", is_flag=True, help="Rotate only logs past the size or age limit (as the worker does).")
+@with_appcontext
+@one_line_errors
+def ship_command(due_only: bool) -> None:
+    """Rotate, compress and upload the logs now; delete each file after Drive confirms it."""
+    try:
+        report = ship_logs(_settings(), rotate_all=not due_only)
+    except NotConfigured as error:
+        raise click.ClickException(str(error)) from None
+    for name, file_id in report.shipped.items():
+        click.echo(f"shipped {name} → Drive {file_id}")
+    if not report.shipped and not report.errors:
+        click.echo("nothing to ship")
+    for problem in report.errors:
+        click.echo(f"not shipped: {problem}", err=True)
+    if report.errors:
+        raise SystemExit(1)
+
+
+@logs_cli.command("status")
+@with_appcontext
+def status_command() -> None:
+    """Show the live logs and the files waiting to be uploaded."""
+    try:
+        waiting, live = waiting_files(_settings()), live_files(_settings())
+    except NotConfigured as error:
+        raise click.ClickException(str(error)) from None
+    table = Table("file", "bytes", "state")
+    for name, size in live:
+        table.add_row(name, str(size), "live")
+    for item in waiting:
+        state = "uploading (resumes)" if item.uploaded_session else "compressing" if not item.name.endswith(".gz") else "waiting"
+        table.add_row(item.name, str(item.size), state)
+    Console(width=160).print(table)
+    click.echo(f"{len(waiting)} file(s) waiting; Drive folder: {_settings().google_drive_folder_id or 'NOT SET'}")

@@ -1,0 +1,1 @@
+"""Google: the stored authorization, sign-in, API clients (Classroom, Drive, Sheets)."""

@@ -1,0 +1,303 @@
+"""Delivering grades to Classroom and rows to the gradebook sheet, from the outbox.
+
+Exactly once: before patching, the submission is read; a grade that is already there is
+not written again, and a submission already returned with it is done. So an attempt that
+reached Google but whose answer was lost (timeout, 5xx, dropped connection) is harmless.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from app.courses.models import Assignment, Course, CourseStudent
+from app.courses.service import CourseError, adopt_by_title, assignment_for, not_ours_reason
+from app.db import db, is_postgresql, utcnow
+from app.google.client import GoogleError, NotAuthorized, call, service
+from app.google.models import GoogleLink
+from app.grading import sheets
+from app.i18n import Text
+from app.lessons.catalog import Catalog
+from app.lessons.schema import Lesson
+from app.outbox.models import OutboxItem, OutboxKind, OutboxStatus
+from app.outbox.service import queue_reply
+from app.runs.models import LessonRun
+from app.settings import Settings
+from app.students.models import Student
+
+log = logging.getLogger(__name__)
+NOT_ENROLLED_WAIT = timedelta(hours=6)
+NOT_AUTHORIZED_WAIT = timedelta(minutes=30)
+
+
+class Permanent(Exception):
+    """Trying again will not help until an admin acts; the message says what to do."""
+
+
+class Waiting(Exception):
+    """Nothing to grade yet (the student is in no synced course); wait for a link or a roster sync."""
+
+
+@dataclass(frozen=True)
+class Who:
+    student: Student
+    emails: list[str]
+    user_id: str | None
+
+
+def _who(student: Student) -> Who:
+    link = db.session.scalars(sa.select(GoogleLink).where(GoogleLink.student_id == student.id)).first()
+    emails = [link.google_email] if link else []
+    emails += [student.email] if student.email not in emails else []
+    return Who(student, emails, link.google_user_id if link else None)
+
+
+def _enrolled_courses(who: Who) -> list[Course]:
+    matches = sa.or_(CourseStudent.email.in_(who.emails),
+                     CourseStudent.classroom_user_id == who.user_id if who.user_id else sa.false())
+    query = sa.select(Course).where(Course.id.in_(sa.select(CourseStudent.course_id).where(matches))).order_by(Course.alias)
+    return list(db.session.scalars(query))
+
+
+def _targets(settings: Settings, who: Who, lesson: Lesson) -> list[tuple[Course, Assignment]]:
+    courses = _enrolled_courses(who)
+    if not courses:
+        linked = "" if who.user_id else " and has not linked a Google account (they can write `link` to the bot)"
+        raise Waiting(f"{who.student.email} is in no synced Classroom course{linked}; the grade waits "
+                      f"(./manage.py courses sync after adding them in Classroom)")
+    targets, missing = [], []
+    for course in courses:
+        try:
+            assignment = assignment_for(course.id, lesson.id) or adopt_by_title(settings, course, lesson)
+        except CourseError as error:
+            raise Permanent(str(error)) from None
+        if assignment is None:
+            missing.append(course.alias)
+        else:
+            targets.append((course, assignment))
+    if not targets:
+        raise Permanent(f"course {', '.join(missing)} has no assignment for lesson {lesson.id}; fix: ./manage.py "
+                        f"assignments create --course {missing[0]} --lesson {lesson.id}, then ./manage.py grades sync")
+    return targets
+
+
+def _denied(error: GoogleError) -> bool:
+    return error.status == 403 and ("ProjectPermissionDenied" in str(error) or error.reason == "PERMISSION_DENIED")
+
+
+def _find_submission(submissions: Any, course: Course, assignment: Assignment, who: Who) -> dict[str, Any] | None:
+    what = f"finding {who.student.email}'s submission in {course.alias}"
+    for user in ([who.user_id] if who.user_id else []) + who.emails:
+        try:
+            page = call(submissions.list(courseId=course.classroom_id, courseWorkId=assignment.coursework_id, userId=user),
+                        what)
+        except GoogleError as error:
+            if error.status in (400, 404):  # not a Classroom user under this id or email
+                continue
+            raise
+        found = page.get("studentSubmissions") or []
+        if found:
+            return dict(found[0])
+    return None
+
+
+def _grade_in(settings: Settings, course: Course, assignment: Assignment, who: Who, points: int) -> str:
+    """Set assignedGrade and draftGrade (unless already set), then return; the submission id."""
+    submissions = service(settings, "classroom").courses().courseWork().studentSubmissions()
+    try:
+        submission = _find_submission(submissions, course, assignment, who)
+        if submission is None:
+            raise Permanent(f"{' / '.join(who.emails)} is not a student of course {course.alias} in Classroom (no "
+                            f"submission for “{assignment.title}”); fix: add them to the course in Classroom, or ask "
+                            f"them to `link` the Google account they use there; then ./manage.py grades sync")
+        ids = {"courseId": course.classroom_id, "courseWorkId": assignment.coursework_id, "id": submission["id"]}
+        changed = submission.get("assignedGrade") != points or submission.get("draftGrade") != points
+        if changed:
+            call(submissions.patch(**ids, updateMask="assignedGrade,draftGrade",
+                                   body={"assignedGrade": points, "draftGrade": points}), f"grading in {course.alias}")
+        if changed or submission.get("state") != "RETURNED":
+            call(submissions.return_(**ids, body={}), f"returning the submission in {course.alias}")
+        return str(submission["id"])
+    except GoogleError as error:
+        if _denied(error):
+            raise Permanent(not_ours_reason(course, assignment.lesson_id, assignment.title)) from None
+        raise
+
+
+def deliver_grade(item: OutboxItem, settings: Settings, catalog: Catalog) -> None:
+    """Write the run's grade into every course the student is in that has the lesson's assignment."""
+    run = db.session.get(LessonRun, item.payload["run_id"])
+    lesson = catalog.get(str(item.payload["lesson_id"]))
+    if run is None or lesson is None:
+        raise Permanent(f"run {item.payload['run_id']} or lesson {item.payload['lesson_id']} no longer exists")
+    who = _who(run.student)
+    delivered = dict(item.payload.get("delivered") or {})
+    for course, assignment in _targets(settings, who, lesson):
+        key = f"{course.classroom_id}/{assignment.coursework_id}"
+        if delivered.get(key) == item.payload["points"]:
+            continue
+        submission_id = _grade_in(settings, course, assignment, who, int(item.payload["points"]))
+        delivered[key] = item.payload["points"]
+        item.payload = {**item.payload, "delivered": delivered}
+        item.external_id = submission_id
+
+
+# --- scheduling -----------------------------------------------------------------------------
+
+
+def backoff(attempts: int, retry_after: float | None) -> float:
+    base = min(600.0, 2.0 ** min(attempts, 10))
+    return max(retry_after or 0.0, base * random.uniform(0.5, 1.0))
+
+
+def _tell_not_enrolled(item: OutboxItem) -> None:
+    if item.payload.get("told_not_enrolled") or item.student_id is None:
+        return
+    student = db.session.get(Student, item.student_id)
+    if student is not None:
+        queue_reply(student, Text("grade.not_enrolled", lesson=item.payload["lesson_id"]).render(student.language))
+        item.payload = {**item.payload, "told_not_enrolled": True}
+
+
+def attempt(item: OutboxItem, settings: Settings, catalog: Catalog) -> str:
+    """One delivery attempt; updates the item and returns its outcome: sent, retry, waiting or failed."""
+    now = utcnow()
+    item.attempts += 1
+    item.last_attempt_at = now
+    try:
+        if item.kind == OutboxKind.GRADE:
+            deliver_grade(item, settings, catalog)
+        else:
+            sheets.deliver_row(item, settings, catalog)
+    except NotAuthorized as error:
+        return _wait(item, str(error), NOT_AUTHORIZED_WAIT)
+    except Waiting as error:
+        _tell_not_enrolled(item)
+        return _wait(item, str(error), NOT_ENROLLED_WAIT)
+    except GoogleError as error:
+        if not error.transient:
+            return _fail(item, str(error))
+        item.ambiguous = item.ambiguous or error.ambiguous
+        if item.attempts >= settings.grade_max_attempts:
+            return _fail(item, f"gave up after {item.attempts} attempts; last error: {error}; retry: ./manage.py grades sync")
+        item.last_error = str(error)
+        item.next_attempt_at = now + timedelta(seconds=backoff(item.attempts, error.retry_after))
+        return "retry"
+    except Permanent as error:
+        return _fail(item, str(error))
+    item.mark_sent()
+    item.ambiguous = False
+    return "sent"
+
+
+def _wait(item: OutboxItem, reason: str, wait: timedelta) -> str:
+    item.attempts = 0  # waiting is not failing: nothing is retried in a loop, a link or sync wakes it
+    item.last_error = reason
+    item.next_attempt_at = utcnow() + wait
+    return "waiting"
+
+
+def _fail(item: OutboxItem, reason: str) -> str:
+    item.status = OutboxStatus.FAILED
+    item.last_error = reason[:2000]
+    log.warning("outbox %s (%s) failed: %s", item.id, item.kind.value, reason, extra={"outbox_id": item.id})
+    return "failed"
+
+
+def _claim(due_only: bool, exclude: set[int]) -> OutboxItem | None:
+    query = (sa.select(OutboxItem).where(OutboxItem.kind.in_((OutboxKind.GRADE, OutboxKind.SHEET_ROW)),
+                                         OutboxItem.status == OutboxStatus.PENDING)
+             .order_by(OutboxItem.next_attempt_at, OutboxItem.id).limit(1))
+    if due_only:
+        query = query.where(OutboxItem.next_attempt_at <= utcnow())
+    if exclude:
+        query = query.where(OutboxItem.id.not_in(exclude))
+    if is_postgresql():
+        query = query.with_for_update(skip_locked=True)
+    return db.session.scalars(query).first()
+
+
+def process_one(settings: Settings, catalog: Catalog, due_only: bool = True, exclude: set[int] | None = None
+                ) -> tuple[int, str] | None:
+    """Claim one grade or row, try it in its own transaction; (id, outcome), or None if nothing is there."""
+    item = _claim(due_only, exclude or set())
+    if item is None:
+        db.session.rollback()
+        return None
+    item_id = item.id
+    try:
+        outcome = attempt(item, settings, catalog)
+        db.session.commit()
+    except Exception as error:  # one bad item never stops the others
+        db.session.rollback()
+        log.exception("outbox %s: delivery crashed; rescheduled", item_id, extra={"outbox_id": item_id})
+        _reschedule_crashed(item_id, error)
+        outcome = "retry"
+    return item_id, outcome
+
+
+def _reschedule_crashed(item_id: int, error: Exception) -> None:
+    item = db.session.get(OutboxItem, item_id)
+    if item is not None:
+        item.attempts += 1
+        item.last_error = f"{error.__class__.__name__}: {error}"[:2000]
+        item.next_attempt_at = utcnow() + timedelta(seconds=backoff(item.attempts, None))
+        db.session.commit()
+
+
+def deliver_due(settings: Settings, catalog: Catalog, limit: int = 50, stopping: Callable[[], bool] = lambda: False) -> int:
+    """The poller's share: deliver due grades and sheet rows, one per transaction."""
+    done = 0
+    while done < limit and not stopping():
+        if process_one(settings, catalog) is None:
+            break
+        done += 1
+    return done
+
+
+Sleep = Callable[[float], None]
+
+
+@dataclass
+class SyncReport:
+    outcomes: dict[int, str] = field(default_factory=dict)
+
+    def count(self, outcome: str) -> int:
+        return sum(1 for value in self.outcomes.values() if value == outcome)
+
+
+def pending_count() -> int:
+    query = sa.select(sa.func.count()).select_from(OutboxItem).where(
+        OutboxItem.kind.in_((OutboxKind.GRADE, OutboxKind.SHEET_ROW)), OutboxItem.status == OutboxStatus.PENDING)
+    return int(db.session.scalar(query) or 0)
+
+
+def sync(settings: Settings, catalog: Catalog, *, rounds: int = 30, sleep: Sleep,
+         on_item: Callable[[int, str], None] = lambda item_id, outcome: None) -> SyncReport:
+    """Try every pending grade now; repeat those that hit 429/5xx after their back-off, for a bounded number of rounds."""
+    report = SyncReport()
+    for _ in range(rounds):
+        tried: set[int] = set()
+        while (result := process_one(settings, catalog, due_only=False, exclude=tried)) is not None:
+            tried.add(result[0])
+            report.outcomes[result[0]] = result[1]
+            on_item(*result)
+        retrying = [i for i, outcome in report.outcomes.items() if outcome == "retry"]
+        if not retrying:
+            break
+        sleep(_wait_for(retrying))
+    return report
+
+
+def _wait_for(item_ids: list[int]) -> float:
+    soonest = db.session.scalar(sa.select(sa.func.min(OutboxItem.next_attempt_at)).where(OutboxItem.id.in_(item_ids)))
+    db.session.rollback()
+    if soonest is None:
+        return 0.0
+    return max(0.0, min(60.0, (soonest - utcnow()).total_seconds()))

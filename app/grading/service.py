@@ -1,0 +1,65 @@
+"""Queueing grades and sheet rows in the transaction that completes a run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from flask import current_app, has_app_context
+
+from app.db import db, utcnow
+from app.outbox.models import OutboxItem, OutboxKind, OutboxStatus
+from app.runs.models import LessonRun
+
+GRADE_KINDS = (OutboxKind.GRADE, OutboxKind.SHEET_ROW)
+
+
+def grade_key(run_id: int) -> str:
+    return f"grade:run:{run_id}"
+
+
+def sheet_key(run_id: int) -> str:
+    return f"sheet:run:{run_id}"
+
+
+def _queue(kind: OutboxKind, key: str, student_id: int, payload: dict[str, Any]) -> None:
+    """Insert, or let a newer value replace a pending one with the same key."""
+    item = db.session.scalars(sa.select(OutboxItem).where(OutboxItem.dedupe_key == key).with_for_update()).first()
+    if item is None:
+        db.session.add(OutboxItem(kind=kind, student_id=student_id, payload=payload, dedupe_key=key,
+                                  status=OutboxStatus.PENDING, attempts=0, next_attempt_at=utcnow()))
+    elif item.status == OutboxStatus.PENDING:
+        item.payload = {**item.payload, **payload}
+        item.next_attempt_at = utcnow()
+
+
+def queue_grade(run: LessonRun) -> None:
+    """Queue the run's grade for Classroom (and a gradebook row when a live sheet is set); caller commits."""
+    payload = {"run_id": run.id, "lesson_id": run.lesson_id, "points": run.points, "student_email": run.student.email}
+    _queue(OutboxKind.GRADE, grade_key(run.id), run.student_id, payload)
+    settings = current_app.extensions["lessonbot.settings"] if has_app_context() else None
+    if settings is not None and settings.google_sheet_id:
+        _queue(OutboxKind.SHEET_ROW, sheet_key(run.id), run.student_id, {**payload, "sheet_id": settings.google_sheet_id})
+
+
+def wake_grades(student_id: int | None = None) -> int:
+    """Make waiting grades due now (after a link, a roster sync or a new authorization)."""
+    statement = (sa.update(OutboxItem).where(OutboxItem.kind == OutboxKind.GRADE, OutboxItem.status == OutboxStatus.PENDING)
+                 .values(next_attempt_at=utcnow()))
+    if student_id is not None:
+        statement = statement.where(OutboxItem.student_id == student_id)
+    return int(db.session.execute(statement).rowcount or 0)  # type: ignore[attr-defined]
+
+
+def retry_failed() -> int:
+    """Put failed grades and rows back in the queue (after the admin fixed the reason)."""
+    statement = (sa.update(OutboxItem).where(OutboxItem.kind.in_(GRADE_KINDS), OutboxItem.status == OutboxStatus.FAILED)
+                 .values(status=OutboxStatus.PENDING, attempts=0, next_attempt_at=utcnow()))
+    return int(db.session.execute(statement).rowcount or 0)  # type: ignore[attr-defined]
+
+
+def list_grades(status: OutboxStatus | None = None, limit: int = 200) -> list[OutboxItem]:
+    query = sa.select(OutboxItem).where(OutboxItem.kind.in_(GRADE_KINDS)).order_by(OutboxItem.id.desc()).limit(limit)
+    if status is not None:
+        query = query.where(OutboxItem.status == status)
+    return list(db.session.scalars(query))

@@ -1,0 +1,66 @@
+"""The log shipper: rotate the app's JSON logs, gzip them, upload them to Drive, delete after Drive confirms.
+
+Run it with ``python -m app.workers.log_shipper`` (under supervisor in production). Progress
+lives in ``<log dir>/outgoing/``: the files themselves and an atomically replaced state file
+with each upload's session, so SIGKILL at any moment loses and doubles nothing. SIGTERM
+lets the file being uploaded finish, skips the rest of the pass and exits 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from flask import Flask
+
+from app import create_app
+from app.db import db
+from app.lessons.catalog import InvalidLessons
+from app.logs import configure_logging
+from app.logship.shipper import LogShipper, NotConfigured
+from app.settings import ConfigError, Settings, load_settings
+from app.workers.base import StopFlag, backoff, run_forever
+from app.workers.models import record_heartbeat
+
+log = logging.getLogger(__name__)
+
+
+class ShipperWorker:
+    def __init__(self, settings: Settings, stop: StopFlag | None = None) -> None:
+        self.stop = stop or StopFlag()
+        self.shipper = LogShipper(settings, sleep=self._sleep, stopping=lambda: self.stop.stopping)
+
+    def _sleep(self, seconds: float) -> None:
+        self.stop.event.wait(seconds)
+
+    def run_once(self) -> bool:
+        report = self.shipper.run_once()
+        record_heartbeat("log_shipper", {"shipped": len(report.shipped), "errors": report.errors[:5]})
+        db.session.commit()
+        if report.errors:
+            raise RuntimeError("; ".join(report.errors))  # the loop backs off
+        return bool(report.shipped)
+
+
+def build(settings: Settings | None = None) -> tuple[Flask, ShipperWorker]:
+    settings = settings or load_settings()
+    return create_app(settings), ShipperWorker(settings)
+
+
+def main() -> None:
+    try:
+        settings = load_settings()
+        configure_logging(settings, "log_shipper")
+        app, worker = build(settings)
+    except (ConfigError, InvalidLessons, NotConfigured) as error:
+        print(error, file=sys.stderr)
+        sys.exit(2)
+    worker.stop.install()
+    log.info("log shipper started (interval %.0f s)", settings.log_ship_interval_seconds)
+    with app.app_context():
+        run_forever(worker.run_once, settings.log_ship_interval_seconds, worker.stop, backoff)
+    log.info("log shipper stopped")
+
+
+if __name__ == "__main__":
+    main()

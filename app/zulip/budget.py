@@ -1,0 +1,122 @@
+"""One rate budget for every Zulip call the bot makes, shared by all processes.
+
+A token bucket in PostgreSQL (one row per bot): taking a token is one atomic UPDATE, so
+the receiver, the reply sender and the poller's checks never together exceed the
+bot's limit. The server's own ``X-RateLimit-*`` headers and 429 answers correct it:
+when Zulip says the window is used up, everyone waits until it resets.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+log = logging.getLogger(__name__)
+BURST = 10.0
+
+_TAKE = sa.text("""
+    UPDATE rate_budgets SET
+        tokens = LEAST(capacity, tokens + EXTRACT(EPOCH FROM clock_timestamp() - updated_at) * refill_per_second) - 1,
+        updated_at = clock_timestamp()
+    WHERE name = :name AND blocked_until <= clock_timestamp()
+      AND LEAST(capacity, tokens + EXTRACT(EPOCH FROM clock_timestamp() - updated_at) * refill_per_second) >= 1
+    RETURNING tokens
+""")
+_STATE = sa.text("""
+    SELECT tokens + EXTRACT(EPOCH FROM clock_timestamp() - updated_at) * refill_per_second AS tokens,
+           refill_per_second, EXTRACT(EPOCH FROM blocked_until - clock_timestamp()) AS blocked_for
+    FROM rate_budgets WHERE name = :name
+""")
+_ENSURE = sa.text("""
+    INSERT INTO rate_budgets (name, tokens, capacity, refill_per_second, updated_at, blocked_until)
+    VALUES (:name, :capacity, :capacity, :refill, clock_timestamp(), clock_timestamp())
+    ON CONFLICT (name) DO UPDATE SET capacity = EXCLUDED.capacity, refill_per_second = EXCLUDED.refill_per_second
+""")
+_BLOCK = sa.text("""
+    UPDATE rate_budgets SET blocked_until = GREATEST(blocked_until, clock_timestamp() + make_interval(secs => :seconds)),
+                            tokens = 0, updated_at = clock_timestamp()
+    WHERE name = :name
+""")
+_REMAINING = sa.text("""
+    UPDATE rate_budgets SET tokens = LEAST(capacity, :remaining), updated_at = clock_timestamp() WHERE name = :name
+""")
+
+
+class RateBudget:
+    """Shared budget of ``per_minute`` calls; ``acquire()`` blocks until a call may go."""
+
+    def __init__(self, engine: Engine, name: str, per_minute: float, *, sleep: Callable[[float], object] = time.sleep,
+                 stopping: Callable[[], bool] = lambda: False) -> None:
+        self.engine, self.name = engine, name
+        self.sleep, self.stopping = sleep, stopping
+        capacity = min(BURST, per_minute)
+        with self.engine.begin() as connection:
+            connection.execute(_ENSURE, {"name": name, "capacity": capacity, "refill": per_minute / 60.0})
+
+    def acquire(self) -> bool:
+        """Take one token, waiting as long as needed; False if the process is stopping."""
+        while not self.stopping():
+            with self.engine.begin() as connection:
+                if connection.execute(_TAKE, {"name": self.name}).first() is not None:
+                    return True
+                state = connection.execute(_STATE, {"name": self.name}).one()
+            wait = max(float(state.blocked_for or 0), (1 - float(state.tokens)) / float(state.refill_per_second), 0.01)
+            self.sleep(min(wait, 1.0))
+        return False
+
+    def block_for(self, seconds: float) -> None:
+        """The server said 429: nobody calls until ``seconds`` from now."""
+        log.warning("zulip rate limit hit: every caller waits %.1f s", seconds)
+        with self.engine.begin() as connection:
+            connection.execute(_BLOCK, {"name": self.name, "seconds": max(seconds, 0.0)})
+
+    def observe(self, remaining: int | None, reset_in: float | None) -> None:
+        """Follow the server's X-RateLimit headers: what it says is left is what we have (up to the burst)."""
+        if remaining is None:
+            return
+        if remaining <= 0 and reset_in is not None:
+            self.block_for(reset_in)
+            return
+        with self.engine.begin() as connection:
+            connection.execute(_REMAINING, {"name": self.name, "remaining": remaining})
+
+
+class LocalBudget:
+    """The same interface in one process, for SQLite (the demo) where there is no shared server."""
+
+    def __init__(self, per_minute: float) -> None:
+        self.refill = per_minute / 60.0
+        self.tokens = min(BURST, per_minute)
+        self.capacity = self.tokens
+        self.updated = time.monotonic()
+        self.blocked_until = 0.0
+        self.lock = threading.Lock()
+
+    def acquire(self) -> bool:
+        while True:
+            with self.lock:
+                now = time.monotonic()
+                self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.refill)
+                self.updated = now
+                if now >= self.blocked_until and self.tokens >= 1:
+                    self.tokens -= 1
+                    return True
+                wait = max(self.blocked_until - now, (1 - self.tokens) / self.refill)
+            time.sleep(min(wait, 1.0))
+
+    def block_for(self, seconds: float) -> None:
+        with self.lock:
+            self.blocked_until = max(self.blocked_until, time.monotonic() + seconds)
+            self.tokens = 0
+
+    def observe(self, remaining: int | None, reset_in: float | None) -> None:
+        if remaining is not None and remaining <= 0 and reset_in is not None:
+            self.block_for(reset_in)
+        elif remaining is not None:
+            with self.lock:
+                self.tokens = min(self.capacity, remaining)

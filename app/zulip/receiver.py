@@ -1,0 +1,257 @@
+"""The Zulip receiver: every direct message or mention to the bot reaches the core exactly once, in order.
+
+It registers an event queue, long-polls it, and forwards each message to the core's
+``/internal/messages``. The id of the last message handed over is kept in PostgreSQL:
+at start and after the queue expires it registers anew, then backfills with
+``GET /messages`` from that id before draining the queue, dropping repeats by id.
+The core is idempotent by message id too, so a crash between handing over and
+saving the id repeats nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+import zlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from app.db import db, is_postgresql, upsert_insert, utcnow
+from app.workers.base import StopFlag, backoff
+from app.zulip.api import BadEventQueue, Stopping, ZulipApi, ZulipError
+from app.zulip.models import ReceiverState
+
+log = logging.getLogger(__name__)
+LOCK_CLASS = 7302  # pg advisory lock namespace: one receiver per bot
+BACKFILL_PAGE = 200
+BOT_LIST_MAX_AGE = 600.0
+
+
+class CoreRejected(Exception):
+    """The core refused a message for good (4xx): retrying cannot help."""
+
+
+class CoreClient:
+    """Hands messages to the core's /internal/messages."""
+
+    def __init__(self, core_url: str, token: str) -> None:
+        self.url = core_url.rstrip("/") + "/internal/messages"
+        self.session = requests.Session()
+        self.session.headers["Authorization"] = f"Bearer {token}"
+
+    def deliver(self, message: dict[str, Any]) -> None:
+        body = {"message_id": f"zulip:{message['id']}", "sender_email": message["sender_email"],
+                "sender_full_name": message.get("sender_full_name", ""), "sender_id": message.get("sender_id"),
+                "content": message.get("content", "")}
+        response = self.session.post(self.url, json=body, timeout=30)
+        if response.status_code == 200:
+            return
+        if 400 <= response.status_code < 500 and response.status_code not in (408, 429):
+            raise CoreRejected(f"HTTP {response.status_code}: {response.text[:300]}")
+        response.raise_for_status()
+        raise requests.HTTPError(f"unexpected HTTP {response.status_code}")
+
+
+def wants(message: dict[str, Any], flags: list[str], bot_email: str, bot_ids: set[int]) -> bool:
+    """Direct messages and mentions from people; never our own messages or other bots'."""
+    if message.get("sender_email") == bot_email or message.get("sender_id") in bot_ids:
+        return False
+    if message.get("type") == "stream":
+        return "mentioned" in flags
+    return True
+
+
+@dataclass
+class Receiver:
+    api: ZulipApi                 # calls from the main thread
+    poll_api: ZulipApi            # the long-poll, from its own thread
+    core: CoreClient
+    stop: StopFlag
+    last_id: int | None = None
+    queue_id: str | None = None
+    last_event_id: int = -1
+    longpoll_seconds: float = 90.0
+    bot_ids: set[int] = field(default_factory=set)
+    bots_loaded_at: float = 0.0
+    errors: int = 0
+    _lock_connection: Connection | None = None
+
+    @property
+    def bot_email(self) -> str:
+        return self.api.email
+
+    # ---- one active receiver per bot ---------------------------------------------------
+
+    def wait_for_lock(self) -> bool:
+        """Hold the bot's advisory lock for the life of the process; wait while another has it."""
+        if not is_postgresql():
+            return True
+        key = zlib.crc32(self.bot_email.encode()) & 0x7FFFFFFF
+        self._lock_connection = db.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        announced = False
+        while not self.stop.stopping:
+            if self._lock_connection.scalar(sa.text("SELECT pg_try_advisory_lock(:c, :k)"), {"c": LOCK_CLASS, "k": key}):
+                log.info("receiver lock taken for %s", self.bot_email)
+                return True
+            if not announced:
+                log.info("another receiver is active for %s; waiting", self.bot_email)
+                announced = True
+            self.stop.event.wait(1.0)
+        return False
+
+    # ---- progress ----------------------------------------------------------------------
+
+    def load_progress(self) -> None:
+        state = db.session.get(ReceiverState, self.bot_email)
+        self.last_id = state.last_message_id if state else None
+        db.session.rollback()
+
+    def save_progress(self, message_id: int) -> None:
+        self.last_id = message_id
+        now = utcnow()
+        statement = upsert_insert(ReceiverState.__table__).values(bot_email=self.bot_email, last_message_id=message_id,
+                                                                  updated_at=now)
+        statement = statement.on_conflict_do_update(index_elements=["bot_email"],
+                                                    set_={"last_message_id": message_id, "updated_at": now})
+        db.session.execute(statement)
+        db.session.commit()
+
+    # ---- the loop ----------------------------------------------------------------------
+
+    def run_once(self) -> bool:
+        """Register if needed, then one long-poll; True if messages were handed over."""
+        try:
+            if self.queue_id is None:
+                self.register_and_backfill()
+            handled = self.drain(self.poll())
+            self.errors = 0
+            return handled > 0
+        except BadEventQueue:
+            log.info("event queue %s expired; registering again and backfilling", self.queue_id)
+            self.queue_id = None
+            return False
+        except Stopping:
+            return False
+        except (ZulipError, requests.RequestException, CoreRejected, OSError) as error:
+            self.errors += 1
+            delay = backoff(self.errors, initial=0.5, maximum=60)
+            log.warning("receiver: %s; retrying in %.1f s", error, delay)
+            self.stop.event.wait(delay)
+            return False
+
+    def register_and_backfill(self) -> None:
+        """A new queue first, then everything since the last handed-over id: no gap between them."""
+        result = self.api.call("register", "POST", {"event_types": json.dumps(["message"]), "apply_markdown": "false",
+                                                    "client_gravatar": "true"})
+        self.queue_id, self.last_event_id = result["queue_id"], int(result["last_event_id"])
+        self.longpoll_seconds = float(result.get("event_queue_longpoll_timeout_seconds") or 90)
+        self.refresh_bots(force=True)
+        if self.last_id is None:
+            # First start ever: begin from now rather than the bot's whole history.
+            self.save_progress(int(result.get("max_message_id", 0)))
+            return
+        for message in self.missed_messages():
+            self.handle(message, message.get("flags", []))
+
+    def missed_messages(self) -> list[dict[str, Any]]:
+        """Direct messages and mentions after the last handed-over id, oldest first."""
+        assert self.last_id is not None
+        found: dict[int, dict[str, Any]] = {}
+        for narrow in ([{"operator": "is", "operand": "dm"}], [{"operator": "is", "operand": "mentioned"}]):
+            anchor = self.last_id
+            while True:
+                page = self.api.call("messages", "GET", {
+                    "anchor": anchor, "include_anchor": "false", "num_before": 0, "num_after": BACKFILL_PAGE,
+                    "narrow": json.dumps(narrow), "apply_markdown": "false"})
+                messages = page.get("messages", [])
+                found.update({int(message["id"]): message for message in messages})
+                if page.get("found_newest", True) or not messages:
+                    break
+                anchor = int(messages[-1]["id"])
+        if found:
+            log.info("backfill: %d message(s) after id %s", len(found), self.last_id)
+        return [found[key] for key in sorted(found)]
+
+    def poll(self) -> list[dict[str, Any]]:
+        """One long-poll, in a helper thread so that SIGTERM is answered at once."""
+        results: queue.Queue[Any] = queue.Queue(maxsize=1)
+        params = {"queue_id": self.queue_id, "last_event_id": self.last_event_id}
+
+        def long_poll() -> None:
+            try:
+                results.put(self.poll_api.call("events", "GET", params, timeout=self.longpoll_seconds + 15, budgeted=False))
+            except Exception as error:  # handed to the main thread
+                results.put(error)
+
+        threading.Thread(target=long_poll, name="zulip-longpoll", daemon=True).start()
+        while not self.stop.stopping:
+            try:
+                outcome = results.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            if isinstance(outcome, Exception):
+                raise outcome
+            return list(outcome.get("events", []))
+        raise Stopping()
+
+    def drain(self, events: list[dict[str, Any]]) -> int:
+        handled = 0
+        for event in events:
+            self.last_event_id = max(self.last_event_id, int(event["id"]))
+            if event.get("type") == "message":
+                handled += self.handle(event["message"], event.get("flags", []))
+        return handled
+
+    def handle(self, message: dict[str, Any], flags: list[str]) -> int:
+        """Hand one message over (retrying until the core takes it); 1 if it was new and wanted."""
+        message_id = int(message["id"])
+        if self.last_id is not None and message_id <= self.last_id:
+            return 0  # seen already (backfill and queue overlap)
+        if message.get("sender_id") not in self.bot_ids:
+            self.refresh_bots()
+        if not wants(message, flags, self.bot_email, self.bot_ids):
+            self.save_progress(message_id)
+            return 0
+        self._deliver_until_taken(message)
+        self.save_progress(message_id)
+        return 1
+
+    def _deliver_until_taken(self, message: dict[str, Any]) -> None:
+        attempt = 0
+        while True:
+            try:
+                self.core.deliver(message)
+                return
+            except CoreRejected as error:
+                log.error("core refused message %s for good: %s", message["id"], error)
+                return
+            except requests.RequestException as error:
+                attempt += 1
+                delay = backoff(attempt, initial=0.2, maximum=30, jitter=0.5)
+                log.warning("core unreachable for message %s (%s); retrying in %.1f s", message["id"], error, delay)
+                if self.stop.event.wait(delay):
+                    raise Stopping() from error
+
+    def refresh_bots(self, force: bool = False) -> None:
+        if not force and time.monotonic() - self.bots_loaded_at < BOT_LIST_MAX_AGE:
+            return
+        members = self.api.call("users", "GET").get("members", [])
+        self.bot_ids = {int(member["user_id"]) for member in members if member.get("is_bot")}
+        self.bots_loaded_at = time.monotonic()
+
+    def close(self) -> None:
+        if self.queue_id is not None:
+            try:
+                self.api.call("events", "DELETE", {"queue_id": self.queue_id}, timeout=5, budgeted=False)
+            except Exception as error:  # best effort: the queue expires on its own
+                log.info("could not delete event queue: %s", error)
+        if self._lock_connection is not None:
+            self._lock_connection.close()
+

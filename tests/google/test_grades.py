@@ -1,0 +1,223 @@
+"""Grade passback through the outbox: exactly once, through quota storms and lost answers; clear reasons."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from flask import Flask
+from flask.testing import FlaskClient
+
+from app.cli.grades import sync_grades
+from app.courses.models import CourseStudent
+from app.courses.service import add_course, create_assignment, get_course, sync_roster
+from app.db import db
+from app.grading.delivery import deliver_due
+from app.grading.service import queue_grade
+from app.outbox.models import OutboxItem, OutboxKind, OutboxStatus
+from app.runs.models import LessonRun
+from app.settings import Settings
+from app.workers.poller import Poller
+from tests.google.conftest import GoogleWorld
+from tests.google_server import FaultKind
+from tests.helpers import ChatStudent
+
+
+def _classroom(world: GoogleWorld, settings: Settings, app: Flask, emails: list[str], *, assignment: bool = True
+               ) -> tuple[str, str | None]:
+    """A course 'git1' with these students, synced; the app's assignment for git-quiz. (course id, work id)"""
+    gs = world.gs
+    course_id = gs.add_course("Git 1")
+    for email in emails:
+        gs.add_student(course_id, email, email.split("@")[0].title())
+    course = add_course(settings, "git1", "Git 1")
+    work_id = None
+    if assignment:
+        work_id = create_assignment(settings, course, app.extensions["lessonbot.catalog"].get("git-quiz")).coursework_id
+    sync_roster(settings, course)
+    db.session.commit()
+    return course_id, work_id
+
+
+def _finish_quiz(client: FlaskClient, email: str, tmp_path: Path) -> ChatStudent:
+    student = ChatStudent(client, email, tmp_path)
+    student.say("start git-quiz")
+    assert "You finished" in student.say("git log")
+    return student
+
+
+def _grades() -> list[OutboxItem]:
+    db.session.expire_all()
+    return list(db.session.scalars(sa.select(OutboxItem).where(OutboxItem.kind == OutboxKind.GRADE).order_by(OutboxItem.id)))
+
+
+def test_a_finished_lesson_is_graded_and_returned_by_the_poller(app: Flask, client: FlaskClient, authorized: GoogleWorld,
+                                                                settings: Settings, tmp_path: Path) -> None:
+    course_id, work_id = _classroom(authorized, settings, app, ["ann@example.com"])
+    _finish_quiz(client, "ann@example.com", tmp_path)
+    [item] = _grades()
+    assert item.status == OutboxStatus.PENDING and item.payload["points"] == 10  # queued with the completion
+
+    poller = Poller(settings, app.extensions["lessonbot.catalog"])
+    assert poller.run_once() is True
+    submission = authorized.gs.submission_for(course_id, str(work_id), "ann@example.com")
+    assert submission["assignedGrade"] == 10 and submission["draftGrade"] == 10 and submission["state"] == "RETURNED"
+    [item] = _grades()
+    assert item.status == OutboxStatus.SENT and item.external_id == submission["id"]
+    poller.run_once()
+    assert len(authorized.gs.grade_history(course_id, str(work_id))) == 1
+
+
+def test_quota_storm_during_grades_sync_lands_every_grade_exactly_once(
+        app: Flask, client: FlaskClient, runner: Any, authorized: GoogleWorld, settings: Settings, tmp_path: Path) -> None:
+    gs = authorized.gs
+    emails = [f"s{i}@example.com" for i in range(8)]
+    course_id, work_id = _classroom(authorized, settings, app, emails)
+    for email in emails:
+        _finish_quiz(client, email, tmp_path)
+    gs.faults.storm("classroom", percent=60, seconds=30)
+    gs.faults.add("classroom.courses.courseWork.studentSubmissions.patch", FaultKind.DROP_AFTER, times=2)
+    gs.faults.add("classroom.courses.courseWork.studentSubmissions.return", FaultKind.SERVER_ERROR, times=2, status=503)
+
+    report = sync_grades(settings, app.extensions["lessonbot.catalog"], sleep=gs.clock.advance, rounds=200)
+    assert report.count("sent") == len(emails), report.outcomes
+    history = gs.grade_history(course_id, str(work_id))
+    assert len({h["submissionId"] for h in history}) == len(history)  # one patch per student
+    assert len(history) == len(emails)
+    for email in emails:
+        submission = gs.submission_for(course_id, str(work_id), email)
+        assert (submission["assignedGrade"], submission["state"]) == (10, "RETURNED")
+    assert all(item.status == OutboxStatus.SENT for item in _grades())
+    assert gs.call_count("classroom.courses.courseWork.studentSubmissions.patch") >= len(emails)
+    assert "nothing" not in runner.invoke(args=["grades", "list"]).output
+
+
+def test_coursework_of_another_project_fails_with_reason_and_is_not_retried(
+        app: Flask, client: FlaskClient, runner: Any, authorized: GoogleWorld, settings: Settings, tmp_path: Path) -> None:
+    gs = authorized.gs
+    course_id, _ = _classroom(authorized, settings, app, ["ann@example.com"], assignment=False)
+    gs.add_coursework(course_id, "Интерактивный урок по Git")  # made in the Classroom UI
+    _finish_quiz(client, "ann@example.com", tmp_path)
+    catalog = app.extensions["lessonbot.catalog"]
+    deliver_due(settings, catalog)
+    [item] = _grades()
+    assert item.status == OutboxStatus.FAILED and item.attempts == 1
+    assert "not created by Lessonbot" in str(item.last_error)
+    assert "./manage.py assignments create --course git1 --lesson git-quiz" in str(item.last_error)
+    calls = gs.call_count("classroom")
+    assert deliver_due(settings, catalog) == 0 and gs.call_count("classroom") == calls  # nothing retried
+    failed = runner.invoke(args=["grades", "list", "--failed"])
+    assert "not created by" in failed.output.replace("\n", " ")
+
+
+def test_recorded_assignment_that_another_project_owns_gets_the_same_reason(
+        app: Flask, client: FlaskClient, authorized: GoogleWorld, settings: Settings, tmp_path: Path) -> None:
+    gs = authorized.gs
+    course_id, _ = _classroom(authorized, settings, app, ["ann@example.com"])
+    other_client, _ = gs.add_oauth_client(gs.add_project("someone-else"))
+    authorized.refresh_token = gs.issue_refresh_token(other_client, "teacher@example.com", ["x"])
+    work = gs.add_coursework(course_id, "Interactive", created_by_client=other_client)
+    db.session.execute(sa.text("UPDATE assignments SET coursework_id = :w"), {"w": work})
+    db.session.commit()
+    _finish_quiz(client, "ann@example.com", tmp_path)
+    deliver_due(settings, app.extensions["lessonbot.catalog"])
+    [item] = _grades()
+    assert item.status == OutboxStatus.FAILED and "Classroom lets only the Google project" in str(item.last_error)
+
+
+def test_student_in_no_course_is_told_and_the_grade_waits_until_enrolled(
+        app: Flask, client: FlaskClient, authorized: GoogleWorld, settings: Settings, tmp_path: Path) -> None:
+    gs = authorized.gs
+    course_id, work_id = _classroom(authorized, settings, app, ["ann@example.com"])
+    student = _finish_quiz(client, "zed@example.com", tmp_path)
+    catalog = app.extensions["lessonbot.catalog"]
+    deliver_due(settings, catalog)
+    [item] = _grades()
+    assert item.status == OutboxStatus.PENDING and "in no synced Classroom course" in str(item.last_error)
+    assert "did not find you in any Google Classroom course" in student.new_replies()
+    assert deliver_due(settings, catalog) == 0  # waits, not retried in a loop
+
+    gs.add_student(course_id, "zed@example.com", "Zed")
+    sync_roster(settings, get_course("git1"))
+    db.session.commit()
+    assert deliver_due(settings, catalog) == 1
+    assert gs.submission_for(course_id, str(work_id), "zed@example.com")["assignedGrade"] == 10
+    assert student.new_replies() == ""  # told once
+
+
+def test_student_on_the_roster_but_not_in_classroom_course_fails_with_the_fix(
+        app: Flask, client: FlaskClient, authorized: GoogleWorld, settings: Settings, tmp_path: Path) -> None:
+    _classroom(authorized, settings, app, ["ann@example.com"])
+    authorized.gs.add_account("zed@example.com")
+    # A stale roster: zed was in the course at the last sync, Classroom no longer has them.
+    db.session.add(CourseStudent(course_id=get_course("git1").id, classroom_user_id="gone", email="zed@example.com"))
+    db.session.commit()
+    _finish_quiz(client, "zed@example.com", tmp_path)
+    deliver_due(settings, app.extensions["lessonbot.catalog"])
+    [item] = _grades()
+    assert item.status == OutboxStatus.FAILED
+    assert "is not a student of course git1" in str(item.last_error) and "link" in str(item.last_error)
+
+
+def test_missing_assignment_and_revoked_token_have_actionable_reasons(
+        app: Flask, client: FlaskClient, authorized: GoogleWorld, settings: Settings, tmp_path: Path) -> None:
+    _classroom(authorized, settings, app, ["ann@example.com"], assignment=False)
+    _finish_quiz(client, "ann@example.com", tmp_path)
+    catalog = app.extensions["lessonbot.catalog"]
+    authorized.gs.revoke(authorized.refresh_token)
+    deliver_due(settings, catalog)
+    [item] = _grades()
+    assert item.status == OutboxStatus.PENDING and "run `./manage.py google auth`" in str(item.last_error)
+
+    from app.google.tokens import store_authorization
+    from tests.google.conftest import SCOPES
+
+    store_authorization(settings, "teacher@example.com", SCOPES,
+                        authorized.gs.issue_refresh_token(authorized.client_id, "teacher@example.com", SCOPES))
+    db.session.commit()
+    report = sync_grades(settings, catalog, sleep=lambda s: None)
+    assert report.count("failed") == 1
+    [item] = _grades()
+    assert "has no assignment for lesson git-quiz" in str(item.last_error)
+    assert "assignments create --course git1 --lesson git-quiz" in str(item.last_error)
+
+
+def test_a_newer_grade_replaces_an_older_pending_one(app: Flask, client: FlaskClient, authorized: GoogleWorld,
+                                                     tmp_path: Path) -> None:
+    _finish_quiz(client, "ann@example.com", tmp_path)
+    run = db.session.scalars(sa.select(LessonRun)).one()
+    run.points = 7
+    queue_grade(run)
+    db.session.commit()
+    [item] = _grades()
+    assert item.payload["points"] == 7 and item.dedupe_key == f"grade:run:{run.id}"
+
+
+def test_grades_sync_command_reports_and_exits_nonzero_on_failure(
+        app: Flask, client: FlaskClient, runner: Any, authorized: GoogleWorld, settings: Settings, tmp_path: Path) -> None:
+    _classroom(authorized, settings, app, ["ann@example.com"], assignment=False)
+    _finish_quiz(client, "ann@example.com", tmp_path)
+    result = runner.invoke(args=["grades", "sync"])
+    assert result.exit_code == 1
+    assert "failed 1" in result.output and "assignments create" in result.output
+
+
+def test_a_grade_goes_to_every_course_of_the_student_that_has_the_assignment(
+        app: Flask, client: FlaskClient, runner: Any, authorized: GoogleWorld, settings: Settings, tmp_path: Path) -> None:
+    gs = authorized.gs
+    course_1, work_1 = _classroom(authorized, settings, app, ["ann@example.com"])
+    course_2 = gs.add_course("Git 2")
+    gs.add_student(course_2, "ann@example.com", "Ann")
+    second = add_course(settings, "git2", "Git 2")
+    work_2 = create_assignment(settings, second, app.extensions["lessonbot.catalog"].get("git-quiz")).coursework_id
+    sync_roster(settings, second)
+    db.session.commit()
+    _finish_quiz(client, "ann@example.com", tmp_path)
+    deliver_due(settings, app.extensions["lessonbot.catalog"])
+    for course_id, work_id in ((course_1, work_1), (course_2, work_2)):
+        assert gs.submission_for(course_id, str(work_id), "ann@example.com")["assignedGrade"] == 10
+        assert len(gs.grade_history(course_id, str(work_id))) == 1
+    pending = runner.invoke(args=["grades", "list", "--pending"])
+    assert "ann@example.com" not in pending.output
+    assert "ann@example.com" in runner.invoke(args=["grades", "list"]).output

@@ -1,0 +1,213 @@
+"""The receiver and the reply sender in-process, against the Zulip test server and the live core."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+
+import pytest
+from flask import Flask
+
+from app.db import db
+from app.outbox.models import OutboxItem, OutboxStatus
+from app.settings import Settings
+from app.workers.base import StopFlag
+from app.zulip.connect import connect
+from app.zulip.delivery import ReplyDelivery, run_delivery_loop
+from app.zulip.receiver import CoreClient, Receiver
+from tests.zulip.conftest import wait_until
+from tests.zulip_server.models import User
+from tests.zulip_server.server import ZulipTestServer
+
+
+def _settings(app: Flask) -> Settings:
+    return app.extensions["lessonbot.settings"]
+
+
+def _receiver(app: Flask, stop: StopFlag | None = None) -> Receiver:
+    settings = _settings(app)
+    stop = stop or StopFlag()
+    core = CoreClient(settings.core_url, settings.internal_token.get_secret_value())
+    receiver = Receiver(connect(settings), connect(settings), core, stop)
+    receiver.load_progress()
+    receiver.register_and_backfill()
+    return receiver
+
+
+def _dm(zs: ZulipTestServer, student: User, bot: User, content: str) -> None:
+    result = zs.client(student).send_message({"type": "private", "to": [bot.email], "content": content})
+    assert result["result"] == "success", result
+
+
+def _replies(zs: ZulipTestServer, student: User, bot: User) -> list[str]:
+    return [message.content for message in zs.messages_to(student) if message.sender.id == bot.id]
+
+
+def test_a_direct_message_is_answered_once(zulip_app: Flask, zs: ZulipTestServer, bot: User) -> None:
+    student = zs.add_user("ann@example.com", "Ann Student")
+    receiver = _receiver(zulip_app)
+    _dm(zs, student, bot, "lessons")
+    assert receiver.run_once() is True
+    delivery = ReplyDelivery(connect(_settings(zulip_app)), _settings(zulip_app))
+    assert delivery.run_once() == 1
+    assert delivery.run_once() == 0
+    replies = _replies(zs, student, bot)
+    assert len(replies) == 1 and "git-basics" in replies[0]
+    item = db.session.query(OutboxItem).one()
+    assert item.status == OutboxStatus.SENT and item.external_id is not None
+
+
+def test_ignores_itself_other_bots_and_unmentioned_stream_talk(zulip_app: Flask, zs: ZulipTestServer, bot: User) -> None:
+    student = zs.add_user("ben@example.com", "Ben Student")
+    other_bot = zs.add_user("other-bot@example.com", "Other Bot", bot=True)
+    zs.add_stream("general", subscribers=[student, bot])
+    receiver = _receiver(zulip_app)
+    zs.client(bot).send_message({"type": "private", "to": [student.email], "content": "from myself"})
+    _dm(zs, other_bot, bot, "help")
+    zs.client(student).send_message({"type": "stream", "to": "general", "topic": "t", "content": "just chatting"})
+    zs.client(student).send_message({"type": "stream", "to": "general", "topic": "t", "content": "@**Lessonbot** lessons"})
+    receiver.run_once()
+    ReplyDelivery(connect(_settings(zulip_app)), _settings(zulip_app)).run_once()
+    assert [reply.split("\n")[0] for reply in _replies(zs, student, bot)] == ["from myself", "Lessons:"]
+    assert _replies(zs, other_bot, bot) == []
+
+
+def test_restart_backfills_what_came_while_it_was_away(zulip_app: Flask, zs: ZulipTestServer, bot: User) -> None:
+    student = zs.add_user("cat@example.com", "Cat Student")
+    first = _receiver(zulip_app)
+    _dm(zs, student, bot, "first message")
+    first.run_once()
+    first.close()
+    for n in range(3):
+        _dm(zs, student, bot, f"while away {n}")
+    zs.expire_queues()
+    second = _receiver(zulip_app)  # a new process would start exactly like this
+    _dm(zs, student, bot, "after restart")
+    second.run_once()
+    delivery = ReplyDelivery(connect(_settings(zulip_app)), _settings(zulip_app))
+    delivery.run_once()
+    texts = _replies(zs, student, bot)
+    assert [text.split("“")[1].split("”")[0] for text in texts] == [
+        "first message", "while away 0", "while away 1", "while away 2", "after restart"]
+
+
+def test_expired_queue_is_registered_again_and_nothing_is_missed(zulip_app: Flask, zs: ZulipTestServer, bot: User) -> None:
+    student = zs.add_user("dan@example.com", "Dan Student")
+    receiver = _receiver(zulip_app)
+    old_queue = receiver.queue_id
+    _dm(zs, student, bot, "one")
+    zs.expire_queues()
+    assert receiver.run_once() is False  # BAD_EVENT_QUEUE_ID: forget the queue
+    receiver.run_once()  # registers, backfills "one"
+    assert receiver.queue_id not in (None, old_queue)
+    ReplyDelivery(connect(_settings(zulip_app)), _settings(zulip_app)).run_once()
+    assert len(_replies(zs, student, bot)) == 1
+
+
+def test_second_receiver_waits_for_the_first(zulip_app: Flask, zs: ZulipTestServer, bot: User,
+                                             caplog: pytest.LogCaptureFixture) -> None:
+    settings = _settings(zulip_app)
+    core = CoreClient(settings.core_url, settings.internal_token.get_secret_value())
+    first = Receiver(connect(settings), connect(settings), core, StopFlag())
+    assert first.wait_for_lock()
+    stop = StopFlag()
+    second = Receiver(connect(settings), connect(settings), core, stop)
+    threading.Timer(1.0, stop.stop).start()
+    with caplog.at_level(logging.INFO):
+        assert second.wait_for_lock() is False
+    assert "another receiver is active" in caplog.text
+    first.close()
+    assert Receiver(connect(settings), connect(settings), core, StopFlag()).wait_for_lock()
+
+
+def test_uncertain_send_is_never_doubled(zulip_app: Flask, zs: ZulipTestServer, bot: User) -> None:
+    student = zs.add_user("eve@example.com", "Eve Student")
+    receiver = _receiver(zulip_app)
+    _dm(zs, student, bot, "help")
+    _dm(zs, student, bot, "help")
+    receiver.run_once()
+    delivery = ReplyDelivery(connect(_settings(zulip_app)), _settings(zulip_app))
+    zs.faults.drop_next(1, endpoint="POST /messages", after=True)  # stored, but the answer never comes
+    delivery.run_once()
+    first = db.session.query(OutboxItem).order_by(OutboxItem.id).first()
+    assert first is not None and first.ambiguous and first.status == OutboxStatus.PENDING
+    first.next_attempt_at = first.created_at
+    db.session.commit()
+    delivery.run_once()
+    assert len(_replies(zs, student, bot)) == 2  # two identical `help` replies, each exactly once
+    statuses = [(item.status, item.ambiguous) for item in db.session.query(OutboxItem).order_by(OutboxItem.id)]
+    assert statuses == [(OutboxStatus.SENT, False), (OutboxStatus.SENT, False)]
+
+
+def test_a_reply_that_keeps_failing_is_marked_failed_with_its_reason(zulip_app: Flask, zs: ZulipTestServer, bot: User,
+                                                                      runner) -> None:  # type: ignore[no-untyped-def]
+    student = zs.add_user("fay@example.com", "Fay Student")
+    receiver = _receiver(zulip_app)
+    _dm(zs, student, bot, "help")
+    receiver.run_once()
+    zulip_app.extensions["lessonbot.settings"] = _settings(zulip_app).model_copy(update={"zulip_reply_max_attempts": 2})
+    delivery = ReplyDelivery(connect(_settings(zulip_app)), _settings(zulip_app))
+    zs.faults.set_error_rate(1.0, 503, endpoint="POST /messages")
+    for _ in range(2):
+        delivery.run_once()
+        for item in db.session.query(OutboxItem):
+            item.next_attempt_at = item.created_at
+        db.session.commit()
+    item = db.session.query(OutboxItem).one()
+    assert item.status == OutboxStatus.FAILED and "503" in (item.last_error or "")
+    zs.faults.clear()
+    assert delivery.run_once() == 0 and _replies(zs, student, bot) == []
+    listed = runner.invoke(args=["outbox", "list", "--failed"])
+    assert listed.exit_code == 0 and "failed" in listed.output and "503" in listed.output
+
+
+def test_rate_limit_is_honoured_by_every_caller(zulip_app: Flask, zs: ZulipTestServer, bot: User) -> None:
+    student = zs.add_user("gus@example.com", "Gus Student")
+    receiver = _receiver(zulip_app)
+    for n in range(6):
+        _dm(zs, student, bot, f"n{n}")
+    receiver.run_once()
+    zs.set_rate_limit(3, 2.0)
+    delivery = ReplyDelivery(connect(_settings(zulip_app)), _settings(zulip_app))
+    started = time.monotonic()
+    while len(_replies(zs, student, bot)) < 6 and time.monotonic() - started < 20:
+        delivery.run_once()
+        time.sleep(0.05)
+    texts = [text.split("“")[1].split("”")[0] for text in _replies(zs, student, bot)]
+    assert texts == [f"n{n}" for n in range(6)]
+    assert time.monotonic() - started >= 2.0  # it had to wait for the window
+
+
+def test_reply_leaves_within_a_second_of_its_commit(zulip_app: Flask, zs: ZulipTestServer, bot: User, client) -> None:  # type: ignore[no-untyped-def]
+    student = zs.add_user("hal@example.com", "Hal Student")
+    settings = _settings(zulip_app)
+    stop = StopFlag()
+    sender_ready = threading.Event()
+
+    def sender() -> None:
+        with zulip_app.app_context():
+            delivery = ReplyDelivery(connect(settings), settings)
+            sender_ready.set()
+            run_delivery_loop(delivery, stop, idle_seconds=30)  # only NOTIFY can wake it in time
+
+    thread = threading.Thread(target=sender)
+    thread.start()
+    try:
+        sender_ready.wait(10)
+        time.sleep(0.5)  # let it go idle on LISTEN
+        latencies = []
+        for n in range(5):
+            body = {"message_id": f"zulip:{1000 + n}", "sender_email": student.email, "sender_id": student.id,
+                    "content": f"ping {n}"}
+            started = time.monotonic()
+            response = client.post("/internal/messages", data=json.dumps(body), content_type="application/json",
+                                   headers={"Authorization": f"Bearer {settings.internal_token.get_secret_value()}"})
+            assert response.status_code == 200
+            wait_until(lambda n=n: len(_replies(zs, student, bot)) > n, 5, "the reply")
+            latencies.append(time.monotonic() - started)
+        assert max(latencies) < 1.0, latencies
+    finally:
+        stop.stop()
+        thread.join(timeout=10)
