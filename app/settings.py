@@ -67,6 +67,7 @@ class Settings(BaseSettings):
     zulip_api_key: SecretStr | None = Field(default=None, description="The bot's API key.")
     zulip_rate_per_minute: float = Field(default=200.0, gt=0, description="The bot's Zulip request budget.")
     zulip_reply_max_attempts: int = Field(default=12, ge=1, description="Attempts before a reply is marked failed.")
+    zulip_sender_threads: int = Field(default=4, ge=1, le=32, description="Reply sender threads in the poller.")
     core_url: str = Field(default="http://127.0.0.1:8080", description="The core as the receiver reaches it (loopback).")
 
     # Google: the Web OAuth client, the stored authorization, Classroom/Drive/Sheets targets, log shipping.

@@ -154,21 +154,24 @@ def main() -> None:
         sys.exit(2)
     poller.stop.install()
     log.info("poller started (interval %.1f s)", settings.poll_interval_seconds)
-    sender = start_reply_sender(app, settings, poller.stop)
+    senders = start_reply_senders(app, settings, poller.stop)
     with app.app_context():
         # Jitter the first pass so several pollers started together spread out.
         poller.stop.event.wait(random.uniform(0, min(1.0, settings.poll_interval_seconds)))
         run_forever(poller.run_once, settings.poll_interval_seconds, poller.stop, backoff)
-    if sender is not None:
+    for sender in senders:
         sender.join(timeout=30)
     log.info("poller stopped")
 
 
-def start_reply_sender(app: Flask, settings: Settings, stop: StopFlag) -> threading.Thread | None:
-    """Deliver chat replies to Zulip in a thread of their own, so checks never delay a reply."""
+def start_reply_senders(app: Flask, settings: Settings, stop: StopFlag) -> list[threading.Thread]:
+    """Deliver chat replies to Zulip in threads of their own, so checks never delay a reply.
+
+    Several senders share the work; a per-student lock keeps each student's replies in order.
+    """
     if not settings.zulip_site:
         log.info("Zulip is not configured: chat replies stay in the outbox (the console chat delivers them)")
-        return None
+        return []
 
     def run() -> None:
         with app.app_context():
@@ -176,9 +179,11 @@ def start_reply_sender(app: Flask, settings: Settings, stop: StopFlag) -> thread
             if api is not None:
                 run_delivery_loop(ReplyDelivery(api, settings), stop, settings.poll_interval_seconds)
 
-    thread = threading.Thread(target=run, name="reply-sender")
-    thread.start()
-    return thread
+    count = settings.zulip_sender_threads if settings.is_postgresql else 1
+    threads = [threading.Thread(target=run, name=f"reply-sender-{n}") for n in range(count)]
+    for thread in threads:
+        thread.start()
+    return threads
 
 
 if __name__ == "__main__":

@@ -43,6 +43,11 @@ def _user_id(api: ZulipApi, email: str) -> int:
     return known[email.lower()]
 
 
+def _run_start(context: CheckContext) -> int:
+    """When the run started, in whole seconds: Zulip's message timestamps have no fraction."""
+    return int(float(context.run_context.get("started_ts", 0)))
+
+
 def _student_messages(context: CheckContext, stream: str | None, topic: str | None = None) -> list[dict[str, Any]]:
     """The student's messages since the run started (newest 100), optionally in one stream and topic."""
     narrow: list[dict[str, str]] = [{"operator": "sender", "operand": context.run_context["zulip_email"]}]
@@ -52,7 +57,7 @@ def _student_messages(context: CheckContext, stream: str | None, topic: str | No
         narrow.append({"operator": "topic", "operand": topic})
     result = _api().call("messages", "GET", {"anchor": "newest", "num_before": 100, "num_after": 0,
                                              "narrow": json.dumps(narrow), "apply_markdown": "false"})
-    since = float(context.run_context.get("started_ts", 0))
+    since = _run_start(context)
     return [message for message in result.get("messages", []) if message.get("timestamp", 0) >= since]
 
 
@@ -135,7 +140,7 @@ def reacted(params: ReactionParams, context: CheckContext) -> CheckResult:
     narrow = [{"operator": "dm", "operand": [email]}, {"operator": "sender", "operand": api.email}]
     result = api.call("messages", "GET", {"anchor": "newest", "num_before": 50, "num_after": 0,
                                           "narrow": json.dumps(narrow), "apply_markdown": "false"})
-    since = float(context.run_context.get("started_ts", 0))
+    since = _run_start(context)
     for message in result.get("messages", []):
         if message.get("timestamp", 0) < since:
             continue

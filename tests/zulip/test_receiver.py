@@ -119,7 +119,9 @@ def test_second_receiver_waits_for_the_first(zulip_app: Flask, zs: ZulipTestServ
         assert second.wait_for_lock() is False
     assert "another receiver is active" in caplog.text
     first.close()
-    assert Receiver(connect(settings), connect(settings), core, StopFlag()).wait_for_lock()
+    third = Receiver(connect(settings), connect(settings), core, StopFlag())
+    assert third.wait_for_lock()
+    third.close()
 
 
 def test_uncertain_send_is_never_doubled(zulip_app: Flask, zs: ZulipTestServer, bot: User) -> None:
