@@ -5,8 +5,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: help demo test test-fast lint bench clean
+.PHONY: help demo test test-fast lint bench vm vm-stop clean
 
 help:  ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -26,8 +27,9 @@ demo:  ## Run Lessonbot locally: SQLite + a console chat, guided through git-bas
 	@$(BIN)/python manage.py db upgrade 2>&1 | grep -v '^INFO' || true
 	$(BIN)/python manage.py chat --student demo@example.com --name "Demo Student" --workdir instance/demo --start git-basics
 
-test:  ## The whole suite against a throwaway PostgreSQL (installs what it needs).
+test:  ## The whole suite, deploy test included (installs what it needs; the deploy test needs root).
 	@.ci/system-deps.sh test
+	@$(SUDO) tests/deploy/host-setup.sh
 	@$(MAKE) --no-print-directory $(STAMP)
 	@$(MAKE) --no-print-directory lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -36,15 +38,26 @@ test-fast:  ## The inner loop: stop at the first failure, no deploy test.
 	@$(MAKE) --no-print-directory $(STAMP)
 	$(BIN)/python -m pytest -x -q -m "not deploy" $(PYTEST_ARGS)
 
-lint:  ## ruff and mypy.
+lint:  ## ruff, mypy, ansible-lint (production profile) and yamllint.
 	$(BIN)/ruff check app tests bench manage.py
 	$(BIN)/mypy
+	$(BIN)/yamllint -s .
+	$(BIN)/ansible-lint -q
 
 bench:  ## Benchmarks: figures and ratios to their baselines, measured in the same run.
 	@.ci/system-deps.sh bench
 	@$(MAKE) --no-print-directory $(STAMP)
 	$(BIN)/python -m bench.core_http
+	$(BIN)/python -m bench.zulip_path
 	$(BIN)/python -m bench.log_shipper
+
+vm:  ## Boot the production stack in a local systemd-nspawn machine and leave it running.
+	@$(SUDO) tests/deploy/host-setup.sh
+	@$(MAKE) --no-print-directory $(STAMP)
+	$(SUDO) $(BIN)/python tests/deploy/vm.py --provision
+
+vm-stop:  ## Stop and remove the machine that `make vm` started.
+	$(SUDO) $(BIN)/python tests/deploy/vm.py --stop
 
 clean:  ## Remove the virtualenv and local data (instance/, .env stay unless you delete them).
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

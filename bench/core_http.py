@@ -111,11 +111,7 @@ def _wait_http(url: str, timeout: float = 30) -> None:
 def stack(root: Path, database_url: str, processes: int) -> Iterator[tuple[str, str]]:
     """uWSGI (core and bare) behind one nginx; yields the two base URLs."""
     core_port, bare_port = free_port(), free_port()
-    env = {**os.environ, "DATABASE_URL": database_url, "LESSONBOT_SECRET_KEY": "bench-secret-key-0123456789",
-           "LESSONBOT_INTERNAL_TOKEN": TOKEN, "LESSONBOT_GIT_HOOK_SECRET": "bench-hook-secret-0123456789",
-           "LESSONBOT_ENV_FILE": str(root / "empty.env"), "LESSONBOT_GIT_ROOT": str(root / "git"),
-           "LESSONBOT_LOG_LEVEL": "WARNING", "PYTHONPATH": str(PROJECT_ROOT)}
-    (root / "empty.env").write_text("")
+    env = app_env(database_url, root)
     uwsgi = str(Path(sys.executable).parent / "uwsgi")
     servers = []
     for name, module in (("core", "app.wsgi:app"), ("bare", "bench.bare_app:app")):
@@ -142,12 +138,18 @@ def stack(root: Path, database_url: str, processes: int) -> Iterator[tuple[str, 
             server.wait(timeout=30)
 
 
-def migrate(database_url: str, root: Path) -> None:
-    env = {**os.environ, "DATABASE_URL": database_url, "LESSONBOT_SECRET_KEY": "bench-secret-key-0123456789",
-           "LESSONBOT_INTERNAL_TOKEN": TOKEN, "LESSONBOT_GIT_HOOK_SECRET": "bench-hook-secret-0123456789",
-           "LESSONBOT_ENV_FILE": str(root / "empty.env")}
+def app_env(database_url: str, root: Path) -> dict[str, str]:
+    """The environment of every Lessonbot process in a benchmark (nothing read from .env)."""
     (root / "empty.env").write_text("")
-    subprocess.run([sys.executable, "manage.py", "db", "upgrade"], cwd=PROJECT_ROOT, env=env, check=True, capture_output=True)
+    return {**os.environ, "DATABASE_URL": database_url, "LESSONBOT_SECRET_KEY": "bench-secret-key-0123456789",
+            "LESSONBOT_INTERNAL_TOKEN": TOKEN, "LESSONBOT_GIT_HOOK_SECRET": "bench-hook-secret-0123456789",
+            "LESSONBOT_ENV_FILE": str(root / "empty.env"), "LESSONBOT_GIT_ROOT": str(root / "git"),
+            "LESSONBOT_LOG_LEVEL": "WARNING", "LESSONBOT_DEFAULT_LANGUAGE": "en", "PYTHONPATH": str(PROJECT_ROOT)}
+
+
+def migrate(database_url: str, root: Path) -> None:
+    subprocess.run([sys.executable, "manage.py", "db", "upgrade"], cwd=PROJECT_ROOT, env=app_env(database_url, root),
+                   check=True, capture_output=True)
 
 
 def report(core: Figures, bare: Figures, connections: int) -> None:

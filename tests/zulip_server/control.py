@@ -40,6 +40,7 @@ def message_json(message: Message) -> dict[str, Any]:
         "topic": message.topic,
         "content": message.content,
         "timestamp": message.timestamp,
+        "stored_at": message.stored_at,
     }
 
 

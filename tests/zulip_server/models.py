@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import html
 import re
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -145,6 +146,7 @@ class Message:
     participants: tuple[User, ...] = ()
     flags: dict[int, set[str]] = field(default_factory=dict)
     reactions: list[Reaction] = field(default_factory=list)
+    stored_at: float = field(default_factory=time.time)  # precise arrival, for latency benchmarks
 
     @property
     def is_private(self) -> bool:

@@ -1,0 +1,262 @@
+"""Benchmarks of the Zulip path: Zulip → receiver → core (uWSGI + nginx) → outbox → reply sender → Zulip.
+
+Three scenarios, each printing its figures and the ratio to its target or baseline:
+
+- burst: N distinct students each send `start git-basics` within one second (no rate
+  limit); the time until each has the first step: p50, p99, max. Target: p99 <= 2 s.
+- echo: the `zulip_bots` framework's echo bot (`run_message_handler_for_bot`) and our
+  receiver + core + sender under the same load; messages per second of each and the
+  ratio. Target: ours >= 1.0x while also persisting every message and reply.
+- ratelimit: the server allows the bot 200 requests per minute; the delivered reply
+  rate against that limit (target: within 5 %) and that nothing is lost.
+
+Run: ``make bench`` or ``.venv/bin/python -m bench.zulip_path [--scenario burst|echo|ratelimit]``.
+Everything runs on loopback and stops by itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import zulip
+
+from app.settings import PROJECT_ROOT
+from bench.core_http import app_env, migrate, stack
+from tests.pg import PgCluster
+from tests.zulip_server.models import User
+from tests.zulip_server.spawn import SpawnedZulipTestServer
+
+ECHO_BOT = PROJECT_ROOT / "tests" / "zulip_server" / "echo_bot.py"
+SENDER_PROCESSES = 4
+
+
+# ---- students sending -------------------------------------------------------------------
+
+def _send_slice(site: str, students: list[tuple[int, str, str]], bot_email: str, start_at: float, spread: float,
+                total: int, offset: int, contents: list[str], results: Any) -> None:
+    """In a child process: clients built before the clock starts, then each send at its own moment."""
+    clients = [(user_id, zulip.Client(email=email, api_key=key, site=site)) for user_id, email, key in students]
+    lock = threading.Lock()
+    sent: list[tuple[int, float]] = []
+
+    def send(index: int, user_id: int, client: zulip.Client) -> None:
+        delay = start_at + spread * (offset + index) / total - time.time()
+        if delay > 0:
+            time.sleep(delay)
+        for content in contents:
+            moment = time.time()
+            assert client.send_message({"type": "private", "to": [bot_email], "content": content})["result"] == "success"
+            with lock:
+                sent.append((user_id, moment))
+
+    threads = [threading.Thread(target=send, args=(i, uid, client)) for i, (uid, client) in enumerate(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    results.put(sent)
+
+
+def send_from_students(zs: SpawnedZulipTestServer, students: list[User], bot: User, contents: list[str],
+                       spread: float) -> dict[int, float]:
+    """Every student sends `contents` (in order); their first sends are spread evenly over `spread` seconds.
+
+    Returns each student's first send time. Senders run in several processes so that the
+    clients, not the server, are never the bottleneck.
+    """
+    context = multiprocessing.get_context("fork")
+    results = context.Queue()
+    start_at = time.time() + 2.0 + len(students) / 500
+    slices = [students[i::SENDER_PROCESSES] for i in range(SENDER_PROCESSES)]
+    processes = []
+    offset = 0
+    for part in slices:
+        rows = [(user.id, user.email, user.api_key) for user in part]
+        process = context.Process(target=_send_slice, args=(zs.url, rows, bot.email, start_at, spread, len(students),
+                                                            offset, contents, results))
+        process.start()
+        processes.append(process)
+        offset += len(part)
+    first_send: dict[int, float] = {}
+    for _ in processes:
+        for user_id, moment in results.get(timeout=600):
+            first_send[user_id] = min(moment, first_send.get(user_id, moment))
+    for process in processes:
+        process.join(timeout=60)
+    return first_send
+
+
+def wait_for_replies(zs: SpawnedZulipTestServer, bot: User, expected: dict[int, int], timeout: float,
+                     matches: Callable[[str], bool] = lambda _: True) -> dict[int, list[tuple[float, str]]]:
+    """Poll the server until each student has `expected[id]` matching replies from `bot`."""
+    replies: dict[int, list[tuple[float, str]]] = {user_id: [] for user_id in expected}
+    after = 0
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for message in zs.messages(after):
+            after = max(after, int(message["id"]))
+            if message["sender_id"] != bot.id or not matches(message["content"]):
+                continue
+            for user_id in message["recipient_ids"]:
+                if user_id in replies:
+                    replies[user_id].append((float(message["stored_at"]), message["content"]))
+        if all(len(replies[user_id]) >= count for user_id, count in expected.items()):
+            return replies
+        time.sleep(0.1)
+    missing = sum(1 for user_id, count in expected.items() if len(replies[user_id]) < count)
+    raise SystemExit(f"timed out: {missing} student(s) still waiting for replies after {timeout:g} s")
+
+
+# ---- the Lessonbot stack ---------------------------------------------------------------
+
+@contextmanager
+def lessonbot(zs: SpawnedZulipTestServer, root: Path, database_url: str, core_url: str, rate_per_minute: float,
+              log_name: str) -> Iterator[None]:
+    """Receiver and poller (reply senders) as supervisor runs them."""
+    assert zs.bot is not None
+    env = app_env(database_url, root) | {
+        "LESSONBOT_ZULIP_SITE": zs.url, "LESSONBOT_ZULIP_EMAIL": zs.bot.email, "LESSONBOT_ZULIP_API_KEY": zs.bot.api_key,
+        "LESSONBOT_CORE_URL": core_url, "LESSONBOT_ZULIP_RATE_PER_MINUTE": str(rate_per_minute),
+        "LESSONBOT_POLL_INTERVAL_SECONDS": "1", "LESSONBOT_DEFAULT_LANGUAGE": "en", "LESSONBOT_LOG_LEVEL": "INFO",
+    }
+    processes = []
+    for module in ("app.workers.receiver", "app.workers.poller"):
+        log = open(root / f"{log_name}-{module.rsplit('.', 1)[1]}.log", "ab")  # noqa: SIM115 - owned by the process
+        processes.append(subprocess.Popen([sys.executable, "-m", module], cwd=PROJECT_ROOT, env=env, stdout=log, stderr=log))
+    try:
+        _wait_for_queue(zs)
+        yield
+    finally:
+        for process in processes:
+            process.send_signal(signal.SIGTERM)
+        for process in processes:
+            process.wait(timeout=60)
+
+
+def _wait_for_queue(zs: SpawnedZulipTestServer, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not zs.state().get("queues"):
+        if time.monotonic() > deadline:
+            raise SystemExit("the bot never registered an event queue")
+        time.sleep(0.2)
+
+
+def _percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+# ---- scenarios ---------------------------------------------------------------------------
+
+def burst(zs: SpawnedZulipTestServer, root: Path, database_url: str, core_url: str) -> None:
+    assert zs.bot is not None
+    students = zs.students
+    with lessonbot(zs, root, database_url, core_url, rate_per_minute=1_000_000, log_name="burst"):
+        sent = send_from_students(zs, students, zs.bot, ["start git-basics"], spread=1.0)
+        replies = wait_for_replies(zs, zs.bot, {s.id: 1 for s in students}, timeout=60 + len(students) / 10,
+                                   matches=lambda text: "Step 1 of 7" in text)
+    latencies = [replies[user_id][0][0] - sent[user_id] for user_id in sent]
+    window = max(sent.values()) - min(sent.values())
+    print(f"\nburst: {len(students)} students sent `start git-basics` within {window:.2f} s")
+    print(f"time to the first step: p50 {statistics.median(latencies):.2f} s, p99 {_percentile(latencies, 0.99):.2f} s, "
+          f"max {max(latencies):.2f} s  (target p99 <= 2 s: ratio {_percentile(latencies, 0.99) / 2.0:.2f} of budget)")
+
+
+def _throughput(sent: dict[int, float], replies: dict[int, list[tuple[float, str]]]) -> float:
+    first = min(sent.values())
+    last = max(moment for items in replies.values() for moment, _ in items)
+    count = sum(len(items) for items in replies.values())
+    return count / (last - first)
+
+
+def echo(zs: SpawnedZulipTestServer, root: Path, database_url: str, core_url: str, count: int) -> None:
+    assert zs.bot is not None
+    students = zs.students[:count]
+    echo_bot = zs.add_user("echo-bot@example.com", "Echo Bot", bot=True)
+    rc = zs.write_zuliprc(echo_bot, root / "echo.zuliprc")
+    process = subprocess.Popen([sys.executable, str(ECHO_BOT), str(rc)], cwd=PROJECT_ROOT,
+                               stdout=subprocess.DEVNULL, stderr=open(root / "echo-bot.log", "ab"))  # noqa: SIM115
+    try:
+        time.sleep(3)  # let it register
+        sent = send_from_students(zs, students, echo_bot, ["ping"], spread=1.0)
+        theirs = _throughput(sent, wait_for_replies(zs, echo_bot, {s.id: 1 for s in students}, 300,
+                                                    lambda text: text.startswith("echo:")))
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+    with lessonbot(zs, root, database_url, core_url, rate_per_minute=1_000_000, log_name="echo"):
+        sent = send_from_students(zs, students, zs.bot, ["lessons"], spread=1.0)
+        ours = _throughput(sent, wait_for_replies(zs, zs.bot, {s.id: 1 for s in students}, 300,
+                                                  lambda text: text.startswith("Lessons:")))
+    print(f"\nside by side, {len(students)} students each sending one message within 1 s:")
+    print(f"zulip_bots echo bot (no storage):            {theirs:8.0f} messages/s")
+    print(f"Lessonbot (stored message, run state, reply): {ours:8.0f} messages/s")
+    print(f"ratio ours / zulip_bots: {ours / theirs:.2f}  (target >= 1.0)")
+
+
+def ratelimit(zs: SpawnedZulipTestServer, root: Path, database_url: str, core_url: str, minutes: float) -> None:
+    assert zs.bot is not None
+    limit = 200
+    total = int(limit * minutes)
+    students = zs.students[:40]
+    per_student = total // len(students)
+    zs.set_rate_limit(limit, 60.0)
+    with lessonbot(zs, root, database_url, core_url, rate_per_minute=limit, log_name="ratelimit"):
+        contents = [f"r{n}" for n in range(per_student)]
+        send_from_students(zs, students, zs.bot, contents, spread=1.0)
+        replies = wait_for_replies(zs, zs.bot, {s.id: per_student for s in students}, timeout=minutes * 60 * 2 + 120,
+                                   matches=lambda text: "“r" in text)
+    zs.clear_rate_limit()
+    moments = sorted(moment for items in replies.values() for moment, _ in items)
+    rate = (len(moments) - 1) / (moments[-1] - moments[0]) * 60
+    quoted = [[text.split("“")[1].split("”")[0] for _, text in items] for items in replies.values()]
+    lost_or_doubled = sum(1 for tokens in quoted if tokens != contents)
+    print(f"\nrate limit {limit}/min: {len(moments)} replies over {(moments[-1] - moments[0]) / 60:.1f} min")
+    print(f"delivered {rate:.1f} replies/min; ratio to the limit {rate / limit:.3f}  (target 0.95-1.05)")
+    print(f"students with a lost, repeated or reordered reply: {lost_or_doubled} of {len(students)}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scenario", choices=["all", "burst", "echo", "ratelimit"], default="all")
+    parser.add_argument("--students", type=int, default=1000)
+    parser.add_argument("--minutes", type=float, default=2.0, help="Length of the rate-limited run.")
+    parser.add_argument("--keep", action="store_true", help="Keep the work directory and its logs.")
+    args = parser.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="lessonbot-zulip-bench-"))
+    root.chmod(0o755)
+    cluster = PgCluster().start()
+    try:
+        url = cluster.create_database("lessonbot_bench")
+        migrate(url, root)
+        with stack(root, url, processes=4) as (core_url, _), \
+                SpawnedZulipTestServer(students=args.students, heartbeat_seconds=30) as zs:
+            if args.scenario in ("all", "burst"):
+                burst(zs, root, url, core_url)
+            if args.scenario in ("all", "echo"):
+                echo(zs, root, url, core_url, min(args.students, 1000))
+            if args.scenario in ("all", "ratelimit"):
+                ratelimit(zs, root, url, core_url, args.minutes)
+    finally:
+        cluster.stop()
+        if args.keep:
+            print(f"logs kept in {root}")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
