@@ -4,30 +4,19 @@ from __future__ import annotations
 
 import click
 import sqlalchemy as sa
-from flask import current_app
 from flask.cli import with_appcontext
 from rich.console import Console
 from rich.table import Table
 
+from app import state
 from app.cli.errors import one_line_errors
 from app.courses import service
 from app.courses.models import Assignment, Course
 from app.db import db
-from app.lessons.catalog import Catalog
 from app.settings import Settings
 
 courses_cli = click.Group("courses", help="Classroom courses under short aliases, and their rosters.")
 assignments_cli = click.Group("assignments", help="The lessons' assignments (courseWork) in Classroom.")
-
-
-def _settings() -> Settings:
-    settings: Settings = current_app.extensions["lessonbot.settings"]
-    return settings
-
-
-def _catalog() -> Catalog:
-    catalog: Catalog = current_app.extensions["lessonbot.catalog"]
-    return catalog
 
 
 @courses_cli.command("add")
@@ -37,7 +26,7 @@ def _catalog() -> Catalog:
 @one_line_errors
 def add_command(alias: str, name: str) -> None:
     """Find the Classroom course called NAME and remember it as ALIAS."""
-    course = service.add_course(_settings(), alias, name)
+    course = service.add_course(state.settings(), alias, name)
     db.session.commit()
     click.echo(f"{course.alias}: “{course.classroom_name}” (Classroom id {course.classroom_id})")
 
@@ -68,7 +57,7 @@ def sync_courses(settings: Settings, alias: str | None) -> dict[str, int]:
 @one_line_errors
 def sync_command(alias: str | None) -> None:
     """Import the students (names, emails, Classroom ids) of every course, or of ALIAS."""
-    for name, count in sync_courses(_settings(), alias).items():
+    for name, count in sync_courses(state.settings(), alias).items():
         click.echo(f"{name}: {count} students")
 
 
@@ -80,10 +69,10 @@ def sync_command(alias: str | None) -> None:
 @one_line_errors
 def create_command(alias: str, lesson_id: str, title: str | None) -> None:
     """Create the lesson's assignment in the course, so that Lessonbot may grade it."""
-    lesson = _catalog().get(lesson_id)
+    lesson = state.catalog().get(lesson_id)
     if lesson is None:
         raise click.ClickException(f"no lesson {lesson_id!r} (see ./manage.py lessons list)")
-    assignment = service.create_assignment(_settings(), service.get_course(alias), lesson, title)
+    assignment = service.create_assignment(state.settings(), service.get_course(alias), lesson, title)
     db.session.commit()
     click.echo(f"created “{assignment.title}” in {alias} (courseWork {assignment.coursework_id}, {lesson.max_points} points)")
 
@@ -96,9 +85,9 @@ def assignments_list_command(alias: str | None) -> None:
     """Show each lesson's assignment in Classroom and whether Lessonbot may grade it."""
     courses = [service.get_course(alias)] if alias else list(db.session.scalars(sa.select(Course).order_by(Course.alias)))
     table = Table("course", "lesson", "title", "courseWork", "associatedWithDeveloper", "note")
-    lessons = list(_catalog())
+    lessons = list(state.catalog())
     for course in courses:
-        for work in service.classroom_assignments(_settings(), course, lessons):
+        for work in service.classroom_assignments(state.settings(), course, lessons):
             lesson_id = work.lesson.id if work.lesson else _recorded_lesson(course, work.coursework_id)
             note = "" if work.associated else service.not_ours_reason(course, lesson_id, work.title)
             table.add_row(course.alias, lesson_id, work.title, work.coursework_id, str(work.associated).lower(), note)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import time
 
 import click
-from flask import current_app
 from flask.cli import with_appcontext
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from app import state
 from app.cli.errors import one_line_errors
 from app.courses.service import get_course
 from app.db import db
@@ -21,16 +21,6 @@ from app.outbox.models import OutboxStatus
 from app.settings import Settings
 
 grades_cli = click.Group("grades", help="Grades for Google Classroom and the gradebook sheet.")
-
-
-def _settings() -> Settings:
-    settings: Settings = current_app.extensions["lessonbot.settings"]
-    return settings
-
-
-def _catalog() -> Catalog:
-    catalog: Catalog = current_app.extensions["lessonbot.catalog"]
-    return catalog
 
 
 @grades_cli.command("list")
@@ -70,7 +60,7 @@ def sync_grades(settings: Settings, catalog: Catalog, sleep: delivery.Sleep = ti
 @one_line_errors
 def sync_command() -> None:
     """Send every waiting grade now (failed ones again too), backing off on quota errors."""
-    report = sync_grades(_settings(), _catalog())
+    report = sync_grades(state.settings(), state.catalog())
     click.echo(f"sent {report.count('sent')}, failed {report.count('failed')}, still waiting "
                f"{report.count('waiting') + report.count('retry')}")
     problems = {item.last_error for item in list_grades(limit=1000) if item.status != OutboxStatus.SENT and item.last_error}
@@ -87,5 +77,5 @@ def sync_command() -> None:
 @one_line_errors
 def export_command(sheet_id: str, alias: str | None) -> None:
     """Write one row per student and lesson into the sheet's first tab."""
-    count = sheets.export(_settings(), _catalog(), sheet_id, get_course(alias) if alias else None)
+    count = sheets.export(state.settings(), state.catalog(), sheet_id, get_course(alias) if alias else None)
     click.echo(f"wrote {count} rows")

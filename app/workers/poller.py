@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import random
-import sys
 import threading
 from collections.abc import Callable
 from datetime import timedelta
@@ -18,18 +17,16 @@ from typing import Any
 import sqlalchemy as sa
 from flask import Flask
 
-from app import create_app
 from app.db import db, is_postgresql, utcnow
 from app.grading.delivery import deliver_due
 from app.i18n import Text, render_all
-from app.lessons.catalog import Catalog, InvalidLessons
+from app.lessons.catalog import Catalog
 from app.lessons.engine import evaluate
-from app.logs import configure_logging
 from app.outbox.service import queue_reply
 from app.runs.models import LessonRun, RunStatus
 from app.runs.service import apply_progress, run_state, schedule_check
-from app.settings import ConfigError, Settings, load_settings
-from app.workers.base import StopFlag, backoff, run_forever
+from app.settings import Settings
+from app.workers.base import StopFlag, backoff, run_forever, start_app
 from app.workers.models import record_heartbeat
 from app.zulip.connect import connect_when_reachable
 from app.zulip.delivery import ReplyDelivery, run_delivery_loop
@@ -138,20 +135,9 @@ class Poller:
         db.session.commit()
 
 
-def build(settings: Settings | None = None) -> tuple[Flask, Poller]:
-    settings = settings or load_settings()
-    app = create_app(settings)
-    return app, Poller(settings, app.extensions["lessonbot.catalog"])
-
-
 def main() -> None:
-    try:
-        settings = load_settings()
-        configure_logging(settings, "poller")
-        app, poller = build(settings)
-    except (ConfigError, InvalidLessons) as error:
-        print(error, file=sys.stderr)
-        sys.exit(2)
+    settings, app = start_app("poller")
+    poller = Poller(settings, app.extensions["lessonbot.catalog"])
     poller.stop.install()
     log.info("poller started (interval %.1f s)", settings.poll_interval_seconds)
     senders = start_reply_senders(app, settings, poller.stop)

@@ -9,11 +9,7 @@ from __future__ import annotations
 import logging
 import sys
 
-from app import create_app
-from app.lessons.catalog import InvalidLessons
-from app.logs import configure_logging
-from app.settings import ConfigError, load_settings
-from app.workers.base import StopFlag
+from app.workers.base import StopFlag, start_app
 from app.zulip.api import NotConfigured
 from app.zulip.connect import connect_when_reachable
 from app.zulip.receiver import CoreClient, Receiver
@@ -22,13 +18,7 @@ log = logging.getLogger(__name__)
 
 
 def main() -> None:
-    try:
-        settings = load_settings()
-        configure_logging(settings, "receiver")
-        app = create_app(settings)
-    except (ConfigError, InvalidLessons) as error:
-        print(error, file=sys.stderr)
-        sys.exit(2)
+    settings, app = start_app("receiver")
     stop = StopFlag()
     stop.install()
     with app.app_context():

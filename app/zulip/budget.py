@@ -20,12 +20,13 @@ log = logging.getLogger(__name__)
 BURST = 10.0
 
 _TAKE = sa.text("""
-    UPDATE rate_budgets SET
-        tokens = LEAST(capacity, tokens + EXTRACT(EPOCH FROM clock_timestamp() - updated_at) * refill_per_second) - 1,
-        updated_at = clock_timestamp()
-    WHERE name = :name AND blocked_until <= clock_timestamp()
-      AND LEAST(capacity, tokens + EXTRACT(EPOCH FROM clock_timestamp() - updated_at) * refill_per_second) >= 1
-    RETURNING tokens
+    WITH now AS (
+        SELECT LEAST(capacity, tokens + EXTRACT(EPOCH FROM clock_timestamp() - updated_at) * refill_per_second) AS available
+        FROM rate_budgets WHERE name = :name AND blocked_until <= clock_timestamp() FOR UPDATE
+    )
+    UPDATE rate_budgets SET tokens = now.available - LEAST(:want, FLOOR(now.available)), updated_at = clock_timestamp()
+    FROM now WHERE rate_budgets.name = :name AND now.available >= 1
+    RETURNING LEAST(:want, FLOOR(now.available)) AS taken
 """)
 _STATE = sa.text("""
     SELECT tokens + EXTRACT(EPOCH FROM clock_timestamp() - updated_at) * refill_per_second AS tokens,
@@ -48,12 +49,20 @@ _REMAINING = sa.text("""
 
 
 class RateBudget:
-    """Shared budget of ``per_minute`` calls; ``acquire()`` blocks until a call may go."""
+    """Shared budget of ``per_minute`` calls; ``acquire()`` blocks until a call may go.
+
+    Tokens are taken from the shared bucket a few at a time and spent locally, so most
+    calls cost no database round trip; a 429 drops what is held.
+    """
 
     def __init__(self, engine: Engine, name: str, per_minute: float, *, sleep: Callable[[float], object] = time.sleep,
                  stopping: Callable[[], bool] = lambda: False) -> None:
         self.engine, self.name = engine, name
         self.sleep, self.stopping = sleep, stopping
+        self.held = 0
+        self.lock = threading.Lock()
+        # Take a few tokens per trip only when the budget is generous: near a tight limit, one at a time.
+        self.batch = max(1, min(5, int(per_minute / 600)))
         capacity = min(BURST, per_minute)
         with self.engine.begin() as connection:
             connection.execute(_ENSURE, {"name": name, "capacity": capacity, "refill": per_minute / 60.0})
@@ -61,8 +70,15 @@ class RateBudget:
     def acquire(self) -> bool:
         """Take one token, waiting as long as needed; False if the process is stopping."""
         while not self.stopping():
+            with self.lock:
+                if self.held > 0:
+                    self.held -= 1
+                    return True
             with self.engine.begin() as connection:
-                if connection.execute(_TAKE, {"name": self.name}).first() is not None:
+                taken = connection.execute(_TAKE, {"name": self.name, "want": self.batch}).scalar()
+                if taken:
+                    with self.lock:
+                        self.held += int(taken) - 1
                     return True
                 state = connection.execute(_STATE, {"name": self.name}).one()
             wait = max(float(state.blocked_for or 0), (1 - float(state.tokens)) / float(state.refill_per_second), 0.01)
@@ -72,16 +88,20 @@ class RateBudget:
     def block_for(self, seconds: float) -> None:
         """The server said 429: nobody calls until ``seconds`` from now."""
         log.warning("zulip rate limit hit: every caller waits %.1f s", seconds)
+        with self.lock:
+            self.held = 0
         with self.engine.begin() as connection:
             connection.execute(_BLOCK, {"name": self.name, "seconds": max(seconds, 0.0)})
 
     def observe(self, remaining: int | None, reset_in: float | None) -> None:
         """Follow the server's X-RateLimit headers: what it says is left is what we have (up to the burst)."""
-        if remaining is None:
-            return
+        if remaining is None or remaining > 2 * BURST:
+            return  # far from the limit: our own bucket is the tighter one
         if remaining <= 0 and reset_in is not None:
             self.block_for(reset_in)
             return
+        with self.lock:
+            self.held = min(self.held, remaining)
         with self.engine.begin() as connection:
             connection.execute(_REMAINING, {"name": self.name, "remaining": remaining})
 
