@@ -35,6 +35,7 @@ socket = {socket}
 chmod-socket = 666
 master = true
 processes = {processes}
+threads = {threads}
 lazy-apps = true
 need-app = true
 die-on-term = true
@@ -108,7 +109,7 @@ def _wait_http(url: str, timeout: float = 30) -> None:
 
 
 @contextmanager
-def stack(root: Path, database_url: str, processes: int) -> Iterator[tuple[str, str]]:
+def stack(root: Path, database_url: str, processes: int, threads: int = 1) -> Iterator[tuple[str, str]]:
     """uWSGI (core and bare) behind one nginx; yields the two base URLs."""
     core_port, bare_port = free_port(), free_port()
     env = app_env(database_url, root)
@@ -117,7 +118,7 @@ def stack(root: Path, database_url: str, processes: int) -> Iterator[tuple[str, 
     for name, module in (("core", "app.wsgi:app"), ("bare", "bench.bare_app:app")):
         ini = root / f"{name}.ini"
         ini.write_text(UWSGI_INI.format(module=module, socket=root / f"{name}.sock", processes=processes,
-                                        stats=root / f"{name}.stats"))
+                                        threads=threads, stats=root / f"{name}.stats"))
         log = open(root / f"{name}-uwsgi.log", "w")  # noqa: SIM115 - closed with the process
         servers.append(subprocess.Popen([uwsgi, "--ini", str(ini)], cwd=PROJECT_ROOT, env=env, stdout=log, stderr=log))
     conf = root / "nginx.conf"
@@ -168,6 +169,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10, help="Measured seconds per endpoint (bounded load).")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--processes", type=int, default=4, help="uWSGI worker processes for both apps.")
+    parser.add_argument("--threads", type=int, default=1, help="Threads per uWSGI process for both apps.")
     args = parser.parse_args()
     for tool in ("nginx", "wrk"):
         if shutil.which(tool) is None:
@@ -178,7 +180,7 @@ def main() -> None:
     try:
         url = cluster.create_database("lessonbot_bench")
         migrate(url, root)
-        with stack(root, url, args.processes) as (core_url, bare_url):
+        with stack(root, url, args.processes, args.threads) as (core_url, bare_url):
             print(f"warming up ({args.connections} connections, 3 s each)…", flush=True)
             wrk(core_url, args.connections, 3, "warmup")
             wrk(bare_url, args.connections, 3, "warmup")

@@ -39,7 +39,6 @@ from tests.pg import PgCluster
 from tests.zulip_server.models import User
 from tests.zulip_server.spawn import SpawnedZulipTestServer
 
-ECHO_BOT = PROJECT_ROOT / "tests" / "zulip_server" / "echo_bot.py"
 SENDER_PROCESSES = 4
 
 
@@ -187,7 +186,7 @@ def echo(zs: SpawnedZulipTestServer, root: Path, database_url: str, core_url: st
     students = zs.students[:count]
     echo_bot = zs.add_user("echo-bot@example.com", "Echo Bot", bot=True)
     rc = zs.write_zuliprc(echo_bot, root / "echo.zuliprc")
-    process = subprocess.Popen([sys.executable, str(ECHO_BOT), str(rc)], cwd=PROJECT_ROOT,
+    process = subprocess.Popen([sys.executable, "-m", "bench.echo_bot_unlimited", str(rc)], cwd=PROJECT_ROOT,
                                stdout=subprocess.DEVNULL, stderr=open(root / "echo-bot.log", "ab"))  # noqa: SIM115
     try:
         time.sleep(3)  # let it register
@@ -202,8 +201,8 @@ def echo(zs: SpawnedZulipTestServer, root: Path, database_url: str, core_url: st
         ours = _throughput(sent, wait_for_replies(zs, zs.bot, {s.id: 1 for s in students}, 300,
                                                   lambda text: text.startswith("Lessons:")))
     print(f"\nside by side, {len(students)} students each sending one message within 1 s:")
-    print(f"zulip_bots echo bot (no storage):            {theirs:8.0f} messages/s")
-    print(f"Lessonbot (stored message, run state, reply): {ours:8.0f} messages/s")
+    print(f"zulip_bots echo bot (no storage; its built-in 20-per-5-s limit lifted): {theirs:8.0f} messages/s")
+    print(f"Lessonbot (message, run state and reply stored):                       {ours:8.0f} messages/s")
     print(f"ratio ours / zulip_bots: {ours / theirs:.2f}  (target >= 1.0)")
 
 

@@ -153,20 +153,22 @@ def main() -> None:
 def start_reply_senders(app: Flask, settings: Settings, stop: StopFlag) -> list[threading.Thread]:
     """Deliver chat replies to Zulip in threads of their own, so checks never delay a reply.
 
-    Several senders share the work; a per-student lock keeps each student's replies in order.
+    Each sender serves one partition of the students, so each student's replies stay in order.
     """
     if not settings.zulip_site:
         log.info("Zulip is not configured: chat replies stay in the outbox (the console chat delivers them)")
         return []
 
-    def run() -> None:
+    count = settings.zulip_sender_threads if settings.is_postgresql else 1
+
+    def run(partition: int) -> None:
         with app.app_context():
             api = connect_when_reachable(settings, stop)
             if api is not None:
-                run_delivery_loop(ReplyDelivery(api, settings), stop, settings.poll_interval_seconds)
+                delivery = ReplyDelivery(api, settings, partition, count)
+                run_delivery_loop(delivery, stop, settings.poll_interval_seconds)
 
-    count = settings.zulip_sender_threads if settings.is_postgresql else 1
-    threads = [threading.Thread(target=run, name=f"reply-sender-{n}") for n in range(count)]
+    threads = [threading.Thread(target=run, args=(n,), name=f"reply-sender-{n}") for n in range(count)]
     for thread in threads:
         thread.start()
     return threads

@@ -25,79 +25,76 @@ from app.zulip.api import RateLimited, Stopping, ZulipApi, ZulipError
 from app.zulip.wakeup import OutboxListener
 
 log = logging.getLogger(__name__)
-LOCK_CLASS = 7301  # pg advisory lock namespace: one sender per student at a time
+LOCK_CLASS = 7301  # pg advisory lock namespace: one sender per partition of the students
 LOOKBACK_MESSAGES = 50
 
-_DUE_STUDENTS = sa.text("""
-    SELECT student_id FROM outbox
-    WHERE kind = 'chat_reply' AND status = 'pending' AND student_id IS NOT NULL
-    GROUP BY student_id HAVING MIN(next_attempt_at) <= :now
-    ORDER BY MIN(id) LIMIT :limit
-""")
-
-
 class ReplyDelivery:
-    def __init__(self, api: ZulipApi, settings: Settings) -> None:
+    """Sends the replies of one partition of the students (``student_id % partitions``).
+
+    Each partition has exactly one sender across all pollers (an advisory lock held for
+    the sender's life), so a student's replies always go through the same sender, in id
+    order, with no per-reply locking.
+    """
+
+    def __init__(self, api: ZulipApi, settings: Settings, partition: int = 0, partitions: int = 1) -> None:
         self.api, self.settings = api, settings
-        self._locks: Connection | None = None
+        self.partition, self.partitions = partition, partitions
+        self._lock_connection: Connection | None = None
 
-    def run_once(self, limit: int = 50) -> int:
-        """Send what is due; the number of replies that left."""
-        sent = 0
-        students = [row.student_id for row in db.session.execute(_DUE_STUDENTS, {"now": utcnow(), "limit": limit})]
-        db.session.rollback()
-        for student_id in students:
-            if not self._lock(student_id):
-                continue  # another sender has this student
-            try:
-                sent += self._deliver_student(student_id)
-            finally:
-                self._unlock(student_id)
-        return sent
-
-    def next_due_in(self) -> float | None:
-        """Seconds until the earliest pending reply is due (None: nothing pending)."""
-        query = sa.select(sa.func.min(OutboxItem.next_attempt_at)).where(
-            OutboxItem.kind == OutboxKind.CHAT_REPLY, OutboxItem.status == OutboxStatus.PENDING)
-        due: datetime | None = db.session.scalar(query)
-        db.session.rollback()
-        if due is None:
-            return None
-        if due.tzinfo is None:
-            due = due.replace(tzinfo=utcnow().tzinfo)
-        return max((due - utcnow()).total_seconds(), 0.0)
-
-    def _lock(self, student_id: int) -> bool:
+    def claim_partition(self, stop: StopFlag) -> bool:
+        """Wait until this partition is ours (another poller may hold it); False if stopped first."""
         if not is_postgresql():
             return True
-        if self._locks is None:
-            self._locks = db.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-        return bool(self._locks.scalar(sa.text("SELECT pg_try_advisory_lock(:c, :o)"), {"c": LOCK_CLASS, "o": student_id}))
+        self._lock_connection = db.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        waiting = False
+        while not stop.stopping:
+            if self._lock_connection.scalar(sa.text("SELECT pg_try_advisory_lock(:c, :p)"),
+                                             {"c": LOCK_CLASS, "p": self.partition}):
+                return True
+            if not waiting:
+                log.info("reply partition %d is served by another poller; standing by", self.partition)
+                waiting = True
+            stop.event.wait(1.0)
+        return False
 
-    def _unlock(self, student_id: int) -> None:
-        if self._locks is not None:
-            self._locks.execute(sa.text("SELECT pg_advisory_unlock(:c, :o)"), {"c": LOCK_CLASS, "o": student_id})
+    def _mine(self) -> Any:
+        return sa.and_(OutboxItem.kind == OutboxKind.CHAT_REPLY, OutboxItem.status == OutboxStatus.PENDING,
+                       OutboxItem.student_id.is_not(None), OutboxItem.student_id % self.partitions == self.partition)
 
-    def close(self) -> None:
-        if self._locks is not None:
-            self._locks.close()
-            self._locks = None
-
-    def _deliver_student(self, student_id: int) -> int:
-        query = (sa.select(OutboxItem).where(OutboxItem.student_id == student_id, OutboxItem.kind == OutboxKind.CHAT_REPLY,
-                                             OutboxItem.status == OutboxStatus.PENDING).order_by(OutboxItem.id).limit(20))
+    def run_once(self, limit: int = 200) -> int:
+        """Send what is due in this partition; the number of replies that left."""
+        items = db.session.scalars(sa.select(OutboxItem).where(self._mine()).order_by(OutboxItem.id).limit(limit)).all()
+        held_back: set[int | None] = set()
         sent = 0
-        for item in db.session.scalars(query).all():
+        for item in items:
+            if item.student_id in held_back:
+                continue  # an earlier reply to this student must go first
             if item.next_attempt_at > utcnow():
-                break
+                held_back.add(item.student_id)
+                continue
             outcome = self.send(item)
             db.session.commit()
+            if outcome == "stopping":
+                break
             if outcome == "sent":
                 sent += 1
             elif outcome != "failed":
-                break  # keep this student's order: later replies wait for this one
+                held_back.add(item.student_id)
         db.session.rollback()
         return sent
+
+    def next_due_in(self) -> float | None:
+        """Seconds until this partition's earliest pending reply is due (None: nothing pending)."""
+        due: datetime | None = db.session.scalar(sa.select(sa.func.min(OutboxItem.next_attempt_at)).where(self._mine()))
+        db.session.rollback()
+        if due is None:
+            return None
+        return max((due - utcnow()).total_seconds(), 0.0)
+
+    def close(self) -> None:
+        if self._lock_connection is not None:
+            self._lock_connection.close()
+            self._lock_connection = None
 
     def send(self, item: OutboxItem) -> str:
         """One attempt at one reply: 'sent', 'retry', 'failed' or 'stopping'. The caller commits."""
@@ -169,6 +166,9 @@ class ReplyDelivery:
 
 def run_delivery_loop(delivery: ReplyDelivery, stop: StopFlag, idle_seconds: float) -> None:
     """Send replies until stopped, waking on NOTIFY when one is committed (PostgreSQL) or on a timer."""
+    if not delivery.claim_partition(stop):
+        delivery.close()
+        return
     listener = OutboxListener(db.engine) if is_postgresql() else None
     errors = 0
     try:

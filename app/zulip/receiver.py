@@ -237,12 +237,16 @@ class Receiver:
             if wants(message, flags, self.bot_email, self.bot_ids):
                 by_sender.setdefault(message.get("sender_id"), []).append(message)
         groups = list(by_sender.values())
+        started = time.monotonic()
         if len(groups) > 1:
             list(self._pool().map(self._deliver_in_order, groups))
         elif groups:
             self._deliver_in_order(groups[0])
         self.save_progress(max(int(message["id"]) for message, _ in fresh))
-        return sum(len(group) for group in groups)
+        handed = sum(len(group) for group in groups)
+        if handed:
+            log.info("handed over %d message(s) from %d sender(s) in %.3f s", handed, len(groups), time.monotonic() - started)
+        return handed
 
     def _pool(self) -> ThreadPoolExecutor:
         if self.pool is None:
