@@ -114,20 +114,21 @@ def posted_in_stream(params: PostParams, context: CheckContext) -> CheckResult:
     return not_yet("zulip.no_post", stream=params.stream)
 
 
-@check_type("zulip.code_block", OptionalStreamParams)
-@_guarded
-def code_block(params: OptionalStreamParams, context: CheckContext) -> CheckResult:
-    if any(CODE_BLOCK.search(message.get("content", "")) for message in _student_messages(context, params.stream)):
-        return PASSED
-    return not_yet("zulip.no_code_block")
+def _some_message_matches(pattern: re.Pattern[str], missing: str) -> Any:
+    """A check: one of the student's messages since the start (in the stream, if given) matches."""
+
+    def check(params: OptionalStreamParams, context: CheckContext) -> CheckResult:
+        if any(pattern.search(message.get("content", "")) for message in _student_messages(context, params.stream)):
+            return PASSED
+        return not_yet(missing)
+
+    return check
 
 
-@check_type("zulip.mentioned", OptionalStreamParams)
-@_guarded
-def mentioned(params: OptionalStreamParams, context: CheckContext) -> CheckResult:
-    if any(MENTION.search(message.get("content", "")) for message in _student_messages(context, params.stream)):
-        return PASSED
-    return not_yet("zulip.no_mention")
+code_block = check_type("zulip.code_block", OptionalStreamParams)(
+    _guarded(_some_message_matches(CODE_BLOCK, "zulip.no_code_block")))
+mentioned = check_type("zulip.mentioned", OptionalStreamParams)(
+    _guarded(_some_message_matches(MENTION, "zulip.no_mention")))
 
 
 @check_type("zulip.reacted", ReactionParams)
