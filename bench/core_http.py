@@ -114,25 +114,28 @@ def stack(root: Path, database_url: str, processes: int, threads: int = 1) -> It
     core_port, bare_port = free_port(), free_port()
     env = app_env(database_url, root)
     uwsgi = str(Path(sys.executable).parent / "uwsgi")
-    servers = []
-    for name, module in (("core", "app.wsgi:app"), ("bare", "bench.bare_app:app")):
-        ini = root / f"{name}.ini"
-        ini.write_text(UWSGI_INI.format(module=module, socket=root / f"{name}.sock", processes=processes,
-                                        threads=threads, stats=root / f"{name}.stats"))
-        log = open(root / f"{name}-uwsgi.log", "w")  # noqa: SIM115 - closed with the process
-        servers.append(subprocess.Popen([uwsgi, "--ini", str(ini)], cwd=PROJECT_ROOT, env=env, stdout=log, stderr=log))
+    servers: list[subprocess.Popen[bytes]] = []
     conf = root / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(root=root, core_socket=root / "core.sock", bare_socket=root / "bare.sock",
-                                      core_port=core_port, bare_port=bare_port))
-    subprocess.run(["nginx", "-t", "-q", "-c", str(conf), "-p", str(root)], check=True)
-    subprocess.run(["nginx", "-c", str(conf), "-p", str(root)], check=True)
-    try:
+    nginx_started = False
+    try:  # everything started is stopped again, also when a later step fails
+        for name, module in (("core", "app.wsgi:app"), ("bare", "bench.bare_app:app")):
+            ini = root / f"{name}.ini"
+            ini.write_text(UWSGI_INI.format(module=module, socket=root / f"{name}.sock", processes=processes,
+                                            threads=threads, stats=root / f"{name}.stats"))
+            log = open(root / f"{name}-uwsgi.log", "w")  # noqa: SIM115 - closed with the process
+            servers.append(subprocess.Popen([uwsgi, "--ini", str(ini)], cwd=PROJECT_ROOT, env=env, stdout=log, stderr=log))
+        conf.write_text(NGINX_CONF.format(root=root, core_socket=root / "core.sock", bare_socket=root / "bare.sock",
+                                          core_port=core_port, bare_port=bare_port))
+        subprocess.run(["nginx", "-t", "-q", "-c", str(conf), "-p", str(root)], check=True)
+        subprocess.run(["nginx", "-c", str(conf), "-p", str(root)], check=True)
+        nginx_started = True
         core, bare = f"http://127.0.0.1:{core_port}", f"http://127.0.0.1:{bare_port}"
         _wait_http(f"{core}/health")
         _wait_http(f"{bare}/ok")
         yield core, bare
     finally:
-        subprocess.run(["nginx", "-c", str(conf), "-p", str(root), "-s", "stop"], check=False)
+        if nginx_started:
+            subprocess.run(["nginx", "-c", str(conf), "-p", str(root), "-s", "stop"], check=False)
         for server in servers:
             server.send_signal(signal.SIGTERM)
         for server in servers:
