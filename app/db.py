@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,6 +26,11 @@ class Base(DeclarativeBase):
 
 db = SQLAlchemy(model_class=Base)
 migrate = Migrate(render_as_batch=True, compare_type=True)
+
+
+def enum_column(cls: type[enum.Enum]) -> sa.Enum:
+    """An enum stored as its values in a short VARCHAR (no database enum type to migrate)."""
+    return sa.Enum(cls, native_enum=False, length=16, values_callable=lambda members: [m.value for m in members])
 
 
 def utcnow() -> datetime:

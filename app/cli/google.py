@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import click
-from flask import current_app
 from flask.cli import with_appcontext
 from google.auth.transport.requests import Request
 from rich.console import Console
 
+from app import state
 from app.cli.errors import one_line_errors
 from app.db import db
 from app.google import signin
@@ -22,7 +22,7 @@ admins_cli = click.Group("admins", help="Who may sign in to the admin web pages 
 
 
 def _settings() -> Settings:
-    settings: Settings = current_app.extensions["lessonbot.settings"]
+    settings = state.settings()
     return settings
 
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from flask import current_app
 from flask.cli import with_appcontext
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 from rich.table import Table
 
+from app import state
 from app.cli.errors import one_line_errors
 from app.logship.shipper import LogShipper, NotConfigured, PassReport, live_files, waiting_files
 from app.settings import Settings
@@ -19,7 +19,7 @@ logs_cli = click.Group("logs", help="Ship the JSON logs to Google Drive.")
 
 
 def _settings() -> Settings:
-    settings: Settings = current_app.extensions["lessonbot.settings"]
+    settings = state.settings()
     return settings
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import sys
 
 import click
-from flask import current_app
 from flask.cli import with_appcontext
 
+from app import state
 from app.settings import Settings
 from app.zulip.api import NotConfigured, ZulipError
 from app.zulip.connect import connect
@@ -31,7 +31,7 @@ def describe_bot(settings: Settings) -> list[str]:
 @with_appcontext
 def check_command() -> None:
     """Verify the bot's credentials; print the bot's name, the server and its version."""
-    settings: Settings = current_app.extensions["lessonbot.settings"]
+    settings = state.settings()
     try:
         lines = describe_bot(settings)
     except NotConfigured as error:

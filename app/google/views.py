@@ -6,8 +6,9 @@ from functools import wraps
 from html import escape
 from typing import Any
 
-from flask import Blueprint, Response, current_app, redirect, request, session
+from flask import Blueprint, Response, redirect, request, session
 
+from app import state
 from app.db import db
 from app.google import signin
 from app.grading.service import list_grades
@@ -17,7 +18,7 @@ bp = Blueprint("google", __name__)
 
 
 def _settings() -> Settings:
-    settings: Settings = current_app.extensions["lessonbot.settings"]
+    settings = state.settings()
     return settings
 
 

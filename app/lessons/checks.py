@@ -7,6 +7,7 @@ find them here.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import logging
 from collections.abc import Callable
@@ -85,9 +86,14 @@ def check_type(name: str, params: type[CheckParams], *, needs_answer: bool = Fal
     return register
 
 
-def check_types() -> dict[str, CheckType]:
+@functools.cache
+def _load_platforms() -> None:
     for module in PLATFORM_MODULES:
         importlib.import_module(module)
+
+
+def check_types() -> dict[str, CheckType]:
+    _load_platforms()
     return _REGISTRY
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db import UTCDateTime, db, utcnow
+from app.db import UTCDateTime, db, enum_column, utcnow
 
 
 class OutboxKind(enum.StrEnum):
@@ -24,19 +24,15 @@ class OutboxStatus(enum.StrEnum):
     FAILED = "failed"
 
 
-def _enum(cls: type[enum.Enum]) -> sa.Enum:
-    return sa.Enum(cls, native_enum=False, length=16, values_callable=lambda e: [m.value for m in e])
-
-
 class OutboxItem(db.Model):  # type: ignore[name-defined]
     __tablename__ = "outbox"
     __table_args__ = (sa.Index("ix_outbox_pending", "status", "next_attempt_at"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    kind: Mapped[OutboxKind] = mapped_column(_enum(OutboxKind))
+    kind: Mapped[OutboxKind] = mapped_column(enum_column(OutboxKind))
     student_id: Mapped[int | None] = mapped_column(sa.ForeignKey("students.id", ondelete="SET NULL"), index=True)
     payload: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
-    status: Mapped[OutboxStatus] = mapped_column(_enum(OutboxStatus), default=OutboxStatus.PENDING)
+    status: Mapped[OutboxStatus] = mapped_column(enum_column(OutboxStatus), default=OutboxStatus.PENDING)
     # Optional idempotency key: one effect per key (e.g. "grade:run:12").
     dedupe_key: Mapped[str | None] = mapped_column(sa.String(128), unique=True)
     attempts: Mapped[int] = mapped_column(default=0)

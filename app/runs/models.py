@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from app.db import UTCDateTime, db, utcnow
+from app.db import UTCDateTime, db, enum_column, utcnow
 from app.students.models import Student
 
 
@@ -36,10 +36,7 @@ class LessonRun(db.Model):  # type: ignore[name-defined]
     id: Mapped[int] = mapped_column(primary_key=True)
     student_id: Mapped[int] = mapped_column(sa.ForeignKey("students.id", ondelete="CASCADE"), index=True)
     lesson_id: Mapped[str] = mapped_column(sa.String(64))
-    status: Mapped[RunStatus] = mapped_column(
-        sa.Enum(RunStatus, native_enum=False, length=16, values_callable=lambda e: [m.value for m in e]),
-        default=RunStatus.ACTIVE,
-    )
+    status: Mapped[RunStatus] = mapped_column(enum_column(RunStatus), default=RunStatus.ACTIVE)
     step_index: Mapped[int] = mapped_column(default=0)
     points: Mapped[int] = mapped_column(default=0)
     # Platform data for this run, e.g. the hosted repository's name and clone URL.

@@ -10,9 +10,9 @@ import re
 import threading
 from typing import Any
 
-from flask import current_app
 from pydantic import Field
 
+from app import state
 from app.lessons.checks import PASSED, CheckContext, CheckParams, CheckResult, check_error, check_type, not_yet
 from app.zulip.api import NotConfigured, ZulipApi, ZulipError
 from app.zulip.connect import connect
@@ -27,7 +27,7 @@ def _api() -> ZulipApi:
     """One API per thread, built from the running app's settings."""
     api: ZulipApi | None = getattr(_apis, "api", None)
     if api is None:
-        api = connect(current_app.extensions["lessonbot.settings"])
+        api = connect(state.settings())
         _apis.api = api
     return api
 

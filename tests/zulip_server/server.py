@@ -6,14 +6,12 @@ import functools
 import threading
 import time
 from collections.abc import Callable, Iterable
-from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-import zulip
-
 from . import control
 from .api import Observer, RequestRecord, ZulipApi
+from .credentials import Credentials
 from .faults import Faults, RateLimiter
 from .httpd import ThreadedHTTPServer
 from .models import Message, Stream, User
@@ -24,7 +22,7 @@ LOOPBACK = "127.0.0.1"
 DEFAULT_RATE_LIMIT_EXEMPT = ("GET /events",)
 
 
-class ZulipTestServer:
+class ZulipTestServer(Credentials):
     """A Zulip server for tests and benchmarks; `with ZulipTestServer() as zs: ...`.
 
     It listens on 127.0.0.1 only (an ephemeral port unless `port` is given) and
@@ -163,23 +161,6 @@ class ZulipTestServer:
                 return result
             time.sleep(interval)
         raise TimeoutError(f"condition not met within {timeout} s")
-
-    # -- clients ----------------------------------------------------------------
-
-    def client(self, user: User, **kwargs: Any) -> zulip.Client:
-        """An official `zulip.Client` logged in as `user`."""
-        return zulip.Client(email=user.email, api_key=user.api_key, site=self.url, **kwargs)
-
-    def zuliprc(self, user: User) -> str:
-        """The text of a zuliprc file for `user`."""
-        return f"[api]\nemail={user.email}\nkey={user.api_key}\nsite={self.url}\n"
-
-    def write_zuliprc(self, user: User, path: str | Path) -> Path:
-        """Write a zuliprc for `user` (mode 0600) and return its path."""
-        target = Path(path)
-        target.write_text(self.zuliprc(user))
-        target.chmod(0o600)
-        return target
 
     # -- behaviour --------------------------------------------------------------
 

@@ -19,15 +19,15 @@ from types import TracebackType
 from typing import Any, Self
 
 import requests
-import zulip
 
+from .credentials import Credentials
 from .faults import Fault
 from .models import User
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-class SpawnedZulipTestServer:
+class SpawnedZulipTestServer(Credentials):
     """Runs `python -m tests.zulip_server` on 127.0.0.1 and mirrors the in-process API."""
 
     def __init__(
@@ -95,21 +95,6 @@ class SpawnedZulipTestServer:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None) -> None:
         self.stop()
-
-    def client(self, user: User, **kwargs: Any) -> zulip.Client:
-        """An official `zulip.Client` logged in as `user`."""
-        return zulip.Client(email=user.email, api_key=user.api_key, site=self.url, **kwargs)
-
-    def zuliprc(self, user: User) -> str:
-        """The text of a zuliprc file for `user`."""
-        return f"[api]\nemail={user.email}\nkey={user.api_key}\nsite={self.url}\n"
-
-    def write_zuliprc(self, user: User, path: str | Path) -> Path:
-        """Write a zuliprc for `user` (mode 0600)."""
-        target = Path(path)
-        target.write_text(self.zuliprc(user))
-        target.chmod(0o600)
-        return target
 
     def add_user(self, email: str, full_name: str, bot: bool = False) -> User:
         """Create an account in the server process."""
