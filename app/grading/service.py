@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import sqlalchemy as sa
-from flask import current_app, has_app_context
 
 from app.db import db, utcnow
 from app.outbox.models import OutboxItem, OutboxKind, OutboxStatus
 from app.runs.models import LessonRun
+from app.settings import Settings
 
 GRADE_KINDS = (OutboxKind.GRADE, OutboxKind.SHEET_ROW)
 
@@ -33,12 +33,11 @@ def _queue(kind: OutboxKind, key: str, student_id: int, payload: dict[str, Any])
         item.next_attempt_at = utcnow()
 
 
-def queue_grade(run: LessonRun) -> None:
+def queue_grade(run: LessonRun, settings: Settings) -> None:
     """Queue the run's grade for Classroom (and a gradebook row when a live sheet is set); caller commits."""
     payload = {"run_id": run.id, "lesson_id": run.lesson_id, "points": run.points, "student_email": run.student.email}
     _queue(OutboxKind.GRADE, grade_key(run.id), run.student_id, payload)
-    settings = current_app.extensions["lessonbot.settings"] if has_app_context() else None
-    if settings is not None and settings.google_sheet_id:
+    if settings.google_sheet_id:
         _queue(OutboxKind.SHEET_ROW, sheet_key(run.id), run.student_id, {**payload, "sheet_id": settings.google_sheet_id})
 
 

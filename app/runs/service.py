@@ -58,12 +58,12 @@ def _record_passed(run: LessonRun, passed: list[PassedStep], source: str, now: d
         db.session.add(StepResult(run_id=run.id, step_id=step.step_id, points=step.points, passed_at=now, source=source))
 
 
-def _finish(run: LessonRun, status: RunStatus, now: datetime) -> None:
+def _finish(run: LessonRun, status: RunStatus, now: datetime, settings: Settings) -> None:
     run.status = status
     run.finished_at = now
     run.next_check_at = None
     if status == RunStatus.COMPLETED:
-        queue_grade(run)  # in this transaction: the grade is never lost nor doubled
+        queue_grade(run, settings)  # in this transaction: the grade is never lost nor doubled
 
 
 def apply_progress(run: LessonRun, progress: Progress, source: str, catalog: Catalog, settings: Settings) -> None:
@@ -76,7 +76,7 @@ def apply_progress(run: LessonRun, progress: Progress, source: str, catalog: Cat
         run.check_failures = 0
         run.reminded_at = None
     if progress.completed:
-        _finish(run, RunStatus.COMPLETED, now)
+        _finish(run, RunStatus.COMPLETED, now, settings)
     else:
         schedule_check(run, catalog, settings, now)
 
@@ -97,7 +97,7 @@ def apply_outcome(student: StudentRef, run: LessonRun | None, outcome: Outcome, 
             run.step_index = outcome.progressed.step_index
             run.points = outcome.progressed.points
         if outcome.ended is not None:
-            _finish(run, RunStatus(outcome.ended.status), now)
+            _finish(run, RunStatus(outcome.ended.status), now, settings)
         else:
             schedule_check(run, catalog, settings, now)
         db.session.flush()

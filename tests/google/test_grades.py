@@ -188,7 +188,7 @@ def test_a_newer_grade_replaces_an_older_pending_one(app: Flask, client: FlaskCl
     _finish_quiz(client, "ann@example.com", tmp_path)
     run = db.session.scalars(sa.select(LessonRun)).one()
     run.points = 7
-    queue_grade(run)
+    queue_grade(run, app.extensions["lessonbot.settings"])
     db.session.commit()
     [item] = _grades()
     assert item.payload["points"] == 7 and item.dedupe_key == f"grade:run:{run.id}"
