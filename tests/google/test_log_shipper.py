@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +27,14 @@ from tests.google_server import FaultKind, GoogleTestServer
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def write_log(path: Path, megabytes: float) -> bytes:
-    """JSON lines as the app writes them, with incompressible content so that gzip stays big."""
+def write_log(path: Path, megabytes: float, written: datetime | None = None) -> bytes:
+    """JSON lines as the app writes them (stamped ``written``, default now), incompressible so that gzip stays big."""
+    stamp = (written or datetime.now(UTC)).isoformat(timespec="milliseconds")
     path.parent.mkdir(parents=True, exist_ok=True)
     lines = []
     size = 0
     while size < megabytes * 1024 * 1024:
-        line = json.dumps({"time": "2026-11-22T06:00:00.000+00:00", "level": "INFO", "message": secrets.token_hex(200)})
+        line = json.dumps({"time": stamp, "level": "INFO", "message": secrets.token_hex(200)})
         lines.append(line)
         size += len(line) + 1
     data = ("\n".join(lines) + "\n").encode()
@@ -77,8 +79,8 @@ def test_a_pass_rotates_compresses_uploads_and_deletes_after_confirmation(
 def test_rotation_waits_for_size_or_age(app: Flask, authorized: GoogleWorld, settings: Settings) -> None:
     settings = _shipping(settings, authorized.gs).model_copy(update={"log_rotate_bytes": 10 * 1024 * 1024})
     log_dir = Path(settings.log_dir or "")
-    write_log(log_dir / "young.log", 0.01)
-    (log_dir / "old.log").write_text(json.dumps({"time": "2020-01-01T00:00:00+00:00", "message": "x"}) + "\n")
+    write_log(log_dir / "young.log", 0.01, written=datetime.now(UTC) - timedelta(hours=23))
+    write_log(log_dir / "old.log", 0.01, written=datetime.now(UTC) - timedelta(hours=25))
     report = LogShipper(settings, grace_seconds=0).run_once()
     assert [p.name.split(".")[0] for p in report.rotated] == ["old"]
     assert (log_dir / "young.log").exists() and len(drive_logs(authorized.gs)) == 1

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+from pathlib import Path
 
 from werkzeug.datastructures import Headers, MultiDict
 
@@ -27,9 +29,11 @@ def _exchange(method: str, path: str, status: int, body: dict[str, object], **qu
     )
 
 
-def test_reference_file_is_found_beside_the_repository() -> None:
-    assert SPEC_PATH.is_file()
-    assert SPEC_PATH.resolve().parent.name == "reference"
+def test_reference_file_is_the_vendored_copy_inside_the_repository() -> None:
+    repository = Path(__file__).resolve().parents[2]
+    assert SPEC_PATH.resolve().is_relative_to(repository)
+    digest = hashlib.sha256(SPEC_PATH.read_bytes()).hexdigest()
+    assert digest == "2134f5f5ce4632067028e86ba0e520f4a710199ec8afe9d21b6ecb43d492321f"  # reference/README.md
 
 
 def test_a_wrong_answer_is_reported(contract: ContractChecker) -> None:
