@@ -1,31 +1,52 @@
 #!/usr/bin/env python3
-"""Lessonbot administration: ./manage.py --help lists the command groups."""
+"""Lessonbot administration: ./manage.py --help lists the command groups.
 
+Run as ``./manage.py`` it starts again under the project's virtualenv (``.venv`` beside
+this file, which ``make demo`` and the deployment create), so the system python3 works
+as an entry point. Help never needs settings; a command loads them (and the database)
+only when it runs.
+"""
+
+import os
 import sys
+from pathlib import Path
 
-from flask.cli import FlaskGroup
+_VENV = Path(__file__).resolve().parent / ".venv"
+if Path(sys.prefix).resolve() != _VENV.resolve() and (_VENV / "bin" / "python").exists():
+    os.execv(_VENV / "bin" / "python", [str(_VENV / "bin" / "python"), __file__, *sys.argv[1:]])
 
-from app import create_app
-from app.cli.lessons import lessons_cli
-from app.lessons.catalog import InvalidLessons
-from app.logs import configure_logging
-from app.settings import ConfigError, load_settings
+try:
+    import click
+    from flask.cli import FlaskGroup
+    from flask_migrate.cli import db as migrate_cli
+except ModuleNotFoundError as missing:
+    sys.exit(f"manage.py: {missing.name} is not installed; create the virtualenv first with `make demo` "
+             f"(or `make .venv/.installed`), then run ./manage.py again")
 
-
-def _create_app():  # type: ignore[no-untyped-def]
-    try:
-        settings = load_settings()
-        configure_logging(settings, "manage")
-        return create_app(settings)
-    except (ConfigError, InvalidLessons) as error:
-        print(error, file=sys.stderr)
-        sys.exit(2)
+from app.boot import boot  # noqa: E402  (after the virtualenv check above)
+from app.cli import command_groups  # noqa: E402
 
 
-cli = FlaskGroup(create_app=_create_app, load_dotenv=False, add_version_option=False,
-                 help="Lessonbot administration. Settings come from the environment and .env (see README).")
+class ManageGroup(FlaskGroup):
+    """Flask's CLI without Flask's own commands and options, and without loading the app to list or explain commands."""
 
-cli.add_command(lessons_cli)  # works without a database or secrets
+    def __init__(self) -> None:
+        super().__init__(create_app=lambda: boot("manage")[1], add_default_commands=False, load_dotenv=False,
+                         add_version_option=False,
+                         help="Lessonbot administration. Settings come from the environment and .env (see README).")
+        self.params = [param for param in self.params if param.name not in {"app", "env_file", "debug"}]
+        for command in command_groups():
+            self.add_command(command)
+        self.add_command(migrate_cli, "db")
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(self.commands)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        return self.commands.get(name)
+
+
+cli = ManageGroup()
 
 if __name__ == "__main__":
     cli()

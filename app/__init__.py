@@ -68,23 +68,7 @@ def _register_blueprints(app: Flask) -> None:
 
 
 def _register_cli(app: Flask) -> None:
-    from app.cli.chat import chat_command
-    from app.cli.lessons import lessons_cli
-    from app.cli.outbox import outbox_cli
-    from app.cli.zulip import zulip_cli
+    from app.cli import command_groups
 
-    app.cli.add_command(lessons_cli)
-    app.cli.add_command(outbox_cli)
-    app.cli.add_command(chat_command)
-    app.cli.add_command(zulip_cli)
-    _register_google_cli(app)
-
-
-def _register_google_cli(app: Flask) -> None:
-    from app.cli.courses import assignments_cli, courses_cli
-    from app.cli.google import admins_cli, google_cli
-    from app.cli.grades import grades_cli
-    from app.cli.logs import logs_cli
-
-    for group in (google_cli, admins_cli, courses_cli, assignments_cli, grades_cli, logs_cli):
-        app.cli.add_command(group)
+    for command in command_groups():
+        app.cli.add_command(command)

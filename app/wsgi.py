@@ -2,17 +2,6 @@
 
 from __future__ import annotations
 
-import sys
+from app.boot import boot
 
-from app import create_app
-from app.lessons.catalog import InvalidLessons
-from app.logs import configure_logging
-from app.settings import ConfigError, load_settings
-
-try:
-    _settings = load_settings()
-    configure_logging(_settings, "core")
-    app = create_app(_settings)
-except (ConfigError, InvalidLessons) as error:
-    print(error, file=sys.stderr)
-    raise SystemExit(1) from None
+_settings, app = boot("core", exit_code=1)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 import sqlalchemy as sa
-from flask.cli import with_appcontext
+from flask.cli import AppGroup
 from rich.console import Console
 from rich.table import Table
 
@@ -15,14 +15,13 @@ from app.courses.models import Assignment, Course
 from app.db import db
 from app.settings import Settings
 
-courses_cli = click.Group("courses", help="Classroom courses under short aliases, and their rosters.")
-assignments_cli = click.Group("assignments", help="The lessons' assignments (courseWork) in Classroom.")
+courses_cli = AppGroup("courses", help="Classroom courses under short aliases, and their rosters.")
+assignments_cli = AppGroup("assignments", help="The lessons' assignments (courseWork) in Classroom.")
 
 
 @courses_cli.command("add")
 @click.argument("alias")
 @click.argument("name")
-@with_appcontext
 @one_line_errors
 def add_command(alias: str, name: str) -> None:
     """Find the Classroom course called NAME and remember it as ALIAS."""
@@ -32,7 +31,6 @@ def add_command(alias: str, name: str) -> None:
 
 
 @courses_cli.command("list")
-@with_appcontext
 def list_command() -> None:
     """List the courses with their roster sizes."""
     table = Table("alias", "Classroom name", "Classroom id", "students")
@@ -53,7 +51,6 @@ def sync_courses(settings: Settings, alias: str | None) -> dict[str, int]:
 
 @courses_cli.command("sync")
 @click.argument("alias", required=False)
-@with_appcontext
 @one_line_errors
 def sync_command(alias: str | None) -> None:
     """Import the students (names, emails, Classroom ids) of every course, or of ALIAS."""
@@ -65,7 +62,6 @@ def sync_command(alias: str | None) -> None:
 @click.option("--course", "alias", required=True, help="The course alias (courses list).")
 @click.option("--lesson", "lesson_id", required=True, help="The lesson id (lessons list).")
 @click.option("--title", default=None, help="Default: «Интерактивный урок по <Platform>».")
-@with_appcontext
 @one_line_errors
 def create_command(alias: str, lesson_id: str, title: str | None) -> None:
     """Create the lesson's assignment in the course, so that Lessonbot may grade it."""
@@ -79,7 +75,6 @@ def create_command(alias: str, lesson_id: str, title: str | None) -> None:
 
 @assignments_cli.command("list")
 @click.option("--course", "alias", default=None, help="Only this course.")
-@with_appcontext
 @one_line_errors
 def assignments_list_command(alias: str | None) -> None:
     """Show each lesson's assignment in Classroom and whether Lessonbot may grade it."""

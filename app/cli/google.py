@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import click
-from flask.cli import with_appcontext
+from flask.cli import AppGroup
 from google.auth.transport.requests import Request
 from rich.console import Console
 
@@ -17,8 +17,8 @@ from app.google.client import classify, credentials
 from app.google.tokens import authorized_at, load_authorization
 from app.settings import Settings
 
-google_cli = click.Group("google", help="Authorize Lessonbot's Google account and check it.")
-admins_cli = click.Group("admins", help="Who may sign in to the admin web pages (with Google).")
+google_cli = AppGroup("google", help="Authorize Lessonbot's Google account and check it.")
+admins_cli = AppGroup("admins", help="Who may sign in to the admin web pages (with Google).")
 
 
 def _settings() -> Settings:
@@ -56,7 +56,6 @@ def google_status(settings: Settings) -> Status | None:
 
 
 @google_cli.command("auth")
-@with_appcontext
 @one_line_errors
 def auth_command() -> None:
     """Print the URL that authorizes Lessonbot to act as a Google account (Classroom, Drive, Sheets)."""
@@ -69,7 +68,6 @@ def auth_command() -> None:
 
 
 @google_cli.command("status")
-@with_appcontext
 def status_command() -> None:
     """Show the account, its scopes and whether its token refreshes."""
     status = google_status(_settings())
@@ -86,7 +84,6 @@ def status_command() -> None:
 
 @admins_cli.command("add")
 @click.argument("email")
-@with_appcontext
 @one_line_errors
 def admins_add_command(email: str) -> None:
     """Allow EMAIL to sign in to the admin pages."""
@@ -96,7 +93,6 @@ def admins_add_command(email: str) -> None:
 
 
 @admins_cli.command("list")
-@with_appcontext
 def admins_list_command() -> None:
     """List the admins."""
     admins = signin.list_admins()

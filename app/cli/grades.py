@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 import click
-from flask.cli import with_appcontext
+from flask.cli import AppGroup
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
@@ -20,14 +20,13 @@ from app.lessons.catalog import Catalog
 from app.outbox.models import OutboxStatus
 from app.settings import Settings
 
-grades_cli = click.Group("grades", help="Grades for Google Classroom and the gradebook sheet.")
+grades_cli = AppGroup("grades", help="Grades for Google Classroom and the gradebook sheet.")
 
 
 @grades_cli.command("list")
 @click.option("--pending", is_flag=True, help="Only grades still waiting.")
 @click.option("--failed", is_flag=True, help="Only grades that could not be written, with the reason.")
 @click.option("--limit", default=200, show_default=True)
-@with_appcontext
 def list_command(pending: bool, failed: bool, limit: int) -> None:
     """List grades and gradebook rows, newest first."""
     status = OutboxStatus.FAILED if failed else OutboxStatus.PENDING if pending else None
@@ -56,7 +55,6 @@ def sync_grades(settings: Settings, catalog: Catalog, sleep: delivery.Sleep = ti
 
 
 @grades_cli.command("sync")
-@with_appcontext
 @one_line_errors
 def sync_command() -> None:
     """Send every waiting grade now (failed ones again too), backing off on quota errors."""
@@ -73,7 +71,6 @@ def sync_command() -> None:
 @grades_cli.command("export")
 @click.option("--sheet", "sheet_id", required=True, help="The spreadsheet id (from its URL).")
 @click.option("--course", "alias", default=None, help="Only this course's students.")
-@with_appcontext
 @one_line_errors
 def export_command(sheet_id: str, alias: str | None) -> None:
     """Write one row per student and lesson into the sheet's first tab."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from flask.cli import with_appcontext
+from flask.cli import AppGroup
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 from rich.table import Table
@@ -15,7 +15,7 @@ from app.cli.errors import one_line_errors
 from app.logship.shipper import LogShipper, NotConfigured, PassReport, live_files, waiting_files
 from app.settings import Settings
 
-logs_cli = click.Group("logs", help="Ship the JSON logs to Google Drive.")
+logs_cli = AppGroup("logs", help="Ship the JSON logs to Google Drive.")
 
 
 def _settings() -> Settings:
@@ -38,7 +38,6 @@ def ship_logs(settings: Settings, *, rotate_all: bool = True, grace_seconds: flo
 
 @logs_cli.command("ship")
 @click.option("--due-only", is_flag=True, help="Rotate only logs past the size or age limit (as the worker does).")
-@with_appcontext
 @one_line_errors
 def ship_command(due_only: bool) -> None:
     """Rotate, compress and upload the logs now; delete each file after Drive confirms it."""
@@ -57,7 +56,6 @@ def ship_command(due_only: bool) -> None:
 
 
 @logs_cli.command("status")
-@with_appcontext
 def status_command() -> None:
     """Show the live logs and the files waiting to be uploaded."""
     try:

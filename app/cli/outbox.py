@@ -4,21 +4,20 @@ from __future__ import annotations
 
 import click
 import sqlalchemy as sa
-from flask.cli import with_appcontext
+from flask.cli import AppGroup
 from rich.console import Console
 from rich.table import Table
 
 from app.db import db
 from app.outbox.models import OutboxItem, OutboxStatus
 
-outbox_cli = click.Group("outbox", help="Inspect the outbox of replies and other external effects.")
+outbox_cli = AppGroup("outbox", help="Inspect the outbox of replies and other external effects.")
 
 
 @outbox_cli.command("list")
 @click.option("--failed", is_flag=True, help="Only items that gave up, with the reason.")
 @click.option("--pending", is_flag=True, help="Only items still waiting.")
 @click.option("--limit", default=50, show_default=True)
-@with_appcontext
 def list_command(failed: bool, pending: bool, limit: int) -> None:
     """List outbox items, newest first."""
     query = sa.select(OutboxItem).order_by(OutboxItem.id.desc()).limit(limit)

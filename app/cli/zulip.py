@@ -5,14 +5,14 @@ from __future__ import annotations
 import sys
 
 import click
-from flask.cli import with_appcontext
+from flask.cli import AppGroup
 
 from app import state
 from app.settings import Settings
 from app.zulip.api import NotConfigured, ZulipError
 from app.zulip.connect import connect
 
-zulip_cli = click.Group("zulip", help="Check the bot's Zulip account and server.")
+zulip_cli = AppGroup("zulip", help="Check the bot's Zulip account and server.")
 
 
 def describe_bot(settings: Settings) -> list[str]:
@@ -28,7 +28,6 @@ def describe_bot(settings: Settings) -> list[str]:
 
 
 @zulip_cli.command("check")
-@with_appcontext
 def check_command() -> None:
     """Verify the bot's credentials; print the bot's name, the server and its version."""
     settings = state.settings()

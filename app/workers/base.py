@@ -9,17 +9,11 @@ from __future__ import annotations
 
 import logging
 import signal
-import sys
 import threading
 from collections.abc import Callable
 from types import FrameType
 
-from flask import Flask
 from tenacity import wait_exponential_jitter
-
-from app.lessons.catalog import InvalidLessons
-from app.logs import configure_logging
-from app.settings import ConfigError, Settings, load_settings
 
 log = logging.getLogger(__name__)
 
@@ -71,16 +65,3 @@ def backoff(attempt: int, *, initial: float = 1.0, maximum: float = 60.0, jitter
     """Capped exponential backoff with jitter, by tenacity's strategy: seconds before retry ``attempt``."""
     strategy = wait_exponential_jitter(initial=initial, max=maximum, jitter=jitter)
     return float(strategy(_Attempt(attempt)))  # type: ignore[arg-type]
-
-
-def start_app(component: str) -> tuple[Settings, Flask]:
-    """A worker's settings, logging and app; a bad setting or lesson ends the process with one line."""
-    from app import create_app
-
-    try:
-        settings = load_settings()
-        configure_logging(settings, component)
-        return settings, create_app(settings)
-    except (ConfigError, InvalidLessons) as error:
-        print(error, file=sys.stderr)
-        sys.exit(2)

@@ -11,14 +11,10 @@ from __future__ import annotations
 import logging
 import sys
 
-from flask import Flask
-
-from app import create_app
+from app.boot import boot
 from app.db import db
-from app.lessons.catalog import InvalidLessons
-from app.logs import configure_logging
 from app.logship.shipper import LogShipper, NotConfigured
-from app.settings import ConfigError, Settings, load_settings
+from app.settings import Settings
 from app.workers.base import StopFlag, backoff, run_forever
 from app.workers.models import record_heartbeat
 
@@ -42,17 +38,11 @@ class ShipperWorker:
         return bool(report.shipped)
 
 
-def build(settings: Settings | None = None) -> tuple[Flask, ShipperWorker]:
-    settings = settings or load_settings()
-    return create_app(settings), ShipperWorker(settings)
-
-
 def main() -> None:
+    settings, app = boot("log_shipper")
     try:
-        settings = load_settings()
-        configure_logging(settings, "log_shipper")
-        app, worker = build(settings)
-    except (ConfigError, InvalidLessons, NotConfigured) as error:
+        worker = ShipperWorker(settings)
+    except NotConfigured as error:
         print(error, file=sys.stderr)
         sys.exit(2)
     worker.stop.install()

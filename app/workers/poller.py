@@ -17,6 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from flask import Flask
 
+from app.boot import boot
 from app.db import db, is_postgresql, utcnow
 from app.grading.delivery import deliver_due
 from app.i18n import Text, render_all
@@ -26,7 +27,7 @@ from app.outbox.service import queue_reply
 from app.runs.models import LessonRun, RunStatus
 from app.runs.service import apply_progress, run_state, schedule_check
 from app.settings import Settings
-from app.workers.base import StopFlag, backoff, run_forever, start_app
+from app.workers.base import StopFlag, backoff, run_forever
 from app.workers.models import record_heartbeat
 from app.zulip.connect import connect_when_reachable
 from app.zulip.delivery import ReplyDelivery, run_delivery_loop
@@ -136,7 +137,7 @@ class Poller:
 
 
 def main() -> None:
-    settings, app = start_app("poller")
+    settings, app = boot("poller")
     poller = Poller(settings, app.extensions["lessonbot.catalog"])
     poller.stop.install()
     log.info("poller started (interval %.1f s)", settings.poll_interval_seconds)

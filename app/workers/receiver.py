@@ -9,7 +9,8 @@ from __future__ import annotations
 import logging
 import sys
 
-from app.workers.base import StopFlag, start_app
+from app.boot import boot
+from app.workers.base import StopFlag
 from app.zulip.api import NotConfigured
 from app.zulip.connect import connect_when_reachable
 from app.zulip.receiver import CoreClient, Receiver
@@ -18,7 +19,7 @@ log = logging.getLogger(__name__)
 
 
 def main() -> None:
-    settings, app = start_app("receiver")
+    settings, app = boot("receiver")
     stop = StopFlag()
     stop.install()
     with app.app_context():
