@@ -45,5 +45,5 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
 
 def pytest_configure(config: Any) -> None:
     # At the top of a file system (a clone in /x) the whole disk is "beside" it: nothing to watch.
-    if PARENT != os.sep:
+    if os.sep != PARENT:
         sys.addaudithook(_audit)
