@@ -9,6 +9,7 @@ The process environment wins over the env file: the file named by ``LESSONBOT_EN
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -94,10 +95,27 @@ class Settings(BaseSettings):
                                         description="Resumable upload chunk (a multiple of 256 KiB).")
     log_ship_interval_seconds: float = Field(default=60.0, gt=0, description="Shipper sleep when it found no work.")
 
-    @field_validator("google_scopes", mode="before")
+    # Backups: pg_dump, encrypted with age to these public keys, kept here and uploaded to Drive.
+    backup_dir: Path = Field(default=INSTANCE_DIR / "backups", description="Encrypted dumps (and the upload state).")
+    backup_age_recipients: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(), description="age public keys (age1…) that can decrypt backups, comma-separated; ops keep the private key.")
+    backup_drive_folder_id: str | None = Field(default=None, description="Drive folder for backups; unset: kept locally only.")
+    backup_keep_daily: int = Field(default=7, ge=1, description="Retention: the newest backup of each of this many days…")
+    backup_keep_weekly: int = Field(default=4, ge=0, description="…of this many ISO weeks…")
+    backup_keep_monthly: int = Field(default=6, ge=0, description="…and of this many months.")
+
+    @field_validator("google_scopes", "backup_age_recipients", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
         return tuple(part.strip() for part in value.split(",") if part.strip()) if isinstance(value, str) else value
+
+    @field_validator("backup_age_recipients")
+    @classmethod
+    def _age_public_keys(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for key in value:
+            if not re.fullmatch(r"age1[02-9ac-hj-np-z]{58}", key):
+                raise ValueError(f"{key[:12]}… is not an age public key (age1 followed by 58 characters; see age-keygen -y)")
+        return value
 
     @field_validator("database_url")
     @classmethod
@@ -115,15 +133,19 @@ class Settings(BaseSettings):
 
     @property
     def sqlalchemy_url(self) -> str:
-        """The URL with our driver: SQLAlchemy 2.1 would pick psycopg 3 for a bare postgresql://."""
-        for prefix in ("postgresql://", "postgres://"):
-            if self.database_url.startswith(prefix):
-                return "postgresql+psycopg2://" + self.database_url[len(prefix):]
-        return self.database_url
+        return sqlalchemy_url(self.database_url)
 
     @property
     def is_postgresql(self) -> bool:
         return self.database_url.startswith(("postgresql", "postgres://"))
+
+
+def sqlalchemy_url(database_url: str) -> str:
+    """The URL with our driver: SQLAlchemy 2.1 would pick psycopg 3 for a bare postgresql://."""
+    for prefix in ("postgresql://", "postgres://"):
+        if database_url.startswith(prefix):
+            return "postgresql+psycopg2://" + database_url[len(prefix):]
+    return database_url
 
 
 def _setting_name(loc: tuple[int | str, ...]) -> str:

@@ -20,7 +20,7 @@ import requests
 from google.auth.transport.requests import AuthorizedSession
 
 from app.google.client import GoogleError, call, credentials, service
-from app.logship.files import Layout, digest, load_state, save_state
+from app.logship.files import StateLocation, digest, load_state, save_state
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -48,11 +48,14 @@ def upload_url(settings: Settings) -> str:
 
 
 class DriveUploader:
-    def __init__(self, settings: Settings, layout: Layout, folder_id: str, sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(self, settings: Settings, layout: StateLocation, folder_id: str, sleep: Callable[[float], None] = time.sleep,
+                 *, mime_type: str = "application/gzip", keep_local: bool = False) -> None:
         self.settings = settings
         self.layout = layout
         self.folder_id = folder_id
         self.sleep = sleep
+        self.mime_type = mime_type
+        self.keep_local = keep_local  # backups stay on disk too; shipped logs are deleted once Drive has them
         self.session = AuthorizedSession(credentials(settings))
         self.chunk = settings.log_upload_chunk_bytes
 
@@ -73,8 +76,8 @@ class DriveUploader:
     def _start(self, local: Local) -> str:
         response = self.session.post(
             upload_url(self.settings), params={"uploadType": "resumable", "supportsAllDrives": "true", "fields": FIELDS},
-            json={"name": local.path.name, "parents": [self.folder_id], "mimeType": "application/gzip"},
-            headers={"X-Upload-Content-Type": "application/gzip", "X-Upload-Content-Length": str(local.size)}, timeout=60)
+            json={"name": local.path.name, "parents": [self.folder_id], "mimeType": self.mime_type},
+            headers={"X-Upload-Content-Type": self.mime_type, "X-Upload-Content-Length": str(local.size)}, timeout=60)
         if response.status_code != 200 or "Location" not in response.headers:
             raise ShipError(f"Drive did not open an upload session for {local.path.name}: {response.status_code} "
                             f"{response.text[:200]}")
@@ -135,7 +138,7 @@ class DriveUploader:
     # --- one file --------------------------------------------------------------------------
 
     def ship(self, path: Path, progress: Progress = lambda n: None) -> str:
-        """Upload one compressed log, confirm size and md5, delete it locally; Drive's file id."""
+        """Upload one file, confirm size and md5, then delete it locally (unless keep_local); Drive's file id."""
         state = load_state(self.layout)
         uploads = state.setdefault("uploads", {})
         entry = uploads.get(path.name)
@@ -184,7 +187,8 @@ class DriveUploader:
             self.delete_remote(str(metadata["id"]))
             raise ShipError(f"Drive's copy of {local.path.name} differs (size {metadata.get('size')}, md5 "
                             f"{metadata.get('md5Checksum')}); it was deleted and the file is sent again next pass")
-        local.path.unlink()  # only now: Drive confirmed size and checksum
+        if not self.keep_local:
+            local.path.unlink()  # only now: Drive confirmed size and checksum
         save_state(self.layout, state)
         log.info("shipped %s (%d bytes) to Drive as %s", local.path.name, local.size, metadata["id"])
         return str(metadata["id"])

@@ -11,11 +11,21 @@ import socket
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 OUTGOING = "outgoing"
 STATE_FILE = ".shipper-state.json"
 COPY_BLOCK = 1024 * 1024
+
+
+class StateLocation(Protocol):
+    """Where an uploader keeps its state file (the log shipper's outgoing folder, the backup folder)."""
+
+    @property
+    def outgoing(self) -> Path: ...
+
+    @property
+    def state_file(self) -> Path: ...
 
 
 @dataclass(frozen=True)
@@ -98,14 +108,14 @@ def digest(path: Path) -> tuple[int, str]:
     return size, md5.hexdigest()
 
 
-def load_state(layout: Layout) -> dict[str, Any]:
+def load_state(layout: StateLocation) -> dict[str, Any]:
     try:
         return dict(json.loads(layout.state_file.read_text()))
     except (OSError, ValueError):
         return {}
 
 
-def save_state(layout: Layout, state: dict[str, Any]) -> None:
+def save_state(layout: StateLocation, state: dict[str, Any]) -> None:
     """Write the whole state to a temporary file, fsync, rename: a kill leaves the old or the new state."""
     layout.outgoing.mkdir(parents=True, exist_ok=True)
     temporary = layout.state_file.with_suffix(".tmp")

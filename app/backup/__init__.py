@@ -1,0 +1,1 @@
+"""Encrypted database backups on Drive, their retention, and a tested restore."""
