@@ -5,8 +5,8 @@ set -euo pipefail
 
 declare -A PACKAGES=(
   [demo]="git gcc python3-dev python3-venv"
-  [test]="git gcc python3-dev python3-venv postgresql"
-  [bench]="git gcc python3-dev python3-venv postgresql nginx-light wrk"
+  [test]="git gcc python3-dev python3-venv postgresql age"
+  [bench]="git gcc python3-dev python3-venv postgresql age nginx-light wrk"
 )
 target="${1:?usage: $0 demo|test|bench}"
 missing=()
