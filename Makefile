@@ -50,6 +50,7 @@ bench:  ## Benchmarks: figures and ratios to their baselines, measured in the sa
 	$(BIN)/python -m bench.core_http
 	$(BIN)/python -m bench.zulip_path
 	$(BIN)/python -m bench.log_shipper
+	$(BIN)/python -m bench.backup
 
 vm:  ## Boot the production stack in a local systemd-nspawn machine and leave it running.
 	@$(SUDO) tests/deploy/host-setup.sh

@@ -29,7 +29,8 @@ def free_port() -> int:
 class PgCluster:
     """initdb + pg_ctl in a temporary directory; as root the server runs as `postgres`."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, durable: bool = False) -> None:
+        self.durable = durable  # benchmarks: fsync and synchronous_commit on, as in production
         self.bin = _bin_dir()
         self.root = Path(tempfile.mkdtemp(prefix="lessonbot-pg-"))
         self.data = self.root / "data"
@@ -47,8 +48,9 @@ class PgCluster:
             entry = pwd.getpwnam(self.user)
             os.chown(self.root, entry.pw_uid, entry.pw_gid)
         self._run("initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C.UTF-8")
+        speed = "" if self.durable else "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
         options = (f"-c port={self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={self.root} "
-                   "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 -c timezone=UTC")
+                   f"{speed}-c max_connections=200 -c timezone=UTC")
         self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.root / "server.log"), "-w", "start")
         return self
 
