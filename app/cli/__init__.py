@@ -15,7 +15,8 @@ def command_groups() -> list[click.Command]:
     from app.cli.lessons import lessons_cli
     from app.cli.logs import logs_cli
     from app.cli.outbox import outbox_cli
+    from app.cli.status import status_command
     from app.cli.zulip import zulip_cli
 
-    return [lessons_cli, chat_command, outbox_cli, zulip_cli, google_cli, admins_cli, courses_cli,
+    return [status_command, lessons_cli, chat_command, outbox_cli, zulip_cli, google_cli, admins_cli, courses_cli,
             assignments_cli, grades_cli, logs_cli, backup_cli]
