@@ -11,6 +11,7 @@ confirmation page naming the chat account first; only its CSRF-protected POST go
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 from collections.abc import Collection
@@ -33,6 +34,7 @@ from app.students.models import Student
 # Google answers with the scopes it granted, which may be spelled differently from what we asked.
 os.environ.setdefault("OAUTHLIB_RELAX_TOKEN_SCOPE", "1")
 
+log = logging.getLogger(__name__)
 SIGN_IN_SCOPES = ["openid", "https://www.googleapis.com/auth/userinfo.email"]
 LIFETIME = {"service": timedelta(minutes=30), "admin": timedelta(minutes=10), "link": timedelta(hours=24)}
 PURPOSES = tuple(LIFETIME)
@@ -180,6 +182,7 @@ def finish(settings: Settings, state: str, code: str | None, error: str | None,
     if not _verified(profile):
         raise SignInError(f"Google has not verified that {email} belongs to this account. Verify the address "
                           "in your Google account, or sign in with another account.")
+    log.info("google sign-in (%s) finished", request.purpose)
     return _act(settings, request, creds, email, str(profile.get("id") or profile.get("sub") or "") or None)
 
 
