@@ -7,6 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
@@ -284,3 +285,22 @@ def test_once_classroom_answers_again_the_grade_goes_out_when_its_capped_wait_en
     assert item.status == OutboxStatus.SENT and item.sent_at is not None
     assert item.sent_at - storm_ended < timedelta(seconds=settings.grade_quota_backoff_max_seconds + 2)
     assert gs.submission_for(course_id, str(work_id), "ann@example.com")["state"] == "RETURNED"
+
+
+@pytest.mark.parametrize(("title", "taken"), [(" git ", False), ("g it", False), ("Интерактивный урок по\u00a0Git", False),
+                                              ("GIT", True), ("интерактивный урок по git", True)])
+def test_only_a_title_under_the_classroom_rule_is_taken_as_the_lessons_assignment(
+        app: Flask, client: FlaskClient, authorized: GoogleWorld, settings: Settings, tmp_path: Path,
+        title: str, taken: bool) -> None:
+    gs = authorized.gs
+    course_id, _ = _classroom(authorized, settings, app, ["ann@example.com"], assignment=False)
+    work_id = gs.add_coursework(course_id, title, created_by_client=authorized.client_id)  # made by Lessonbot's client
+    _finish_quiz(client, "ann@example.com", tmp_path)
+    deliver_due(settings, app.extensions["lessonbot.catalog"])
+    [item] = _grades()
+    submission = gs.submission_for(course_id, str(work_id), "ann@example.com")
+    if taken:
+        assert item.status == OutboxStatus.SENT and submission["assignedGrade"] == 10
+    else:
+        assert item.status == OutboxStatus.FAILED and "has no assignment for lesson git-quiz" in str(item.last_error)
+        assert "assignedGrade" not in submission
