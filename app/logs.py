@@ -37,6 +37,7 @@ PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(rf"(?i)([\"']{_KEYS}[\"']\s*:\s*)([\"'])(?:(?!\2).)*\2"), rf"\1\2{MASK}\2"),
     # Authorization headers
     (re.compile(r"(?i)\b(Bearer|Basic|token)\s+[A-Za-z0-9._~+/=\-]{8,}"), rf"\1 {MASK}"),
+    (re.compile(r"(://[^/\s:@]+:)[^@\s/]+@"), rf"\1{MASK}@"),  # passwords in URLs (git clone URLs)
     (re.compile(r"1//[A-Za-z0-9_\-]{8,}"), MASK),  # Google refresh tokens
     (re.compile(r"ya29\.[A-Za-z0-9_\-.]+"), MASK),  # Google access tokens
     (re.compile(r"GOCSPX-[A-Za-z0-9_\-]+"), MASK),  # Google OAuth client secrets

@@ -118,6 +118,7 @@ SECRET = "s3cr3t-Value_1234567890"
     ("a bare access token ya29.{s} in text", SECRET),
     ("client secret GOCSPX-{s} in text", SECRET),
     ("redirect http://x/cb?state=abc&code=4/{s}&scope=openid", SECRET),
+    ("git clone https://student-7:{s}@lessons.example.org/git/r.git failed", SECRET),
     ("the app's own secret key {s} in text", SECRETS["secret_key"]),
     ("the internal token {s} in text", SECRETS["internal_token"]),
 ])
