@@ -130,7 +130,7 @@ def authorization_url(settings: Settings, request: OAuthRequest, login_hint: str
 
 
 def link_url(settings: Settings, student_id: int) -> str:
-    """A student's one-time URL (it leads to Google's sign-in)."""
+    """A student's one-time URL: a page naming their chat account, whose button leads to Google's sign-in."""
     request = begin(settings, "link", student_id)
     return f"{settings.public_url.rstrip('/')}/google/link/{request.state}"
 
