@@ -137,3 +137,15 @@ def test_the_link_reply_in_chat_names_no_email_the_student_did_not_already_have(
     assert sign_in(browser, confirm_link(browser, path)).status_code == 200
     reply = student.new_replies()
     assert "Аккаунт Google связан с вами" in reply and "ru.school@example.com" not in reply
+
+
+def test_the_confirmation_page_escapes_the_chat_name(app: Flask, client: FlaskClient, world: GoogleWorld,
+                                                     tmp_path: Path) -> None:
+    from app.students.models import Student
+
+    path = link_path(ChatStudent(client, ATTACKER, tmp_path).say("link"))
+    student = db.session.scalars(sa.select(Student).where(Student.email == ATTACKER)).one()
+    student.full_name = '<script>alert(1)</script><a href="//evil">'
+    db.session.commit()
+    page = app.test_client().get(path)
+    assert "<script>" not in page.text and "&lt;script&gt;alert(1)&lt;/script&gt;" in page.text
