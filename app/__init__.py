@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from flask import Flask
@@ -21,6 +22,11 @@ def create_app(settings: Settings | None = None, **config: Any) -> Flask:
         SQLALCHEMY_ENGINE_OPTIONS=_engine_options(settings),
         MAX_CONTENT_LENGTH=settings.max_body_bytes,
         JSON_SORT_KEYS=False,
+        # The session cookie (admin sign-in, link confirmation): HTTPS only, no scripts, no cross-site POSTs.
+        SESSION_COOKIE_SECURE=settings.session_cookie_secure,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=settings.admin_session_hours),
     )
     app.config.update(config)
     app.extensions["lessonbot.settings"] = settings

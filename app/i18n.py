@@ -129,7 +129,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "To get your grades into Google Classroom, sign in with the Google account you use in the course: {url}\nThe link works once, for a day.",
     },
     "link.unavailable": {"ru": "Связать аккаунт Google сейчас нельзя: Google не настроен. Сообщите преподавателю.", "en": "Linking a Google account is not possible right now: Google is not set up. Please tell your teacher."},
-    "link.done": {"ru": "Аккаунт Google {email} связан с вами. Оценки пойдут в Classroom.", "en": "Google account {email} is now linked to you. Grades will go to Classroom."},
+    "link.done": {"ru": "Аккаунт Google связан с вами. Оценки пойдут в Classroom. Если это были не вы, напишите `связать` и войдите в свой аккаунт.", "en": "A Google account is now linked to you. Grades will go to Classroom. If that was not you, say `link` and sign in with your own account."},
     "grade.not_enrolled": {
         "ru": "Оценку за урок `{lesson}` пока некуда записать: я не нашёл вас ни в одном курсе Google Classroom. Напишите `link` и войдите в аккаунт Google, с которым вы в курсе; оценка подождёт.",
         "en": "Your grade for `{lesson}` has nowhere to go yet: I did not find you in any Google Classroom course. Say `link` and sign in with the Google account you use in the course; the grade will wait.",

@@ -75,6 +75,11 @@ class Settings(BaseSettings):
     google_client_id: str | None = Field(default=None, description="The Web OAuth client's id.")
     google_client_secret: SecretStr | None = Field(default=None, description="The Web OAuth client's secret.")
     public_url: str = Field(default="http://127.0.0.1:5080", description="The app's own address (OAuth redirects).")
+    session_cookie_secure: bool = Field(default=True, description="Send the session cookie over HTTPS only.")
+    admin_session_hours: float = Field(default=8.0, gt=0, le=24 * 7, allow_inf_nan=False,
+                                       description="An admin sign-in lasts this long, however active.")
+    admin_login_per_address_per_minute: int = Field(default=10, ge=1, description="GET /admin/login per client address.")
+    admin_login_per_minute: int = Field(default=60, ge=1, description="GET /admin/login from everyone together.")
     google_api_endpoint: str | None = Field(default=None, description="Override of Google's API host (tests).")
     google_auth_uri: str = Field(default="https://accounts.google.com/o/oauth2/auth")
     google_token_uri: str = Field(default="https://oauth2.googleapis.com/token")
@@ -89,6 +94,9 @@ class Settings(BaseSettings):
     google_drive_folder_id: str | None = Field(default=None, description="Drive folder (or Shared Drive) for shipped logs.")
     google_sheet_id: str | None = Field(default=None, description="Gradebook spreadsheet kept current on completion.")
     grade_max_attempts: int = Field(default=20, ge=1, description="Attempts before a grade is marked failed.")
+    grade_quota_backoff_max_seconds: float = Field(
+        default=60.0, gt=0, le=3600, allow_inf_nan=False,
+        description="Longest wait after a Classroom quota error (429); quota errors never fail a grade.")
     log_rotate_bytes: int = Field(default=64 * 1024 * 1024, gt=0, description="Rotate a log at this size.")
     log_rotate_hours: float = Field(default=24.0, gt=0, description="…or when its first line is this old.")
     log_upload_chunk_bytes: int = Field(default=8 * 1024 * 1024, gt=0, multiple_of=256 * 1024,

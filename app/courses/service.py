@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -31,9 +32,15 @@ def default_title(lesson: Lesson) -> str:
 
 
 def title_matches(title: str, lesson: Lesson) -> bool:
-    """The Classroom rule: the platform name, or «интерактивный урок по <platform>», ignoring case."""
-    wanted = {lesson.platform.casefold(), f"{TITLE_PREFIX} {lesson.platform}".casefold()}
-    return " ".join(title.split()).casefold() in wanted
+    """The Classroom rule (README, Grades): exactly the platform name, or «Интерактивный урок по <platform>»
+    with single ordinary spaces, ignoring only letter case and Unicode composition (NFC). Spaces are not
+    trimmed or collapsed: a title a teacher typed differently is not silently taken as the assignment."""
+    wanted = {_title_key(lesson.platform), _title_key(f"{TITLE_PREFIX} {lesson.platform}")}
+    return _title_key(title) in wanted
+
+
+def _title_key(title: str) -> str:
+    return unicodedata.normalize("NFC", title).casefold()
 
 
 def _pages(request_for: Any, key: str, what: str) -> Iterator[dict[str, Any]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import socket
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,7 @@ from app.settings import Settings
 # httplib2 silently sends a request again when the connection drops, even a PATCH that Google
 # may already have applied. We retry ourselves, after reading what Google has (exactly once).
 httplib2.RETRIES = 1
+log = logging.getLogger(__name__)
 
 VERSIONS = {"classroom": "v1", "drive": "v3", "sheets": "v4", "oauth2": "v2"}
 REAUTHORIZE = "run `./manage.py google auth` to authorize Lessonbot again"
@@ -131,6 +133,7 @@ def call(request: Any, what: str) -> Any:
     Writes go through requests, which never re-sends them: httplib2 repeats a request whose
     connection dropped before the answer, and Google may already have applied it.
     """
+    log.debug("google call: %s (%s %s)", what, request.method, request.uri)
     try:
         if request.method == "GET":
             return request.execute(num_retries=0)

@@ -36,6 +36,8 @@ class OAuthRequest(db.Model):  # type: ignore[name-defined]
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Who asked (admin sign-in): GET /admin/login is rate-bounded per address by counting these rows.
+    client_address: Mapped[str | None] = mapped_column(sa.String(64))
 
 
 class Admin(db.Model):  # type: ignore[name-defined]
@@ -46,6 +48,9 @@ class Admin(db.Model):  # type: ignore[name-defined]
     id: Mapped[int] = mapped_column(primary_key=True)
     email: Mapped[str] = mapped_column(sa.String(254), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Every session cookie carries the version it was issued under; sign-out bumps it, so a
+    # copied cookie stops working everywhere at once.
+    session_version: Mapped[int] = mapped_column(default=0, server_default="0")
 
 
 class GoogleLink(db.Model):  # type: ignore[name-defined]

@@ -3,14 +3,20 @@
 - ``service``: ``./manage.py google auth`` — the account Lessonbot acts as; its refresh token is stored.
 - ``admin``: signing in to the admin pages; the email must be on the allowlist.
 - ``link``: a student's one-time URL from chat; their Google identity is linked to their Zulip user.
+
+Admin sign-in and linking are bound to the browser that started them (its session holds the
+state), so a URL passed to someone else cannot finish in their browser. A link URL opens a
+confirmation page naming the chat account first; only its CSRF-protected POST goes on to Google.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
+from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -28,13 +34,25 @@ from app.students.models import Student
 # Google answers with the scopes it granted, which may be spelled differently from what we asked.
 os.environ.setdefault("OAUTHLIB_RELAX_TOKEN_SCOPE", "1")
 
+log = logging.getLogger(__name__)
 SIGN_IN_SCOPES = ["openid", "https://www.googleapis.com/auth/userinfo.email"]
 LIFETIME = {"service": timedelta(minutes=30), "admin": timedelta(minutes=10), "link": timedelta(hours=24)}
 PURPOSES = tuple(LIFETIME)
+BOUND_TO_BROWSER = ("admin", "link")  # `service` is started from the CLI: no browser session to bind to
+USED_KEPT = timedelta(minutes=10)  # a used request is kept a while, so a second click reads "already used"
+RATE_WINDOW = timedelta(minutes=1)
 
 
 class SignInError(Exception):
     """The sign-in cannot finish; the message is shown to the person signing in."""
+
+
+class TooManySignIns(SignInError):
+    """Too many admin sign-ins were started in the last minute (from this address or from everyone)."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)
@@ -42,6 +60,16 @@ class SignedIn:
     purpose: str
     email: str
     student_id: int | None = None
+    session_version: int = 0
+
+
+@dataclass(frozen=True)
+class LinkToConfirm:
+    """What the link confirmation page shows: the chat account the Google account will be linked to."""
+
+    state: str
+    chat_email: str
+    chat_name: str
 
 
 def redirect_uri(settings: Settings) -> str:
@@ -58,13 +86,37 @@ def _flow(settings: Settings, purpose: str, code_verifier: str | None = None) ->
     return Flow.from_client_config(config, scopes, redirect_uri=redirect_uri(settings), code_verifier=code_verifier)
 
 
-def begin(settings: Settings, purpose: str, student_id: int | None = None) -> OAuthRequest:
-    """Record a sign-in request (the caller commits); its state is the one-time key."""
+def prune_requests() -> int:
+    """Delete expired sign-in requests and those used a while ago (the caller commits); how many."""
+    now = utcnow()
+    statement = sa.delete(OAuthRequest).where(sa.or_(OAuthRequest.expires_at < now, OAuthRequest.used_at < now - USED_KEPT))
+    return int(db.session.execute(statement).rowcount or 0)  # type: ignore[attr-defined]
+
+
+def begin(settings: Settings, purpose: str, student_id: int | None = None, client_address: str | None = None
+          ) -> OAuthRequest:
+    """Record a sign-in request (the caller commits); its state is the one-time key. Prunes old ones."""
+    prune_requests()
     request = OAuthRequest(state=secrets.token_urlsafe(32), purpose=purpose, student_id=student_id,
-                           code_verifier=secrets.token_urlsafe(64)[:96], expires_at=utcnow() + LIFETIME[purpose])
+                           code_verifier=secrets.token_urlsafe(64)[:96], expires_at=utcnow() + LIFETIME[purpose],
+                           client_address=(client_address or "")[:64] or None)
     db.session.add(request)
     db.session.flush()
     return request
+
+
+def begin_admin_sign_in(settings: Settings, client_address: str | None) -> OAuthRequest:
+    """An admin sign-in request, within the per-address and global rates (raises TooManySignIns)."""
+    since = utcnow() - RATE_WINDOW
+    recent = sa.select(sa.func.count()).select_from(OAuthRequest).where(
+        OAuthRequest.purpose == "admin", OAuthRequest.created_at >= since)
+    if int(db.session.scalar(recent) or 0) >= settings.admin_login_per_minute:
+        raise TooManySignIns("Too many sign-ins were started in the last minute. Wait a minute and try again.", 60)
+    from_here = recent.where(OAuthRequest.client_address == (client_address or "")[:64])
+    if client_address and int(db.session.scalar(from_here) or 0) >= settings.admin_login_per_address_per_minute:
+        raise TooManySignIns("Too many sign-ins were started from your address in the last minute. "
+                             "Wait a minute and try again.", 60)
+    return begin(settings, "admin", client_address=client_address)
 
 
 def authorization_url(settings: Settings, request: OAuthRequest, login_hint: str | None = None) -> str:
@@ -78,9 +130,18 @@ def authorization_url(settings: Settings, request: OAuthRequest, login_hint: str
 
 
 def link_url(settings: Settings, student_id: int) -> str:
-    """A student's one-time URL (it leads to Google's sign-in)."""
+    """A student's one-time URL: a page naming their chat account, whose button leads to Google's sign-in."""
     request = begin(settings, "link", student_id)
     return f"{settings.public_url.rstrip('/')}/google/link/{request.state}"
+
+
+def link_to_confirm(state: str) -> LinkToConfirm:
+    """The chat account a student's link URL would link (raises SignInError for a used or unknown link)."""
+    request = pending_request(state, "link")
+    student = db.session.get(Student, request.student_id) if request.student_id is not None else None
+    if student is None:
+        raise SignInError("This sign-in link is unknown. Start again.")
+    return LinkToConfirm(state, student.email, student.full_name)
 
 
 def pending_request(state: str, purpose: str | None = None) -> OAuthRequest:
@@ -94,10 +155,18 @@ def pending_request(state: str, purpose: str | None = None) -> OAuthRequest:
     return request
 
 
-def finish(settings: Settings, state: str, code: str | None, error: str | None) -> SignedIn:
-    """Exchange the code, learn who signed in and act on the purpose (the caller commits)."""
+def finish(settings: Settings, state: str, code: str | None, error: str | None,
+           browser_states: Collection[str] = ()) -> SignedIn:
+    """Exchange the code, learn who signed in and act on the purpose (the caller commits).
+
+    ``browser_states`` are the sign-ins this browser started (from its session): an admin sign-in
+    or a link finishes only in the browser that started it, never in one it was passed to.
+    """
     request = pending_request(state)
     request.used_at = utcnow()
+    if request.purpose in BOUND_TO_BROWSER and state not in browser_states:
+        raise SignInError("This sign-in was started in another browser, so it cannot finish here. "
+                          "Start again from the beginning in this browser.")
     if error or not code:
         raise SignInError(f"Google sign-in did not complete ({error or 'no code'}).")
     flow = _flow(settings, request.purpose, request.code_verifier)
@@ -110,15 +179,34 @@ def finish(settings: Settings, state: str, code: str | None, error: str | None) 
     email = str(profile.get("email", "")).lower()
     if not email:
         raise SignInError("Google did not tell us the account's email address.")
+    if not _verified(profile):
+        raise SignInError(f"Google has not verified that {email} belongs to this account. Verify the address "
+                          "in your Google account, or sign in with another account.")
+    log.info("google sign-in (%s) finished", request.purpose)
+    return _act(settings, request, creds, email, str(profile.get("id") or profile.get("sub") or "") or None)
+
+
+def _act(settings: Settings, request: OAuthRequest, creds: Any, email: str, user_id: str | None) -> SignedIn:
     if request.purpose == "service":
         if not creds.refresh_token:
             raise SignInError("Google returned no refresh token; remove Lessonbot's access in the account and retry.")
         store_authorization(settings, email, list(creds.granted_scopes or creds.scopes or []), creds.refresh_token)
-    elif request.purpose == "admin" and not is_admin(email):
-        raise SignInError(f"{email} is not an admin of Lessonbot (./manage.py admins add {email}).")
+        from app.grading.service import GRADE_KINDS, wake_grades
+
+        wake_grades(kinds=GRADE_KINDS)  # grades and rows that waited for the authorization go out at the next poll
+    elif request.purpose == "admin":
+        admin = db.session.scalars(sa.select(Admin).where(Admin.email == email)).first()
+        if admin is None:
+            raise SignInError(f"{email} is not an admin of Lessonbot (./manage.py admins add {email}).")
+        return SignedIn(request.purpose, email, session_version=admin.session_version)
     elif request.purpose == "link" and request.student_id is not None:
-        _link_student(request.student_id, email, str(profile.get("id") or profile.get("sub") or "") or None)
+        _link_student(request.student_id, email, user_id)
     return SignedIn(request.purpose, email, request.student_id)
+
+
+def _verified(profile: dict[str, Any]) -> bool:
+    """Google says the address is the account's (v2 userinfo: ``verified_email``; OpenID: ``email_verified``)."""
+    return profile.get("verified_email") is True or profile.get("email_verified") in (True, "true")
 
 
 def _userinfo(settings: Settings, creds: Any) -> dict[str, Any]:
@@ -130,6 +218,13 @@ def _userinfo(settings: Settings, creds: Any) -> dict[str, Any]:
 
 
 def _link_student(student_id: int, email: str, user_id: str | None) -> None:
+    """Link (or re-link) the student; a Google account already linked to someone else is refused."""
+    same_account = sa.or_(GoogleLink.google_email == email,
+                          GoogleLink.google_user_id == user_id if user_id else sa.false())
+    taken = db.session.scalar(sa.select(GoogleLink.id).where(GoogleLink.student_id != student_id, same_account))
+    if taken is not None:
+        raise SignInError("This Google account is already linked to another chat account, so it was not linked. "
+                          "If it is yours, ask your teacher.")
     link = db.session.scalars(sa.select(GoogleLink).where(GoogleLink.student_id == student_id)).first()
     if link is None:
         link = GoogleLink(student_id=student_id)
@@ -142,7 +237,8 @@ def _link_student(student_id: int, email: str, user_id: str | None) -> None:
     wake_grades(student_id)
     student = db.session.get(Student, student_id)
     if student is not None:
-        queue_reply(student, Text("link.done", email=email).render(student.language))
+        # Never the Google email: whoever sent the link may not be who signed in.
+        queue_reply(student, Text("link.done").render(student.language))
 
 
 def is_admin(email: str) -> bool:
@@ -158,6 +254,23 @@ def add_admin(email: str) -> bool:
         return False
     db.session.add(Admin(email=email))
     return True
+
+
+def admin_session_valid(settings: Settings, email: str | None, version: Any, signed_in_at: Any) -> bool:
+    """The session's admin is still allowed, did not sign out since, and signed in less than the lifetime ago."""
+    if not email or not isinstance(version, int) or not isinstance(signed_in_at, (int, float)):
+        return False
+    admin = db.session.scalars(sa.select(Admin).where(Admin.email == email)).first()
+    if admin is None or admin.session_version != version:  # removed from the allowlist, or signed out
+        return False
+    age = utcnow() - datetime.fromtimestamp(signed_in_at, tz=UTC)
+    return timedelta(0) <= age < timedelta(hours=settings.admin_session_hours)
+
+
+def sign_out_admin(email: str | None) -> None:
+    """End every session of this admin (the caller commits): their cookies carry the old version."""
+    if email:
+        db.session.execute(sa.update(Admin).where(Admin.email == email).values(session_version=Admin.session_version + 1))
 
 
 def list_admins() -> list[str]:

@@ -2,83 +2,142 @@
 
 from __future__ import annotations
 
+import time
 from functools import wraps
-from html import escape
 from typing import Any
 
-from flask import Blueprint, Response, redirect, request, session
+from flask import Blueprint, Response, redirect, render_template, request, session, url_for
 
 from app import state
 from app.db import db
 from app.google import signin
+from app.google.csrf import CsrfError, check_csrf, csrf_token
 from app.grading.service import list_grades
 from app.settings import Settings
 
-bp = Blueprint("google", __name__)
+bp = Blueprint("google", __name__, template_folder="templates")
+STARTED = "oauth_states"  # sign-ins this browser started: only they may finish in it
+STARTED_KEPT = 5
 
 
 def _settings() -> Settings:
-    settings = state.settings()
-    return settings
+    return state.settings()
 
 
-def _page(title: str, body: str, status: int = 200) -> Response:
-    html = (f"<!doctype html><html><head><meta charset='utf-8'><title>{escape(title)} · Lessonbot</title></head>"
-            f"<body><h1>{escape(title)}</h1>{body}</body></html>")
-    return Response(html, status=status, mimetype="text/html")
+def _page(title: str, message: str, status: int = 200, **extra: Any) -> Response:
+    return Response(render_template("google/message.html", title=title, message=message, **extra), status=status)
+
+
+@bp.context_processor
+def _template_helpers() -> dict[str, Any]:
+    return {"csrf_token": csrf_token}
+
+
+@bp.before_request
+def _csrf_on_every_post() -> Response | None:
+    if request.method != "POST":
+        return None
+    try:
+        check_csrf()
+    except CsrfError as error:
+        return _page("Form refused", str(error), 400)
+    return None
+
+
+def _remember_started(oauth_state: str) -> None:
+    started = [s for s in session.get(STARTED, []) if isinstance(s, str)][-(STARTED_KEPT - 1):]
+    session[STARTED] = [*started, oauth_state]
+
+
+def _started_here() -> list[str]:
+    return [s for s in session.get(STARTED, []) if isinstance(s, str)]
 
 
 @bp.get("/google/callback")
 def callback() -> Any:
     """Where Google sends the browser back after sign-in, for every purpose."""
+    oauth_state = request.args.get("state", "")
     try:
-        done = signin.finish(_settings(), request.args.get("state", ""), request.args.get("code"), request.args.get("error"))
+        done = signin.finish(_settings(), oauth_state, request.args.get("code"), request.args.get("error"),
+                             browser_states=_started_here())
     except signin.SignInError as error:
         db.session.commit()  # the request stays used
-        return _page("Sign-in failed", f"<p>{escape(str(error))}</p>", 400)
+        return _page("Sign-in failed", str(error), 400)
     db.session.commit()
     if done.purpose == "admin":
-        session.clear()
-        session["admin_email"] = done.email
-        return redirect("/admin/grades")
+        session.clear()  # a fresh session: nothing from before the sign-in carries over
+        session.permanent = True  # the cookie ends with the admin lifetime (PERMANENT_SESSION_LIFETIME)
+        session.update(admin_email=done.email, admin_version=done.session_version, admin_signed_in_at=time.time())
+        return redirect(url_for("google.admin_grades"))
+    session[STARTED] = [s for s in _started_here() if s != oauth_state]
     if done.purpose == "service":
-        return _page("Lessonbot is authorized", f"<p>Lessonbot now acts as {escape(done.email)}. You can close this page.</p>")
-    return _page("Google account linked", f"<p>{escape(done.email)} is linked. Go back to the chat.</p>")
+        return _page("Lessonbot is authorized", f"Lessonbot now acts as {done.email}. You can close this page.")
+    return _page("Google account linked", f"{done.email} is linked. Go back to the chat.")
 
 
 @bp.get("/google/link/<state>")
 def student_link(state: str) -> Any:
-    """A student's one-time URL from chat: on to Google's sign-in."""
+    """A student's one-time URL from chat: a page naming the chat account; nothing happens until its form is sent."""
     try:
-        oauth_request = signin.pending_request(state, "link")
-        return redirect(signin.authorization_url(_settings(), oauth_request))
+        link = signin.link_to_confirm(state)
     except signin.SignInError as error:
-        return _page("Link unavailable", f"<p>{escape(str(error))} Write <code>link</code> to the bot again.</p>", 410)
+        return _page("Link unavailable", f"{error} Write “link” to the bot again.", 410)
+    return render_template("google/link_confirm.html", title="Link your Google account", link=link)
+
+
+@bp.post("/google/link/<state>")
+def student_link_confirm(state: str) -> Any:
+    """The confirmed link: on to Google's sign-in, which may finish only in this browser."""
+    try:
+        link = signin.link_to_confirm(state)
+        url = signin.authorization_url(_settings(), signin.pending_request(link.state, "link"))
+    except signin.SignInError as error:
+        return _page("Link unavailable", f"{error} Write “link” to the bot again.", 410)
+    _remember_started(link.state)
+    return redirect(url)
 
 
 @bp.get("/admin/login")
 def admin_login() -> Any:
     try:
-        oauth_request = signin.begin(_settings(), "admin")
+        oauth_request = signin.begin_admin_sign_in(_settings(), request.remote_addr)
         url = signin.authorization_url(_settings(), oauth_request, request.args.get("login_hint"))
+    except signin.TooManySignIns as error:
+        db.session.rollback()
+        page = _page("Too many sign-ins", str(error), 429)
+        page.headers["Retry-After"] = str(error.retry_after)
+        return page
     except signin.SignInError as error:
-        return _page("Sign-in unavailable", f"<p>{escape(str(error))}</p>", 503)
+        db.session.rollback()
+        return _page("Sign-in unavailable", str(error), 503)
     db.session.commit()
+    _remember_started(oauth_request.state)
     return redirect(url)
 
 
 @bp.get("/admin/logout")
+def admin_logout_page() -> Any:
+    """A link to sign out lands here: signing out is a POST, so another site cannot do it for you."""
+    return render_template("google/sign_out.html", title="Sign out")
+
+
+@bp.post("/admin/logout")
 def admin_logout() -> Any:
+    """Sign out everywhere: the admin's session version moves on, so every copy of the cookie stops working."""
+    signin.sign_out_admin(session.get("admin_email"))
+    db.session.commit()
     session.clear()
-    return redirect("/admin/login")
+    return _page("Signed out", "You are signed out of Lessonbot.", next_url=url_for("google.admin_login"),
+                 next_label="Sign in again")
 
 
 def admin_required(view: Any) -> Any:
     @wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        email = session.get("admin_email")
-        if not email or not signin.is_admin(email):  # removed from the allowlist: out at once
-            return redirect("/admin/login")
+        if not signin.admin_session_valid(_settings(), session.get("admin_email"), session.get("admin_version"),
+                                          session.get("admin_signed_in_at")):
+            session.clear()
+            return redirect(url_for("google.admin_login"))
         return view(*args, **kwargs)
 
     return wrapper
@@ -88,13 +147,5 @@ def admin_required(view: Any) -> Any:
 @admin_required
 def admin_grades() -> Any:
     """Every grade and gradebook row, with the reason of any that could not be written."""
-    rows = "".join(
-        f"<tr><td>{item.id}</td><td>{escape(item.kind.value)}</td><td>{escape(str(item.payload.get('lesson_id', '')))}</td>"
-        f"<td>{escape(str(item.payload.get('points', '')))}</td><td>{escape(item.status.value)}</td>"
-        f"<td>{item.attempts}</td><td>{escape(item.last_error or '')}</td></tr>"
-        for item in list_grades(limit=500)
-    )
-    table = ("<table border='1' cellpadding='4'><tr><th>id</th><th>kind</th><th>lesson</th><th>points</th><th>status</th>"
-             f"<th>attempts</th><th>reason</th></tr>{rows}</table>")
-    who = escape(str(session.get("admin_email")))
-    return _page("Grades", f"<p>Signed in as {who} · <a href='/admin/logout'>sign out</a></p>{table}")
+    return render_template("google/grades.html", title="Grades", admin_email=session.get("admin_email"),
+                           grades=list_grades(limit=500))

@@ -34,6 +34,8 @@ from app.students.models import Student
 log = logging.getLogger(__name__)
 NOT_ENROLLED_WAIT = timedelta(hours=6)
 NOT_AUTHORIZED_WAIT = timedelta(minutes=30)
+QUOTA_REASONS = ("rateLimitExceeded", "userRateLimitExceeded", "RESOURCE_EXHAUSTED")
+QUOTA_RETRIES = "quota_retries"  # payload key: attempts that met a quota error (they never fail a grade)
 
 
 class Permanent(Exception):
@@ -156,6 +158,16 @@ def backoff(attempts: int, retry_after: float | None) -> float:
     return max(retry_after or 0.0, base * random.uniform(0.5, 1.0))
 
 
+def quota_backoff(retries: int, retry_after: float | None, cap: float) -> float:
+    """Google's truncated exponential back-off for quota errors: doubling up to ``cap`` (60 s), then
+    steady at the cap, so a grade goes out within a minute of Classroom answering again. Retry-After wins."""
+    return max(retry_after or 0.0, min(cap, 2.0 ** min(retries, 16)) * random.uniform(0.5, 1.0))
+
+
+def _is_quota(error: GoogleError) -> bool:
+    return error.status == 429 or error.reason in QUOTA_REASONS
+
+
 def _tell_not_enrolled(item: OutboxItem) -> None:
     if item.payload.get("told_not_enrolled") or item.student_id is None:
         return
@@ -184,10 +196,17 @@ def attempt(item: OutboxItem, settings: Settings, catalog: Catalog) -> str:
         if not error.transient:
             return _fail(item, str(error))
         item.ambiguous = item.ambiguous or error.ambiguous
-        if item.attempts >= settings.grade_max_attempts:
-            return _fail(item, f"gave up after {item.attempts} attempts; last error: {error}; retry: ./manage.py grades sync")
         item.last_error = str(error)
-        item.next_attempt_at = now + timedelta(seconds=backoff(item.attempts, error.retry_after))
+        if _is_quota(error):  # Google asks us to slow down, not to give up: retry at most a minute apart
+            retries = int(item.payload.get(QUOTA_RETRIES, 0)) + 1
+            item.payload = {**item.payload, QUOTA_RETRIES: retries}
+            wait = quota_backoff(retries, error.retry_after, settings.grade_quota_backoff_max_seconds)
+            item.next_attempt_at = now + timedelta(seconds=wait)
+            return "retry"
+        failures = item.attempts - int(item.payload.get(QUOTA_RETRIES, 0))
+        if failures >= settings.grade_max_attempts:
+            return _fail(item, f"gave up after {failures} failed attempts; last error: {error}; retry: ./manage.py grades sync")
+        item.next_attempt_at = now + timedelta(seconds=backoff(failures, error.retry_after))
         return "retry"
     except Permanent as error:
         return _fail(item, str(error))
@@ -197,7 +216,8 @@ def attempt(item: OutboxItem, settings: Settings, catalog: Catalog) -> str:
 
 
 def _wait(item: OutboxItem, reason: str, wait: timedelta) -> str:
-    item.attempts = 0  # waiting is not failing: nothing is retried in a loop, a link or sync wakes it
+    item.attempts = 0  # waiting is not failing: nothing is retried in a loop, a link, sync or `google auth` wakes it
+    item.payload = {key: value for key, value in item.payload.items() if key != QUOTA_RETRIES}
     item.last_error = reason
     item.next_attempt_at = utcnow() + wait
     return "waiting"

@@ -41,9 +41,10 @@ def queue_grade(run: LessonRun, settings: Settings) -> None:
         _queue(OutboxKind.SHEET_ROW, sheet_key(run.id), run.student_id, {**payload, "sheet_id": settings.google_sheet_id})
 
 
-def wake_grades(student_id: int | None = None) -> int:
-    """Make waiting grades due now (after a link, a roster sync or a new authorization)."""
-    statement = (sa.update(OutboxItem).where(OutboxItem.kind == OutboxKind.GRADE, OutboxItem.status == OutboxStatus.PENDING)
+def wake_grades(student_id: int | None = None, kinds: tuple[OutboxKind, ...] = (OutboxKind.GRADE,)) -> int:
+    """Make waiting grades due now (after a link, a roster sync or a new authorization: `google auth`
+    wakes sheet rows too), so they go out at the next poll instead of when their wait ends."""
+    statement = (sa.update(OutboxItem).where(OutboxItem.kind.in_(kinds), OutboxItem.status == OutboxStatus.PENDING)
                  .values(next_attempt_at=utcnow()))
     if student_id is not None:
         statement = statement.where(OutboxItem.student_id == student_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,3 +105,25 @@ def follow_to_callback(url: str) -> str:
 
 def sign_in(client: FlaskClient, url: str) -> Any:
     return client.get(follow_to_callback(url))
+
+
+def csrf_from(html: str) -> str:
+    """The CSRF token of the (first) form on a page."""
+    match = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert match, html
+    return match.group(1)
+
+
+def link_path(reply: str) -> str:
+    """The app path of the one-time link URL in the bot's `link` reply."""
+    url = next(word for word in reply.split() if word.startswith("http://localhost/google/link/"))
+    return url.removeprefix("http://localhost")
+
+
+def confirm_link(browser: FlaskClient, path: str) -> str:
+    """Open a student's link URL and confirm it, as its owner would; Google's consent URL."""
+    page = browser.get(path)
+    assert page.status_code == 200, page.text
+    confirmed = browser.post(path, data={"csrf_token": csrf_from(page.text)})
+    assert confirmed.status_code == 302, confirmed.text
+    return str(confirmed.headers["Location"])

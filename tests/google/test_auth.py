@@ -15,7 +15,7 @@ from app.google.models import GoogleAuthorization, GoogleLink, OAuthRequest
 from app.google.signin import add_admin
 from app.google.tokens import load_authorization
 from app.settings import Settings
-from tests.google.conftest import TEACHER, GoogleWorld, follow_to_callback, sign_in
+from tests.google.conftest import TEACHER, GoogleWorld, confirm_link, follow_to_callback, link_path, sign_in
 from tests.helpers import ChatStudent
 
 
@@ -95,16 +95,16 @@ def test_admins_add_rejects_a_non_email(app: Flask, runner: Any) -> None:
 def test_student_links_google_account_from_chat(app: Flask, client: FlaskClient, world: GoogleWorld,
                                                 tmp_path: Path) -> None:
     student = ChatStudent(client, "zulip-name@chat.example.org", tmp_path)
-    reply = student.say("link")
-    url = next(word for word in reply.split() if word.startswith("http://localhost/google/link/"))
+    path = link_path(student.say("link"))
+    browser = app.test_client()
     world.gs.auto_approve_as("student.school@example.com")
-    page = sign_in(client, client.get(url.removeprefix("http://localhost")).headers["Location"])
+    page = sign_in(browser, confirm_link(browser, path))
     assert page.status_code == 200 and "student.school@example.com is linked" in page.text
     link = db.session.scalars(sa.select(GoogleLink)).one()
     assert link.google_email == "student.school@example.com" and link.google_user_id
-    assert "student.school@example.com is now linked" in student.new_replies()
+    assert "A Google account is now linked to you" in student.new_replies()
 
-    reused = client.get(url.removeprefix("http://localhost"))
+    reused = browser.get(path)
     assert reused.status_code == 410 and "already used" in reused.text
     assert db.session.scalar(sa.select(sa.func.count()).select_from(OAuthRequest)) == 1
 

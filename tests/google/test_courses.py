@@ -93,8 +93,18 @@ def test_sync_of_one_alias(app: Flask, authorized: GoogleWorld, settings: Settin
 
 
 @pytest.mark.parametrize(("title", "matches"), [
-    ("git", True), ("GIT", True), ("Интерактивный урок по Git", True), ("интерактивный  урок по GIT", True),
-    ("Git homework", False), ("Интерактивный урок по Zulip", False),
+    ("git", True), ("Git", True), ("GIT", True),
+    ("Интерактивный урок по Git", True), ("интерактивный урок по git", True), ("ИНТЕРАКТИВНЫЙ УРОК ПО GIT", True),
+    ("Интерактивныи\u0306 урок по Git", True),  # й decomposed (и + combining breve): the same text after NFC
+    (" git ", False), ("git ", False), (" git", False), ("g it", False), ("git\t", False), ("git\n", False),
+    ("Интерактивный  урок по Git", False), ("интерактивный  урок по GIT", False),  # two spaces
+    (" Интерактивный урок по Git", False), ("Интерактивный урок по Git ", False),
+    ("Интерактивный урок по\u00a0Git", False),  # NBSP
+    ("\u200bgit", False), ("git\u200b", False), ("\ufeffgit", False),  # zero-width space, BOM
+    ("ｇｉｔ", False),  # fullwidth letters are other characters
+    ("Интерактивный урок по Git.", False), ("Урок по Git", False), ("Interactive lesson on Git", False),
+    ("Git homework", False), ("Интерактивный урок по Zulip", False), ("Интерактивный урок по GitHub", False),
+    ("", False), (" ", False),
 ])
 def test_the_title_rule(app: Flask, title: str, matches: bool) -> None:
     lesson = app.extensions["lessonbot.catalog"].get("git-quiz")

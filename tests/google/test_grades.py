@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
@@ -12,14 +15,14 @@ from flask.testing import FlaskClient
 from app.cli.grades import sync_grades
 from app.courses.models import CourseStudent
 from app.courses.service import add_course, create_assignment, get_course, sync_roster
-from app.db import db
-from app.grading.delivery import deliver_due
+from app.db import db, utcnow
+from app.grading.delivery import deliver_due, process_one
 from app.grading.service import queue_grade
 from app.outbox.models import OutboxItem, OutboxKind, OutboxStatus
 from app.runs.models import LessonRun
 from app.settings import Settings
 from app.workers.poller import Poller
-from tests.google.conftest import GoogleWorld
+from tests.google.conftest import TEACHER, GoogleWorld, sign_in
 from tests.google_server import FaultKind
 from tests.helpers import ChatStudent
 
@@ -221,3 +224,83 @@ def test_a_grade_goes_to_every_course_of_the_student_that_has_the_assignment(
     pending = runner.invoke(args=["grades", "list", "--pending"])
     assert "ann@example.com" not in pending.output
     assert "ann@example.com" in runner.invoke(args=["grades", "list"]).output
+
+
+def test_grades_waiting_for_authorization_go_out_at_the_next_poll_after_google_auth(
+        app: Flask, client: FlaskClient, runner: Any, authorized: GoogleWorld, settings: Settings, tmp_path: Path) -> None:
+    gs = authorized.gs
+    course_id, work_id = _classroom(authorized, settings, app, ["ann@example.com"])
+    _finish_quiz(client, "ann@example.com", tmp_path)
+    gs.revoke(authorized.refresh_token)
+    poller = Poller(settings, app.extensions["lessonbot.catalog"])
+    poller.run_once()
+    [item] = _grades()
+    assert item.status == OutboxStatus.PENDING and "run `./manage.py google auth`" in str(item.last_error)
+    assert poller.run_once() is False  # it waits; nothing is retried in a loop
+
+    url = next(line for line in runner.invoke(args=["google", "auth"]).output.splitlines() if line.startswith("https://"))
+    gs.auto_approve_as(TEACHER)
+    assert sign_in(client, url).status_code == 200
+    assert poller.run_once() is True  # the next poll, not when the 30-minute wait ends
+    [item] = _grades()
+    assert item.status == OutboxStatus.SENT
+    assert gs.submission_for(course_id, str(work_id), "ann@example.com")["assignedGrade"] == 10
+
+
+def _storm(settings: Settings, app: Flask, gs: Any, attempts: int) -> OutboxItem:
+    """Classroom answers 429 to every call while the grade is tried ``attempts`` times in a row."""
+    storm = gs.faults.storm("classroom", percent=100, seconds=24 * 3600)
+    for _ in range(attempts):
+        assert process_one(settings, app.extensions["lessonbot.catalog"], due_only=False) is not None
+    gs.faults.remove(storm)
+    [item] = _grades()
+    return item
+
+
+def test_after_a_long_quota_storm_a_grade_is_retried_within_a_minute_and_never_given_up(
+        app: Flask, client: FlaskClient, authorized: GoogleWorld, settings: Settings, tmp_path: Path) -> None:
+    _classroom(authorized, settings, app, ["ann@example.com"])
+    _finish_quiz(client, "ann@example.com", tmp_path)
+    item = _storm(settings, app, authorized.gs, settings.grade_max_attempts + 5)
+    assert item.status == OutboxStatus.PENDING and "429" in str(item.last_error)
+    assert item.last_attempt_at is not None
+    wait = (item.next_attempt_at - item.last_attempt_at).total_seconds()
+    assert 0 < wait <= 60 and settings.grade_quota_backoff_max_seconds <= 60
+
+
+def test_once_classroom_answers_again_the_grade_goes_out_when_its_capped_wait_ends(
+        app: Flask, client: FlaskClient, authorized: GoogleWorld, settings: Settings, tmp_path: Path) -> None:
+    gs = authorized.gs
+    settings = settings.model_copy(update={"grade_quota_backoff_max_seconds": 1.0})
+    course_id, work_id = _classroom(authorized, settings, app, ["ann@example.com"])
+    _finish_quiz(client, "ann@example.com", tmp_path)
+    _storm(settings, app, gs, 15)
+    storm_ended = utcnow()
+    poller = Poller(settings, app.extensions["lessonbot.catalog"])
+    deadline = time.monotonic() + 10
+    while _grades()[0].status == OutboxStatus.PENDING and time.monotonic() < deadline:
+        poller.run_once()
+        time.sleep(0.2)
+    [item] = _grades()
+    assert item.status == OutboxStatus.SENT and item.sent_at is not None
+    assert item.sent_at - storm_ended < timedelta(seconds=settings.grade_quota_backoff_max_seconds + 2)
+    assert gs.submission_for(course_id, str(work_id), "ann@example.com")["state"] == "RETURNED"
+
+
+@pytest.mark.parametrize(("title", "taken"), [(" git ", False), ("g it", False), ("Интерактивный урок по\u00a0Git", False),
+                                              ("GIT", True), ("интерактивный урок по git", True)])
+def test_only_a_title_under_the_classroom_rule_is_taken_as_the_lessons_assignment(
+        app: Flask, client: FlaskClient, authorized: GoogleWorld, settings: Settings, tmp_path: Path,
+        title: str, taken: bool) -> None:
+    gs = authorized.gs
+    course_id, _ = _classroom(authorized, settings, app, ["ann@example.com"], assignment=False)
+    work_id = gs.add_coursework(course_id, title, created_by_client=authorized.client_id)  # made by Lessonbot's client
+    _finish_quiz(client, "ann@example.com", tmp_path)
+    deliver_due(settings, app.extensions["lessonbot.catalog"])
+    [item] = _grades()
+    submission = gs.submission_for(course_id, str(work_id), "ann@example.com")
+    if taken:
+        assert item.status == OutboxStatus.SENT and submission["assignedGrade"] == 10
+    else:
+        assert item.status == OutboxStatus.FAILED and "has no assignment for lesson git-quiz" in str(item.last_error)
+        assert "assignedGrade" not in submission

@@ -94,6 +94,7 @@ class Account:
     email: str
     user_id: str
     name: str
+    email_verified: bool = True  # Google has confirmed the address belongs to the account
 
 
 @dataclass
@@ -174,13 +175,13 @@ class OAuthState:
             self.clients[client.client_id] = client
             return client
 
-    def add_account(self, email: str, name: str | None = None) -> Account:
+    def add_account(self, email: str, name: str | None = None, *, email_verified: bool = True) -> Account:
         """Register (or return) the account for ``email``."""
         with self.lock:
             key = email.lower()
             if key not in self.accounts:
                 user_id = str(100_000_000_000_000_000_000 + len(self.accounts) + 1)
-                self.accounts[key] = Account(email, user_id, name or email.split("@")[0].title())
+                self.accounts[key] = Account(email, user_id, name or email.split("@")[0].title(), email_verified)
             return self.accounts[key]
 
     def account(self, email_or_id: str) -> Account | None:
@@ -351,7 +352,7 @@ class OAuthState:
             "exp": now + 3600,
         }
         if SCOPE_ALIASES["email"] in scopes:
-            claims.update(email=account.email, email_verified=True)
+            claims.update(email=account.email, email_verified=account.email_verified)
         if SCOPE_ALIASES["profile"] in scopes:
             claims["name"] = account.name
         if nonce:
@@ -409,9 +410,10 @@ class OAuthState:
         account = self.add_account(identity.email)
         body: dict[str, Any] = {"sub": account.user_id, "name": account.name}
         if SCOPE_ALIASES["email"] in identity.scopes:
-            body.update(email=account.email, email_verified=True)
+            body.update(email=account.email, email_verified=account.email_verified)
         if request.raw_path == "/oauth2/v2/userinfo":
-            body = {"id": account.user_id, "email": account.email, "verified_email": True, "name": account.name}
+            body = {"id": account.user_id, "email": account.email, "verified_email": account.email_verified,
+                    "name": account.name}
         return Response(200, body)
 
     def _tokeninfo_endpoint(self, request: Request) -> Response:

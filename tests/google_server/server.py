@@ -198,9 +198,12 @@ class GoogleTestServer:
             }
         }
 
-    def add_account(self, email: str, name: str | None = None) -> str:
-        """Register a Google account; returns its user id (OpenID ``sub``, Classroom userId)."""
-        return self.oauth.add_account(email, name).user_id
+    def add_account(self, email: str, name: str | None = None, *, email_verified: bool = True) -> str:
+        """Register a Google account; returns its user id (OpenID ``sub``, Classroom userId).
+
+        ``email_verified=False``: Google has not confirmed the address (userinfo says so).
+        """
+        return self.oauth.add_account(email, name, email_verified=email_verified).user_id
 
     def issue_refresh_token(self, client_id: str, email: str, scopes: list[str] | tuple[str, ...]) -> str:
         """A refresh token as if ``email`` had authorized ``client_id`` for ``scopes``."""
