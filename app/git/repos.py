@@ -54,21 +54,34 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:24] or "student"
 
 
+def template_dir(root: Path) -> Path:
+    """Where the repository templates live: beside `root`, never inside it.
+
+    git-http-backend serves everything under `root` (GIT_PROJECT_ROOT), so a template
+    there could be named by a crafted path and pushed to, and every later run would
+    start from the attacker's commits.
+    """
+    return root.parent / f"{root.name}-templates"
+
+
 def _template(root: Path) -> Path:
     """A bare repository with our hook and no sample hooks, made once per hook version.
 
     Copying it is much cheaper than `git init` plus `git config` calls for every run.
     """
     version = hashlib.sha256(HOOK.encode()).hexdigest()[:12]
-    template = root / f".template-{version}.git"
+    templates = template_dir(root)
+    template = templates / f"template-{version}.git"
     if template.is_dir():
         return template
-    root.mkdir(parents=True, exist_ok=True)
-    building = Path(tempfile.mkdtemp(prefix=".template-", dir=root))
+    templates.mkdir(parents=True, exist_ok=True)
+    building = Path(tempfile.mkdtemp(prefix=".building-", dir=templates))
     result = subprocess.run(["git", "init", "--quiet", "--bare", "--initial-branch=main", "--template=", str(building)],
                             capture_output=True, text=True, timeout=GIT_TIMEOUT_SECONDS)
     if result.returncode != 0:
         raise GitError(f"git init {building}: {result.stderr.strip()}")
+    with open(building / "config", "a", encoding="utf-8") as config:
+        config.write("[receive]\n\tfsckObjects = true\n")  # a malformed object is refused at push time
     hook = building / "hooks" / "post-receive"
     hook.parent.mkdir(exist_ok=True)
     hook.write_text(HOOK)
@@ -78,6 +91,8 @@ def _template(root: Path) -> Path:
         building.rename(template)  # atomic: concurrent builders race harmlessly
     except OSError:
         shutil.rmtree(building, ignore_errors=True)
+    for stale in root.glob(".template-*"):  # where older versions kept it, within reach of git-http-backend
+        shutil.rmtree(stale, ignore_errors=True)
     return template
 
 

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import base64
-import hmac
 import re
 
 from flask import Blueprint, Response, jsonify, request
 from pydantic import BaseModel, Field
 
 from app import state
-from app.git.repos import repo_path
+from app.git.access import GitAccessDenied, GitBadCredentials, authorize
 from app.git.service import UnknownRepository, handle_push
-from app.git.signing import REPO_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, repo_hook_key, repo_password, verify
+from app.git.signing import REPO_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, repo_hook_key, verify
 from app.http import ApiError, json_body
 
 bp = Blueprint("git", __name__)
@@ -57,26 +55,15 @@ def git_hook() -> tuple[Response, int]:
 
 @bp.get("/git/auth")
 def git_auth() -> tuple[Response, int]:
-    """For nginx auth_request: may this caller use the repository in X-Original-URI?"""
-    uri = request.headers.get("X-Original-URI", "")
-    match = re.match(r"^/git/([a-z0-9-]{1,128})\.git(/|$)", uri)
+    """For nginx auth_request: may this caller use the repository nginx is about to serve (X-Original-URI)?"""
     settings = state.settings()
-    if not match or repo_path(settings.git_root, match.group(1)) is None:
-        return jsonify(error="not_found", message="No such repository."), 403
-    expected = repo_password(settings.git_hook_secret.get_secret_value(), match.group(1))
-    if not _basic_password_matches(expected):
-        response = jsonify(error="unauthorized", message="Use the user name and password the bot gave you.")
+    try:
+        authorize(request.headers.get("X-Original-URI", ""), request.headers.get("Authorization", ""),
+                  settings.git_root, settings.git_hook_secret.get_secret_value())
+    except GitAccessDenied as error:
+        return jsonify(error="forbidden", message=str(error)), 403
+    except GitBadCredentials as error:
+        response = jsonify(error="unauthorized", message=str(error))
         response.headers["WWW-Authenticate"] = 'Basic realm="Lessonbot git"'
         return response, 401
     return jsonify(status="ok"), 200
-
-
-def _basic_password_matches(expected: str) -> bool:
-    header = request.headers.get("Authorization", "")
-    if not header.startswith("Basic "):
-        return False
-    try:
-        _, _, password = base64.b64decode(header[6:]).decode().partition(":")
-    except (ValueError, UnicodeDecodeError):
-        return False
-    return hmac.compare_digest(password.encode(), expected.encode())
