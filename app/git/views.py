@@ -8,9 +8,10 @@ from flask import Blueprint, Response, jsonify, request
 from pydantic import BaseModel, Field
 
 from app import state
+from app.db import db
 from app.git.access import GitAccessDenied, GitBadCredentials, authorize
-from app.git.service import UnknownRepository, handle_push
-from app.git.signing import REPO_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, repo_hook_key, verify
+from app.git.service import ReplayedSignature, UnknownRepository, handle_push, remember_signature
+from app.git.signing import REPO_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, BadSignature, repo_hook_key, verify
 from app.http import ApiError, json_body
 
 bp = Blueprint("git", __name__)
@@ -28,15 +29,19 @@ class PushEvent(BaseModel):
 
 
 def _verified_repo_name() -> str:
-    """The repository named in the signed headers, once the body's signature checks out; 401 otherwise."""
+    """The repository named in the signed headers, once the body's signature checks out and is new; 401 otherwise."""
     name = request.headers.get(REPO_HEADER, "")
-    body = request.get_data(cache=True)
+    if not re.fullmatch(r"[a-z0-9-]{1,128}", name):
+        raise ApiError(401, "bad_signature", "The X-Lessonbot-Repo header does not name a repository.")
     secret = state.settings().git_hook_secret.get_secret_value()
-    signed = re.fullmatch(r"[a-z0-9-]{1,128}", name) and verify(
-        repo_hook_key(secret, name), request.headers.get(TIMESTAMP_HEADER), request.headers.get(SIGNATURE_HEADER), body
-    )
-    if not signed:
-        raise ApiError(401, "bad_signature", "The hook signature is missing, wrong or too old.")
+    signature = request.headers.get(SIGNATURE_HEADER)
+    try:
+        timestamp = verify(repo_hook_key(secret, name), request.headers.get(TIMESTAMP_HEADER), signature,
+                           request.get_data(cache=True))
+        remember_signature(str(signature), timestamp)
+    except (BadSignature, ReplayedSignature) as error:
+        raise ApiError(401, "bad_signature", str(error)) from error
+    db.session.commit()  # remembered before the event is acted on: a concurrent replay waits, then fails
     return name
 
 

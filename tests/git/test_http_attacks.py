@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.error import HTTPError
+from urllib.request import Request, urlopen
 
 import pytest
 
 from app.git.hook_script import HOOK
 from app.git.repos import create_repo, template_dir
+from app.git.signing import repo_hook_key, sign
 from tests.git import attacks
 from tests.git.attacks import TRAVERSALS, Target
 from tests.helpers import git
@@ -152,3 +157,23 @@ def test_half_sent_pushes_do_not_freeze_git_hosting(stack: Stack, target: Target
     assert cloned is not None and cloned.returncode == 0, f"no clone after {seconds:.1f} s"
     assert seconds < 10
     assert _busy_git_processes(stack) == []
+
+
+def test_every_uwsgi_worker_refuses_a_replayed_hook_event(stack: Stack, attacker: Account) -> None:
+    """The same signed event sent at once to several uWSGI processes is acted on once (item 4)."""
+    body = json.dumps({"repo": attacker.name, "refs": []}).encode()
+    stamp = str(int(time.time()))
+    headers = {"Content-Type": "application/json", "X-Lessonbot-Repo": attacker.name, "X-Lessonbot-Timestamp": stamp,
+               "X-Lessonbot-Signature": sign(repo_hook_key(stack.hook_secret, attacker.name), stamp, body)}
+
+    def send(_: int) -> int:
+        try:
+            with urlopen(Request(f"{stack.http_url}/git/hook", data=body, headers=headers), timeout=30) as response:
+                return int(response.status)
+        except HTTPError as error:
+            return error.code
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        statuses = sorted(pool.map(send, range(8)))
+    # No run uses this repository, so the one accepted event is a 404; every replay is a 401.
+    assert statuses == [401] * 7 + [404]
