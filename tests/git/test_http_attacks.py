@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -177,3 +178,27 @@ def test_every_uwsgi_worker_refuses_a_replayed_hook_event(stack: Stack, attacker
         statuses = sorted(pool.map(send, range(8)))
     # No run uses this repository, so the one accepted event is a 404; every replay is a 401.
     assert statuses == [401] * 7 + [404]
+
+
+def test_a_push_over_the_quota_is_refused_with_a_clear_message(target: Target, attacker: Account,
+                                                               tmp_path: Path) -> None:
+    """64 MiB of zeros packs to a few hundred KiB but is over the 32 MiB quota once unpacked (item 3)."""
+    work, _ = attacks.new_work_tree(target, tmp_path / "work", "small")
+    assert attacks.push(target, work, f"{attacker.name}.git", "student", attacker.password).returncode == 0
+    before = _snapshot(attacker.path)
+    attacks.zeros_push(target, work, 64 * 1024 * 1024)
+    pushed = attacks.push(target, work, f"{attacker.name}.git", "student", attacker.password)
+    assert pushed.returncode != 0
+    assert "remote: Lessonbot: push refused: the repository would hold 64.0 MiB, more than its quota of 32.0 MiB" \
+        in pushed.stderr
+    assert _snapshot(attacker.path) == before  # the refused objects are not kept either
+
+
+def test_a_large_push_within_the_quota_goes_through_nginx_buffering(target: Target, attacker: Account,
+                                                                    tmp_path: Path) -> None:
+    """Bigger than git's 1 MiB post buffer, so git sends it chunked; nginx buffers it whole for git-http-backend."""
+    work, _ = attacks.new_work_tree(target, tmp_path / "work", "big")
+    commit = attacks.commit(target, work, "data.bin", os.urandom(6 * 1024 * 1024), "six random MiB")
+    pushed = attacks.push(target, work, f"{attacker.name}.git", "student", attacker.password)
+    assert pushed.returncode == 0, pushed.stderr
+    assert git(attacker.path, "--git-dir", str(attacker.path), "rev-parse", "main").strip() == commit
