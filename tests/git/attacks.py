@@ -203,3 +203,16 @@ def zeros_push(target: Target, work: Path, size: int, name: str = "README.md") -
         if result.returncode:
             raise RuntimeError(f"git {args[0]}: {result.stderr}")
     return run_git(target, work, "rev-parse", "HEAD").stdout.strip()
+
+
+def malformed_commit(target: Target, where: Path) -> tuple[Path, str]:
+    """A local repository whose only commit is malformed (an author without an email), as git fsck sees it."""
+    where.mkdir(parents=True)
+    run_git(target, where, "init", "-q", "--initial-branch=main")
+    tree = subprocess.run(["git", "hash-object", "-t", "tree", "-w", "--stdin"], input=b"", cwd=where,
+                          env=git_env(target, where), capture_output=True, check=True).stdout.decode().strip()
+    body = f"tree {tree}\nauthor Attacker 1700000000 +0000\ncommitter Attacker 1700000000 +0000\n\nmalformed\n"
+    commit_id = subprocess.run(["git", "hash-object", "-t", "commit", "-w", "--literally", "--stdin"],
+                               input=body.encode(), cwd=where, env=git_env(target, where), capture_output=True,
+                               check=True).stdout.decode().strip()
+    return where, commit_id

@@ -127,9 +127,19 @@ def test_the_template_is_out_of_reach_and_new_repositories_start_empty(stack: St
     assert git(fresh.path, "--git-dir", str(fresh.path), "for-each-ref").strip() == ""
 
 
-def test_hosted_repositories_check_received_objects(attacker: Account) -> None:
-    config = git(attacker.path, "--git-dir", str(attacker.path), "config", "--get", "receive.fsckObjects")
-    assert config.strip() == "true"
+@pytest.mark.parametrize("made", ["now", "before-the-fix"])
+def test_a_malformed_object_is_refused_at_push_time(target: Target, attacker: Account, tmp_path: Path,
+                                                    made: str) -> None:
+    """receive.fsckObjects: in each new repository's config, and from nginx for repositories made earlier."""
+    config = ["--git-dir", str(attacker.path), "config"]
+    assert git(attacker.path, *config, "--get", "receive.fsckObjects").strip() == "true"
+    if made == "before-the-fix":
+        git(attacker.path, *config, "--unset", "receive.fsckObjects")
+    before = _snapshot(attacker.path)
+    work, commit = attacks.malformed_commit(target, tmp_path / "work")
+    pushed = attacks.push(target, work, f"{attacker.name}.git", "student", attacker.password, f"{commit}:refs/heads/main")
+    assert pushed.returncode != 0 and "missingEmail" in pushed.stderr
+    assert _snapshot(attacker.path) == before
 
 
 def _cpu_seconds(pid: int) -> float:
