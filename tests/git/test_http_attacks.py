@@ -14,12 +14,15 @@ from urllib.request import Request, urlopen
 
 import pytest
 
+from app import create_app
+from app.db import db
 from app.git.hook_script import HOOK
 from app.git.repos import create_repo, template_dir
-from app.git.signing import repo_hook_key, sign
+from app.git.signing import repo_hook_key, repo_password, sign
+from tests.conftest import SECRETS, make_settings
 from tests.git import attacks
 from tests.git.attacks import TRAVERSALS, Target
-from tests.helpers import git
+from tests.helpers import ChatStudent, git
 from tests.stack import Stack, leftover_processes
 
 REFUSED = {400, 401, 403, 404}
@@ -212,3 +215,40 @@ def test_a_large_push_within_the_quota_goes_through_nginx_buffering(target: Targ
     pushed = attacks.push(target, work, f"{attacker.name}.git", "student", attacker.password)
     assert pushed.returncode == 0, pushed.stderr
     assert git(attacker.path, "--git-dir", str(attacker.path), "rev-parse", "main").strip() == commit
+
+
+def _uwsgi_peak_rss(stack: Stack) -> int:
+    """The largest peak resident size (VmHWM) among the stack's uWSGI processes, in bytes."""
+    peaks = []
+    for pid, command in leftover_processes(stack.root):
+        if "uwsgi" in command:
+            status = Path(f"/proc/{pid}/status").read_text()
+            peaks.append(int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:"))) * 1024)
+    return max(peaks)
+
+
+def test_a_huge_file_that_packs_small_does_not_grow_the_core(stack: Stack, target: Target, database_url: str,
+                                                             tmp_path: Path) -> None:
+    """The real path of item 3: push → post-receive hook → /git/hook under uWSGI → the step check on the file."""
+    settings = make_settings(database_url, stack.git_root, git_public_url=stack.git_url, default_language="en",
+                             hook_url=f"{stack.http_url}/git/hook", git_repo_quota_bytes=256 * 1024 * 1024)
+    app = create_app(settings, TESTING=True)
+    with app.app_context():
+        student = ChatStudent(app.test_client(), f"zeros-{time.time_ns()}@example.com", tmp_path)
+        student.say("start git-basics")
+        run = student.run()
+        assert run is not None
+        name = str(run.context["repo_name"])
+        db.session.remove()
+        db.engine.dispose()
+    password = repo_password(SECRETS["git_hook_secret"], name)
+    work = tmp_path / "work"
+    assert attacks.clone(target, f"{name}.git", "student", password, work).returncode == 0
+    attacks.zeros_push(target, work, 64 * 1024 * 1024)
+    peak_before = _uwsgi_peak_rss(stack)
+    pushed = attacks.push(target, work, f"{name}.git", "student", password)
+    assert pushed.returncode == 0, pushed.stderr
+    assert "Lessonbot: ✅ Step 1 passed" in pushed.stderr  # the hook reached the core and the check ran
+    grown = _uwsgi_peak_rss(stack) - peak_before
+    print(f"uWSGI peak RSS grew by {grown / 2**20:.1f} MiB")
+    assert grown < 16 * 1024 * 1024, f"uWSGI grew by {grown / 2**20:.0f} MiB"
