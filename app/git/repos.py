@@ -102,10 +102,12 @@ def template_dir(root: Path) -> Path:
     return root.parent / f"{root.name}-templates"
 
 
-def _template(root: Path) -> Path:
-    """A bare repository with our hook and no sample hooks, made once per hook version.
+def _template(root: Path, quota_bytes: int) -> Path:
+    """A bare repository with our hooks and no sample hooks, made once per hook version.
 
-    Copying it is much cheaper than `git init` plus `git config` calls for every run.
+    Copying it is much cheaper than `git init` plus `git config` calls for every run. The
+    first time a version is built (the first run started after an upgrade), the repositories
+    made by earlier versions get the same hooks and settings (`upgrade_repos`).
     """
     version = hashlib.sha256((HOOK + PRE_RECEIVE).encode()).hexdigest()[:12]
     templates = template_dir(root)
@@ -130,9 +132,44 @@ def _template(root: Path) -> Path:
         building.rename(template)  # atomic: concurrent builders race harmlessly
     except OSError:
         shutil.rmtree(building, ignore_errors=True)
+        return template  # another process built it, and upgrades the others
     for stale in root.glob(".template-*"):  # where older versions kept it, within reach of git-http-backend
         shutil.rmtree(stale, ignore_errors=True)
+    upgrade_repos(root, quota_bytes)
     return template
+
+
+def upgrade_repos(root: Path, quota_bytes: int) -> int:
+    """Give every hosted repository the current hooks, receive.fsckObjects and a quota; how many changed.
+
+    Repositories keep what they were made with otherwise: a run started before the quota
+    existed would have no pre-receive hook and could still take a 512 MiB file.
+    """
+    changed = 0
+    for repo in sorted(root.glob("*.git")):
+        if not (repo / "config").is_file():
+            continue
+        touched = False
+        for name, script in (("post-receive", HOOK), ("pre-receive", PRE_RECEIVE)):
+            hook = repo / "hooks" / name
+            if not hook.is_file() or hook.read_text() != script:
+                hook.parent.mkdir(exist_ok=True)
+                fresh = hook.with_name(f".{name}.{secrets.token_hex(4)}")
+                fresh.write_text(script)
+                fresh.chmod(0o755)
+                fresh.replace(hook)  # atomic: a push running now sees the old hook or the new one
+                touched = True
+        # Appended as create_repo writes them (no git process per repository: this runs inside a request).
+        config = (repo / "config").read_text()
+        missing = [section for section, marker in (("[receive]\n\tfsckObjects = true\n", "\tfsckobjects = "),
+                                                   (f"[lessonbot]\n\tquota = {quota_bytes}\n", "\tquota = "))
+                   if marker not in config.lower()]
+        if missing:
+            with open(repo / "config", "a", encoding="utf-8") as handle:
+                handle.write("".join(missing))
+            touched = True
+        changed += touched
+    return changed
 
 
 def create_repo(root: Path, lesson_id: str, student_email: str, *, hook_secret: str, hook_url: str,
@@ -144,7 +181,7 @@ def create_repo(root: Path, lesson_id: str, student_email: str, *, hook_secret: 
     """
     name = f"{lesson_id}-{_slug(student_email.split('@')[0])}-{secrets.token_hex(4)}"
     path = (root / f"{name}.git").resolve()
-    shutil.copytree(_template(root), path, symlinks=True)
+    shutil.copytree(_template(root, quota_bytes), path, symlinks=True)
     with open(path / "config", "a", encoding="utf-8") as config:
         config.write(f"[lessonbot]\n\trepo = {name}\n\thookkey = {repo_hook_key(hook_secret, name)}\n"
                      f"\thookurl = {hook_url}\n\tquota = {quota_bytes}\n[http]\n\treceivepack = true\n")

@@ -140,3 +140,23 @@ def test_a_directory_is_not_a_file(repo: tuple[Path, Path], tmp_path: Path) -> N
     git(work, "add", "."); git(work, "commit", "-qm", "docs"); git(work, "push", "-q", "origin", "main")  # noqa: E702
     result = check_types()["git.file_exists"].run(FileParams(path="docs"), CheckContext({"repo_path": str(repo[0])}))
     assert result.reason is not None and result.reason.key == "git.no_file"
+
+
+def test_repositories_made_before_the_quota_get_the_current_hooks(tmp_path: Path) -> None:
+    """The first run started after an upgrade brings older repositories' hooks and settings up to date."""
+    from app.git.hook_script import HOOK, PRE_RECEIVE
+    from app.git.repos import create_repo
+
+    root = tmp_path / "git"
+    root.mkdir()
+    old = root / "git-basics-old-0000.git"
+    git(tmp_path, "init", "-q", "--bare", str(old))
+    (old / "hooks" / "post-receive").write_text("#!/bin/sh\n# an older hook\n")
+    (root / ".template-0123456789ab.git").mkdir()  # where older versions kept the template
+    create_repo(root, "git-basics", "new@example.com", hook_secret="s" * 16, hook_url="http://127.0.0.1:9/git/hook",
+                public_url=None, quota_bytes=1234)
+    assert (old / "hooks" / "post-receive").read_text() == HOOK
+    assert (old / "hooks" / "pre-receive").read_text() == PRE_RECEIVE
+    assert git(old, "config", "--get", "lessonbot.quota").strip() == "1234"
+    assert git(old, "config", "--get", "receive.fsckObjects").strip() == "true"
+    assert not (root / ".template-0123456789ab.git").exists()
