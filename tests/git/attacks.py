@@ -216,3 +216,18 @@ def malformed_commit(target: Target, where: Path) -> tuple[Path, str]:
                                input=body.encode(), cwd=where, env=git_env(target, where), capture_output=True,
                                check=True).stdout.decode().strip()
     return where, commit_id
+
+
+def declared_push_status(target: Target, repo: str, user: str, password: str, declared: int) -> int:
+    """The status nginx answers to a push that only declares `declared` bytes (413: refused before reading it)."""
+    head = (f"POST {target.base_path}/{repo}.git/git-receive-pack HTTP/1.1\r\nHost: {target.host}\r\n"
+            f"Authorization: {_basic(user, password)}\r\nContent-Type: application/x-git-receive-pack-request\r\n"
+            f"Content-Length: {declared}\r\nConnection: close\r\n\r\n").encode()
+    raw = socket.create_connection((target.host, target.port), timeout=10)
+    with target.ssl_context().wrap_socket(raw, server_hostname=target.host) as wrapped:
+        wrapped.sendall(head)
+        try:
+            status_line = wrapped.recv(200).split(b"\r\n", 1)[0]
+        except TimeoutError:
+            return 0  # no answer: the server is waiting for the body
+    return int(status_line.split()[1])

@@ -252,3 +252,7 @@ def test_a_huge_file_that_packs_small_does_not_grow_the_core(stack: Stack, targe
     grown = _uwsgi_peak_rss(stack) - peak_before
     print(f"uWSGI peak RSS grew by {grown / 2**20:.1f} MiB")
     assert grown < 16 * 1024 * 1024, f"uWSGI grew by {grown / 2**20:.0f} MiB"
+
+
+def test_a_push_body_over_the_limit_is_refused_before_it_is_read(target: Target, attacker: Account) -> None:
+    assert attacks.declared_push_status(target, attacker.name, "student", attacker.password, 80 * 1024 * 1024) == 413
