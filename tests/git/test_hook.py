@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 from flask.testing import FlaskClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from app.git.signing import repo_hook_key, sign
 from app.runs.models import LessonRun
@@ -159,3 +161,18 @@ def test_remembered_signatures_are_pruned_once_they_expire(client: FlaskClient) 
     remember_signature("sha256=" + "2" * 64, int(time.time()))
     db.session.commit()
     assert db.session.scalars(sa.select(HookSignature.signature)).all() == ["sha256=" + "2" * 64]
+
+
+_HEADER_TEXT = st.text(st.characters(blacklist_categories=("Cc", "Cs")), max_size=80)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(repo=st.one_of(st.just("r1"), _HEADER_TEXT), signature=_HEADER_TEXT,
+       stamp=st.one_of(st.builds(lambda: str(int(time.time()))), st.sampled_from(["nan", "inf", "1e9"]), _HEADER_TEXT))
+def test_any_header_text_is_a_401_with_a_sentence_never_a_500(client: FlaskClient, repo: str, stamp: str,
+                                                              signature: str) -> None:
+    headers = {"X-Lessonbot-Repo": repo, "X-Lessonbot-Timestamp": stamp, "X-Lessonbot-Signature": signature}
+    response = client.post("/git/hook", data=b'{"repo": "r1", "refs": []}', content_type="application/json",
+                           headers=headers)
+    assert response.status_code == 401
+    assert response.get_json()["message"].endswith(".")
