@@ -164,12 +164,18 @@ def raw_push(target: Target, repo_path: str, user: str, password: str, work: Pat
 
 
 def half_sent_pushes(target: Target, repo: str, user: str, password: str, count: int, declared: int = 100_000,
-                     sent: bytes = b"0000", hold_seconds: float = 0.5) -> None:
-    """`count` authenticated POSTs to git-receive-pack that declare `declared` bytes, send a few and close."""
+                     sent: bytes = b"0000", hold_seconds: float = 0.5, chunked: bool = False) -> None:
+    """`count` authenticated POSTs to git-receive-pack that declare `declared` bytes, send a few and close.
+
+    chunked: declare a chunk of `declared` bytes instead (Transfer-Encoding: chunked, as git sends big pushes).
+    """
     sockets = []
+    length = "Transfer-Encoding: chunked" if chunked else f"Content-Length: {declared}"
+    if chunked:
+        sent = f"{declared:x}\r\n".encode() + sent
     head = (f"POST {target.base_path}/{repo}.git/git-receive-pack HTTP/1.1\r\nHost: {target.host}\r\n"
             f"Authorization: {_basic(user, password)}\r\nContent-Type: application/x-git-receive-pack-request\r\n"
-            f"Content-Length: {declared}\r\n\r\n").encode()
+            f"{length}\r\n\r\n").encode()
     context = target.ssl_context()
     try:
         for _ in range(count):

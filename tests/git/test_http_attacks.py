@@ -160,11 +160,12 @@ def _busy_git_processes(stack: Stack, seconds: float = 1.0) -> list[str]:
     return [command for pid, (used, command) in before.items() if _cpu_seconds(pid) - used > seconds / 2]
 
 
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
 def test_half_sent_pushes_do_not_freeze_git_hosting(stack: Stack, target: Target, attacker: Account,
-                                                     tmp_path: Path) -> None:
+                                                     tmp_path: Path, chunked: bool) -> None:
     work, _ = attacks.new_work_tree(target, tmp_path / "work", "before")
     assert attacks.push(target, work, f"{attacker.name}.git", "student", attacker.password).returncode == 0
-    attacks.half_sent_pushes(target, attacker.name, "student", attacker.password, count=6)
+    attacks.half_sent_pushes(target, attacker.name, "student", attacker.password, count=6, chunked=chunked)
     time.sleep(1)
     seconds, cloned = attacks.timed_clone(target, attacker.name, "student", attacker.password, tmp_path / "clone",
                                           timeout=20)
