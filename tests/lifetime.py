@@ -17,7 +17,8 @@ network namespace, an nft table) would then poison the next run. Two mechanisms:
    thread).
 
 2. **A record of what cannot die by itself**, swept by the next session. Every
-   process that starts something records it in `RUNS_DIR/<pid>-<start time>/`,
+   process that starts something records it in `RUNS_DIR/<pid>-<start time>/`
+   (`/tmp/lessonbot-tests/<uid>/…`),
    one small JSON file per item, with an identity that a later re-creation under
    the same name cannot have (process start time, inode, nft handle, ifindex).
    At the start of every test session `sweep_dead()` undoes the records whose
@@ -47,7 +48,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-RUNS_DIR = Path(os.environ.get("LESSONBOT_TEST_RUNS_DIR", "/tmp/lessonbot-tests"))
+# One directory per user: a record must be writable (and renamable) by its owner only.
+RUNS_DIR = Path(os.environ.get("LESSONBOT_TEST_RUNS_DIR", f"/tmp/lessonbot-tests/{os.geteuid()}"))
 OWNER_FILE = "owner.json"
 TREE_XATTR = "user.lessonbot-test-record"
 PR_SET_PDEATHSIG = 1
@@ -164,13 +166,23 @@ def _orphaned() -> bool:
 
 
 def _runs_dir() -> Path:
-    """RUNS_DIR, shared by every user like /tmp (mode 1777); refused if someone else could swap its records."""
-    RUNS_DIR.mkdir(parents=True, exist_ok=True)
+    """RUNS_DIR, refused unless only we can write to it.
+
+    Otherwise another user could rename a running session's record to a dead
+    owner's name and have our next sweep kill that session's servers.
+    """
+    if not RUNS_DIR.exists():
+        shared = RUNS_DIR.parent
+        if not shared.exists():
+            shared.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(PermissionError):
+                shared.chmod(0o1777)  # every user's runs directory lives here, as in /tmp
+        RUNS_DIR.mkdir(exist_ok=True)
     info = RUNS_DIR.lstat()
-    if not stat.S_ISDIR(info.st_mode) or info.st_uid not in (0, os.geteuid()):
-        raise RuntimeError(f"{RUNS_DIR} is not a directory of root or of ours: remove it")
-    if info.st_uid == os.geteuid() and stat.S_IMODE(info.st_mode) != 0o1777:
-        RUNS_DIR.chmod(0o1777)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid():
+        raise RuntimeError(f"{RUNS_DIR} must be a directory of uid {os.geteuid()}: remove it")
+    if stat.S_IMODE(info.st_mode) != 0o755:
+        RUNS_DIR.chmod(0o755)  # ours alone to write; servers running as another user (postgres) pass through
     return RUNS_DIR
 
 
