@@ -17,6 +17,7 @@ from werkzeug.serving import make_server
 from app import create_app
 from app.db import db
 from app.settings import Settings
+from tests import lifetime
 from tests.pg import PgCluster
 
 SECRETS = {
@@ -24,6 +25,19 @@ SECRETS = {
     "internal_token": "test-internal-token-0123456789",
     "git_hook_secret": "test-hook-secret-0123456789",
 }
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A killed `make test` takes this run, and through it every server it started, with it."""
+    lifetime.die_with_parent()
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Undo what killed runs left behind: their servers, directories, namespaces, nft tables."""
+    swept = lifetime.sweep_dead()
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if swept and reporter is not None:
+        reporter.write_line(f"swept what {len(swept)} killed test run(s) left: {', '.join(path.name for path in swept)}")
 
 
 @pytest.fixture(scope="session")

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-import contextlib
 import glob
 import os
-import pwd
 import shutil
+import signal
 import socket
 import subprocess
-import tempfile
+import time
 from pathlib import Path
+from typing import Any
+
+from tests import lifetime
 
 
 def _bin_dir() -> Path:
@@ -27,43 +29,68 @@ def free_port() -> int:
 
 
 class PgCluster:
-    """initdb + pg_ctl in a temporary directory; as root the server runs as `postgres`."""
+    """initdb, then `postgres -D …` as our direct child; as root the server runs as `postgres`.
 
-    def __init__(self, *, durable: bool = False) -> None:
+    Not `pg_ctl start`: that daemonizes the server, which then outlives a killed
+    test run. A direct child dies with us (lifetime.popen), and its backends
+    exit by themselves when the postmaster dies. The directory lives in this
+    process's lifetime record, so the next session removes it if we are killed.
+    """
+
+    def __init__(self, start_timeout: float = 60.0, *, durable: bool = False) -> None:
         self.durable = durable  # benchmarks: fsync and synchronous_commit on, as in production
         self.bin = _bin_dir()
-        self.root = Path(tempfile.mkdtemp(prefix="lessonbot-pg-"))
+        self.record = lifetime.this_process_record()
+        self.root = self.record.tempdir("pg-")
         self.data = self.root / "data"
         self.port = free_port()
-        self.user = "postgres" if os.geteuid() == 0 else None
-
-    def _run(self, *args: str) -> None:
-        command = [str(self.bin / args[0]), *args[1:]]
-        if self.user:
-            command = ["runuser", "-u", self.user, "--", *command]
-        subprocess.run(command, check=True, capture_output=True, text=True)
+        self.start_timeout = start_timeout
+        self.process: subprocess.Popen[bytes] | None = None
+        # Credentials change before PDEATHSIG is set (lifetime.popen), so it survives the switch.
+        self.credentials: dict[str, Any] = (
+            {"user": "postgres", "group": "postgres", "extra_groups": []} if os.geteuid() == 0 else {}
+        )
 
     def start(self) -> PgCluster:
-        if self.user:
-            entry = pwd.getpwnam(self.user)
-            os.chown(self.root, entry.pw_uid, entry.pw_gid)
-        self._run("initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C.UTF-8")
-        speed = "" if self.durable else "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
-        options = (f"-c port={self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={self.root} "
-                   f"{speed}-c max_connections=200 -c timezone=UTC")
-        self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.root / "server.log"), "-w", "start")
+        if self.credentials:
+            shutil.chown(self.root, self.credentials["user"], self.credentials["group"])
+        lifetime.run([str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres", "-A", "trust", "-E", "UTF8",
+                      "--locale=C.UTF-8"], cwd=self.root, check=True, capture_output=True, **self.credentials)
+        options: dict[str, object] = {"port": self.port, "listen_addresses": "127.0.0.1",
+                                      "unix_socket_directories": self.root, "max_connections": 200, "timezone": "UTC"}
+        if not self.durable:  # the tests' throwaway data need not survive a crash; benchmarks run as production does
+            options.update(fsync="off", synchronous_commit="off", full_page_writes="off")
+        command = [str(self.bin / "postgres"), "-D", str(self.data)]
+        for name, value in options.items():
+            command += ["-c", f"{name}={value}"]
+        with (self.root / "server.log").open("ab") as log:
+            self.process = self.record.popen(command, cwd=self.root, stdin=subprocess.DEVNULL, stdout=log,
+                                             stderr=subprocess.STDOUT, **self.credentials)
+        self._wait_until_ready()
         return self
 
+    def _wait_until_ready(self) -> None:
+        assert self.process is not None
+        deadline = time.monotonic() + self.start_timeout
+        ready = [str(self.bin / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres"]
+        while subprocess.run(ready, check=False).returncode != 0:
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                log = (self.root / "server.log").read_text(errors="replace")[-2000:]
+                self.stop()
+                raise RuntimeError(f"PostgreSQL did not start:\n{log}")
+            time.sleep(0.1)
+
     def create_database(self, name: str) -> str:
-        subprocess.run([str(self.bin.parent / "bin" / "psql") if (self.bin / "psql").exists() else "psql",
-                        "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-qc", f"CREATE DATABASE {name}"],
-                       check=True, capture_output=True)
+        subprocess.run([str(self.bin / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
+                        "-qc", f"CREATE DATABASE {name}"], check=True, capture_output=True)
         return self.url(name)
 
     def url(self, name: str) -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{name}"
 
     def stop(self) -> None:
-        with contextlib.suppress(subprocess.CalledProcessError):
-            self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "stop")
+        """Immediate shutdown (SIGQUIT): nothing in a test database is worth a checkpoint."""
+        if self.process is not None:
+            self.record.stop(self.process, signum=signal.SIGQUIT)
+            self.process = None
         shutil.rmtree(self.root, ignore_errors=True)

@@ -7,6 +7,11 @@ masquerades the machine's traffic so that apt and pip inside work, and runs
 pebble (Debian's ACME test server) on the host end of the veth pair.
 
 Everything here needs root and the packages that ``host-setup.sh`` installs.
+
+Nothing here outlives a killed test run: the processes die with it and every
+namespace, link, nft table and root copy is written into a lifetime record
+(tests/lifetime.py) that the next session sweeps. `make vm` keeps its machine
+in the record named ``vm``, which only `make vm-stop` undoes.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from tests import lifetime
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CACHE_DIR = Path(os.environ.get("LESSONBOT_TEST_CACHE", "/var/cache/lessonbot-test"))
@@ -80,13 +87,26 @@ ZULIP_PORT = 9991
 ZULIP_BOT_EMAIL = "bot@zulip.lessonbot.test"
 ZULIP_BOT_KEY = "test-zulip-api-key-not-real"
 
+# The lifetime record of `make vm`'s machine (tests/deploy/vm.py).
+VM_RECORD = "vm"
+VM_BUSY = "a `make vm` machine is up and uses the deploy test's names: stop it with `make vm-stop`"
+
+
+class MachineBusy(RuntimeError):
+    """The fixed names (namespace, machine, addresses) are taken by `make vm`'s machine."""
+
+
+def vm_is_up() -> bool:
+    """Whether `make vm` left its machine running (until `make vm-stop`)."""
+    return (lifetime.RUNS_DIR / VM_RECORD).exists()
+
 
 def run(*args: str, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
-    """Run a host command, capturing its output as text."""
+    """Run a host command, capturing its output as text; it dies if this process does."""
     if "input" not in kwargs:
         kwargs["stdin"] = subprocess.DEVNULL
     try:
-        return subprocess.run(args, check=check, text=True, capture_output=True, **kwargs)
+        return lifetime.run(args, check=check, text=True, capture_output=True, **kwargs)
     except subprocess.CalledProcessError as error:
         raise RuntimeError(f"{' '.join(args)} failed ({error.returncode}):\n{error.stdout}\n{error.stderr}") from None
 
@@ -134,11 +154,15 @@ def cached_rootfs(log=print) -> Path:
 class Network:
     """A network namespace joined to the host by a veth pair, with NAT."""
 
+    record: lifetime.Record = field(default_factory=lifetime.this_process_record)
+
     def up(self) -> None:
         self.down()
         run("sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
         run("ip", "netns", "add", NETNS)
+        self.record.add_netns(NETNS)
         run("ip", "link", "add", VETH_HOST, "type", "veth", "peer", "name", VETH_GUEST)
+        self.record.add_link(VETH_HOST)
         run("ip", "link", "set", VETH_GUEST, "netns", NETNS)
         run("ip", "addr", "add", f"{HOST_ADDRESS}/{PREFIX}", "dev", VETH_HOST)
         run("ip", "link", "set", VETH_HOST, "up")
@@ -161,11 +185,14 @@ table ip {NFT_TABLE} {{
 }}
 """
         run("nft", "-f", "-", input=rules)
+        self.record.add_nft_table("ip", NFT_TABLE)
 
     def down(self) -> None:
         run("nft", "delete", "table", "ip", NFT_TABLE, check=False)
         run("ip", "netns", "delete", NETNS, check=False)
         run("ip", "link", "delete", VETH_HOST, check=False)
+        for kind, name in (("nft_table", NFT_TABLE), ("netns", NETNS), ("link", VETH_HOST)):
+            self.record.forget(kind, name)
 
 
 @dataclass
@@ -173,6 +200,7 @@ class Pebble:
     """Debian's pebble ACME server and its fake DNS, on the host end of the veth."""
 
     workdir: Path
+    record: lifetime.Record = field(default_factory=lifetime.this_process_record)
     processes: list[subprocess.Popen] = field(default_factory=list)
 
     @property
@@ -248,7 +276,7 @@ class Pebble:
         )
         log = (self.workdir / "pebble.log").open("w")
         self.processes.append(
-            subprocess.Popen(
+            self.record.popen(
                 [
                     "pebble-challtestsrv",
                     "-defaultIPv4",
@@ -274,7 +302,7 @@ class Pebble:
         )
         environment = dict(os.environ, PEBBLE_VA_NOSLEEP="1", PEBBLE_WFE_NONCEREJECT="0")
         self.processes.append(
-            subprocess.Popen(
+            self.record.popen(
                 ["pebble", "-config", str(config), "-dnsserver", f"{HOST_ADDRESS}:{CHALLTESTSRV_DNS_PORT}"],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -301,7 +329,7 @@ class Pebble:
 
     def stop(self) -> None:
         for process in self.processes:
-            stop_process(process)
+            self.record.stop(process)
         self.processes.clear()
 
 
@@ -354,6 +382,7 @@ class ZulipServer:
     """tests/zulip_server on the host's loopback, relayed to HOST_ADDRESS."""
 
     workdir: Path
+    record: lifetime.Record = field(default_factory=lifetime.this_process_record)
     process: subprocess.Popen | None = None
     relay: TcpRelay | None = None
     port: int = 0
@@ -366,7 +395,7 @@ class ZulipServer:
         credentials = self.workdir / "zulip.json"
         credentials.unlink(missing_ok=True)
         log = (self.workdir / "zulip.log").open("w")
-        self.process = subprocess.Popen(
+        self.process = self.record.popen(
             [
                 sys.executable,
                 "-m",
@@ -400,7 +429,7 @@ class ZulipServer:
             self.relay.stop()
             self.relay = None
         if self.process is not None:
-            stop_process(self.process)
+            self.record.stop(self.process)
             self.process = None
 
 
@@ -409,7 +438,10 @@ class Machine:
     """The booted container, reachable over SSH at GUEST_ADDRESS."""
 
     workdir: Path
+    record: lifetime.Record = field(default_factory=lifetime.this_process_record)
     process: subprocess.Popen | None = None
+    # The container's init, (pid, start time) as the host sees it.
+    container: list[tuple[int, int]] = field(default_factory=list)
 
     @property
     def root(self) -> Path:
@@ -428,7 +460,10 @@ class Machine:
         if self.root.exists():
             shutil.rmtree(self.root)
         self.workdir.mkdir(parents=True, exist_ok=True)
-        run("cp", "-a", "--reflink=auto", str(rootfs), str(self.root))
+        # Recorded before the copy: a run killed while copying leaves nothing either.
+        self.root.mkdir()
+        self.record.add_tree(self.root)
+        run("cp", "-a", "--reflink=auto", f"{rootfs}/.", str(self.root))
         if not self.ssh_key.exists():
             run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "lessonbot-deploy-test", "-f", str(self.ssh_key))
         ssh_dir = self.root / "root/.ssh"
@@ -443,7 +478,7 @@ class Machine:
 
     def boot(self, timeout: float = 120) -> None:
         log = self.console_log.open("w")
-        self.process = subprocess.Popen(
+        self.process = self.record.popen(
             [
                 "systemd-nspawn",
                 "-b",
@@ -463,12 +498,27 @@ class Machine:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+        self._record_container_init()
         deadline = time.monotonic() + timeout
         wait_for_port(GUEST_ADDRESS, 22, timeout=timeout)
         while self.ssh("systemctl is-system-running --wait", check=False).returncode not in (0, 1):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"machine did not boot; see {self.console_log}")
             time.sleep(1)
+
+    def _record_container_init(self) -> None:
+        """The container's systemd survives a killed nspawn: record it, so that the sweep ends the
+        container (everything in its pid namespace dies with it)."""
+        assert self.process is not None
+        deadline = time.monotonic() + 30
+        while not (found := [pid for pid in lifetime.children(self.process.pid) if _in_other_pid_namespace(pid)]):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"systemd-nspawn started no container; see {self.console_log}")
+            time.sleep(0.02)
+        for pid in found:
+            self.record.add_process(pid, terminate=False)
+            if (started := lifetime.start_time(pid)) is not None:
+                self.container.append((pid, started))
 
     def ssh_options(self) -> list[str]:
         return [
@@ -493,25 +543,25 @@ class Machine:
     def stop(self) -> None:
         if self.process is not None:
             # SIGTERM asks systemd inside to power off; SIGKILL if it dawdles.
-            stop_process(self.process, grace=30)
+            self.record.stop(self.process, grace=30)
             self.process = None
+        for pid, started in self.container:  # left running if nspawn had to be killed
+            if lifetime.running(pid, started):
+                os.kill(pid, signal.SIGKILL)
+            self.record.forget("process", str(pid))
+        self.container.clear()
 
     def remove(self) -> None:
         if self.root.exists():
             shutil.rmtree(self.root, ignore_errors=True)
+        self.record.forget("tree", str(self.root))
 
 
-def stop_process(process: subprocess.Popen, grace: float = 10) -> None:
-    if process.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        process.send_signal(signal.SIGTERM)
+def _in_other_pid_namespace(pid: int) -> bool:
     try:
-        process.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL) if os.getpgid(process.pid) == process.pid else process.kill()
-        process.wait(timeout=10)
+        return os.readlink(f"/proc/{pid}/ns/pid") != os.readlink("/proc/self/ns/pid")
+    except FileNotFoundError:
+        return False
 
 
 def ansible_playbook_command() -> str:
@@ -537,7 +587,9 @@ class TestEnvironment:
     """Network, pebble and machine together: what both the test and `make vm` start."""
 
     workdir: Path = STATE_DIR
-    network: Network = field(default_factory=Network)
+    # Where what it starts is recorded; `make vm` passes its own, detached one.
+    record: lifetime.Record = field(default_factory=lifetime.this_process_record)
+    network: Network | None = None
     pebble: Pebble | None = None
     zulip: ZulipServer | None = None
     machine: Machine | None = None
@@ -547,16 +599,17 @@ class TestEnvironment:
     booted_at: float = 0.0
 
     def start(self, log=print) -> None:
-        if (self.workdir / "vm.json").exists():
-            raise RuntimeError("a machine from tests/deploy/vm.py is running: stop it with vm.py --stop")
+        if self.record.path.name != VM_RECORD and vm_is_up():
+            raise MachineBusy(VM_BUSY)
         self.workdir.mkdir(parents=True, exist_ok=True)
         rootfs = cached_rootfs(log)
+        self.network = Network(self.record)
         self.network.up()
-        self.pebble = Pebble(self.workdir / "pebble")
+        self.pebble = Pebble(self.workdir / "pebble", self.record)
         self.pebble.start()
-        self.zulip = ZulipServer(self.workdir / "zulip")
+        self.zulip = ZulipServer(self.workdir / "zulip", self.record)
         self.zulip.start()
-        self.machine = Machine(self.workdir / "machine")
+        self.machine = Machine(self.workdir / "machine", self.record)
         self.machine.prepare(rootfs)
         self.machine.boot()
 
@@ -568,7 +621,8 @@ class TestEnvironment:
             self.pebble.stop()
         if self.zulip is not None:
             self.zulip.stop()
-        self.network.down()
+        if self.network is not None:
+            self.network.down()
 
     def ansible_environment(self) -> dict[str, str]:
         """Environment for ansible-playbook against the test inventory."""
@@ -593,7 +647,7 @@ class TestEnvironment:
             str(REPO_ROOT / "playbooks" / playbook),
             *extra,
         ]
-        result = subprocess.run(
+        result = lifetime.run(
             command,
             cwd=REPO_ROOT,
             env=self.ansible_environment(),

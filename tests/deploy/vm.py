@@ -11,7 +11,6 @@ Needs root and tests/deploy/host-setup.sh.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import sys
@@ -20,25 +19,25 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from tests import lifetime
 from tests.deploy import machine
 
-STATE_FILE = machine.STATE_DIR / "vm.json"
+
+def vm_record() -> lifetime.Record:
+    """Everything the machine consists of, recorded so that --stop finds it; test sessions never sweep it."""
+    return lifetime.Record.named(machine.VM_RECORD, detached=True)
 
 
 def start(provision: bool) -> int:
-    if STATE_FILE.exists():
-        print(f"A machine is already running (see {STATE_FILE}); stop it with: {sys.argv[0]} --stop")
+    record = vm_record()
+    if record.path.exists():
+        print(f"A machine is already running (see {record.path}); stop it with: {sys.argv[0]} --stop")
         return 1
-    environment = machine.TestEnvironment()
+    environment = machine.TestEnvironment(record=record)
     try:
         environment.start()
-        assert environment.machine is not None and environment.pebble is not None
-        assert environment.zulip is not None and environment.zulip.process is not None
-        pids = [environment.machine.process.pid] + [p.pid for p in environment.pebble.processes]
-        pids += [environment.zulip.process.pid, keep_zulip_relay(environment.zulip)]
-        STATE_FILE.write_text(
-            json.dumps({"pids": pids, "ssh_key": str(environment.machine.ssh_key), "acme_ca": str(environment.pebble.tls_ca)})
-        )
+        assert environment.machine is not None and environment.pebble is not None and environment.zulip is not None
+        record.add_process(keep_zulip_relay(environment.zulip))
         if provision:
             started = time.monotonic()
             result = environment.ansible_playbook("site.yml")
@@ -46,7 +45,7 @@ def start(provision: bool) -> int:
             print(f"site.yml: exit {result.returncode} after {time.monotonic() - started:.0f} s")
     except BaseException:
         environment.stop()
-        STATE_FILE.unlink(missing_ok=True)
+        record.sweep()
         raise
     key = environment.machine.ssh_key
     repo = machine.REPO_ROOT
@@ -84,32 +83,14 @@ def keep_zulip_relay(zulip: machine.ZulipServer) -> int:
 
 
 def stop() -> int:
-    if STATE_FILE.exists():
-        state = json.loads(STATE_FILE.read_text())
-        for pid in state["pids"]:
-            try:
-                os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                continue
-        deadline = time.monotonic() + 30
-        for pid in state["pids"]:
-            while time.monotonic() < deadline and _alive(pid):
-                time.sleep(0.5)
-            if _alive(pid):
-                os.kill(pid, signal.SIGKILL)
-    machine.Network().down()
-    machine.Machine(machine.STATE_DIR / "machine").remove()
-    STATE_FILE.unlink(missing_ok=True)
+    """Power the machine off (30 s, then SIGKILL) and remove its processes, network and root copy."""
+    record = vm_record()
+    if not record.path.exists():
+        print("no machine from `make vm` is running")
+        return 0
+    record.sweep(grace=30)
     print("stopped and removed")
     return 0
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def main() -> int:

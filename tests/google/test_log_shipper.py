@@ -20,6 +20,7 @@ from flask import Flask
 from app.logship.files import Layout, load_state
 from app.logship.shipper import LogShipper
 from app.settings import Settings
+from tests import lifetime
 from tests.conftest import SECRETS
 from tests.google.conftest import GoogleWorld
 from tests.google_server import FaultKind, GoogleTestServer
@@ -143,9 +144,9 @@ def test_shipper_killed_mid_upload_resumes_without_loss_or_duplicate(
     settings = _shipping(settings, gs)
     data = write_log(Path(settings.log_dir or "") / "core.log", 4)
     gs.faults.add("drive.upload.chunk", FaultKind.DELAY, times=None, delay=0.25)
-    worker = subprocess.Popen([sys.executable, "-m", "app.workers.log_shipper"], cwd=ROOT,
-                              env=_shipper_env(settings, database_url, gs, lessons_dir),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    worker = lifetime.popen([sys.executable, "-m", "app.workers.log_shipper"], cwd=ROOT,
+                            env=_shipper_env(settings, database_url, gs, lessons_dir),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         _wait_for(lambda: gs.call_count("drive.upload.chunk") >= 4)
         worker.send_signal(signal.SIGKILL)
@@ -178,9 +179,9 @@ def test_shipper_stops_cleanly_on_sigterm(app: Flask, authorized: GoogleWorld, s
     gs = authorized.gs
     settings = _shipping(settings, gs)
     write_log(Path(settings.log_dir or "") / "core.log", 0.3)
-    worker = subprocess.Popen([sys.executable, "-m", "app.workers.log_shipper"], cwd=ROOT,
-                              env=_shipper_env(settings, database_url, gs, lessons_dir),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    worker = lifetime.popen([sys.executable, "-m", "app.workers.log_shipper"], cwd=ROOT,
+                            env=_shipper_env(settings, database_url, gs, lessons_dir),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         _wait_for(lambda: any(f["name"].startswith("core.") for f in drive_logs(gs)))
         worker.send_signal(signal.SIGTERM)

@@ -12,6 +12,8 @@ import google.auth.transport.requests
 import requests
 from google.oauth2.credentials import Credentials
 
+from tests import lifetime
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -26,7 +28,7 @@ def _read_banner(process: subprocess.Popen[str]) -> dict[str, str]:
 
 
 def test_standalone_server_prints_credentials_and_stops_on_sigterm() -> None:
-    process = subprocess.Popen(
+    process = lifetime.popen(
         [sys.executable, "-m", "tests.google_server", "--port", "0"],
         cwd=REPO_ROOT,
         stdout=subprocess.PIPE,

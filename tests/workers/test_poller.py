@@ -24,6 +24,7 @@ from app.settings import PROJECT_ROOT, Settings
 from app.workers import poller as poller_module
 from app.workers.models import WorkerStatus
 from app.workers.poller import Poller
+from tests import lifetime
 from tests.conftest import SECRETS
 from tests.helpers import ChatStudent, replies_to
 
@@ -165,8 +166,8 @@ def test_sigterm_during_a_pass_finishes_cleanly(app: Flask, client: FlaskClient,
     env.update({f"LESSONBOT_{key.upper()}": value for key, value in SECRETS.items()})
     env.update(DATABASE_URL=database_url, LESSONBOT_ENV_FILE=str(empty), LESSONBOT_GIT_ROOT=str(settings.git_root),
                LESSONBOT_POLL_INTERVAL_SECONDS="0.2")
-    process = subprocess.Popen([sys.executable, "-m", "app.workers.poller"], cwd=PROJECT_ROOT, env=env,
-                               stderr=subprocess.PIPE, text=True)
+    process = lifetime.popen([sys.executable, "-m", "app.workers.poller"], cwd=PROJECT_ROOT, env=env,
+                             stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if db.session.scalar(sa.select(sa.func.count()).select_from(StepResult)):

@@ -15,6 +15,7 @@ from flask import Flask
 from pydantic import SecretStr
 
 from app.settings import PROJECT_ROOT, Settings
+from tests import lifetime
 from tests.conftest import SECRETS
 from tests.zulip_server.contract import ContractChecker
 from tests.zulip_server.models import User
@@ -81,7 +82,7 @@ class Workers:
 
     def start(self, name: str, module: str) -> subprocess.Popen[bytes]:
         log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - owned by the process
-        process = subprocess.Popen([sys.executable, "-m", module], cwd=PROJECT_ROOT, env=self.env, stdout=log, stderr=log)
+        process = lifetime.popen([sys.executable, "-m", module], cwd=PROJECT_ROOT, env=self.env, stdout=log, stderr=log)
         self.processes[name] = process
         return process
 

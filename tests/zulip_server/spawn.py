@@ -2,6 +2,8 @@
 
 For benchmarks: thousands of clients and the server would otherwise share one
 GIL. In its own process the server answers about twice as many requests per second.
+The process dies with the one that started it, even when that one is killed
+(tests/lifetime.py), and its directory is swept by the next test session.
 
     with SpawnedZulipTestServer(students=1000) as zs:
         clients = [zs.client(s) for s in zs.students]
@@ -10,15 +12,17 @@ GIL. In its own process the server answers about twice as many requests per seco
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
 import requests
+
+from tests import lifetime
 
 from .credentials import Credentials
 from .faults import Fault
@@ -51,7 +55,8 @@ class SpawnedZulipTestServer(Credentials):
         ]
         self._start_timeout = start_timeout
         self._process: subprocess.Popen[bytes] | None = None
-        self._workdir: tempfile.TemporaryDirectory[str] | None = None
+        self._record = lifetime.this_process_record()
+        self._workdir: Path | None = None
         self._session = requests.Session()
         self.url = ""
         self.bot: User | None = None
@@ -59,10 +64,10 @@ class SpawnedZulipTestServer(Credentials):
 
     def start(self) -> Self:
         """Start the process and wait until it has written its credentials."""
-        self._workdir = tempfile.TemporaryDirectory(prefix="zulip-test-server-")
-        credentials = Path(self._workdir.name) / "credentials.json"
+        self._workdir = self._record.tempdir("zulip-test-server-")
+        credentials = self._workdir / "credentials.json"
         command = [sys.executable, "-m", "tests.zulip_server", *self._args, "--credentials-json", str(credentials)]
-        self._process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL)
+        self._process = self._record.popen(command, cwd=REPO, stdout=subprocess.DEVNULL)
         deadline = time.monotonic() + self._start_timeout
         while not credentials.exists():
             if self._process.poll() is not None or time.monotonic() > deadline:
@@ -75,18 +80,19 @@ class SpawnedZulipTestServer(Credentials):
         self.students = [_user(item) for item in data["students"]]
         return self
 
+    @property
+    def pid(self) -> int:
+        """The server process, while it runs."""
+        assert self._process is not None
+        return self._process.pid
+
     def stop(self) -> None:
         """Stop the process (SIGTERM, then SIGKILL after 10 s)."""
         if self._process is not None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
+            self._record.stop(self._process, grace=10)
             self._process = None
         if self._workdir is not None:
-            self._workdir.cleanup()
+            shutil.rmtree(self._workdir, ignore_errors=True)
             self._workdir = None
         self._session.close()
 

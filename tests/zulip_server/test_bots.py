@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests import lifetime
+
 from .models import User
 from .server import ZulipTestServer
 
@@ -19,7 +21,7 @@ ECHO_BOT = Path(__file__).with_name("echo_bot.py")
 def echo_bot(zs: ZulipTestServer, bot: User, tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
     """The echo bot, running against the test server until the test ends."""
     zuliprc = zs.write_zuliprc(bot, tmp_path / "zuliprc")
-    process = subprocess.Popen(
+    process = lifetime.popen(
         [sys.executable, str(ECHO_BOT), str(zuliprc)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
     try:

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import zulip
 
+from tests import lifetime
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -22,7 +24,7 @@ def _free_port() -> int:
 def test_standalone_server_prints_working_credentials(tmp_path: Path) -> None:
     port = _free_port()
     zuliprc = tmp_path / "zuliprc"
-    process = subprocess.Popen(
+    process = lifetime.popen(
         [sys.executable, "-m", "tests.zulip_server", "--port", str(port), "--zuliprc", str(zuliprc), "--stream", "lessons"],
         cwd=REPO,
         stdout=subprocess.PIPE,
