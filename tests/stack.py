@@ -17,7 +17,6 @@ import socket
 import ssl
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ import jinja2
 import yaml
 
 from app.settings import PROJECT_ROOT
+from tests import lifetime
 from tests.pg import free_port
 
 ROLES = PROJECT_ROOT / "roles"
@@ -153,7 +153,7 @@ def _start_fcgiwrap(root: Path, socket_path: Path, children: int) -> subprocess.
     listener.listen(64)
     try:
         log = open(root / "fcgiwrap.log", "wb")  # noqa: SIM115 - owned by the process
-        return subprocess.Popen(["fcgiwrap", "-c", str(children)], stdin=listener.fileno(), stdout=log, stderr=log,
+        return lifetime.popen(["fcgiwrap", "-c", str(children)], stdin=listener.fileno(), stdout=log, stderr=log,
                                 env=_process_env(root), start_new_session=True)
     finally:
         listener.close()
@@ -194,7 +194,7 @@ def _stop(stack_root: Path, processes: list[subprocess.Popen[bytes]]) -> None:
 def running_stack(database_url: str, secrets: dict[str, str], *, app_settings: dict[str, str] | None = None,
                   nginx: dict[str, Any] | None = None, uwsgi: dict[str, Any] | None = None) -> Iterator[Stack]:
     """Start nginx + uWSGI + fcgiwrap on loopback ports against `database_url` (already migrated)."""
-    root = Path(tempfile.mkdtemp(prefix="lessonbot-stack-"))
+    root = lifetime.this_process_record().tempdir("stack-")  # removed by the next session if we are killed
     root.chmod(0o755)
     http_port, https_port = free_port(), free_port()
     certificate, key = _self_signed(root)
@@ -238,14 +238,14 @@ def running_stack(database_url: str, secrets: dict[str, str], *, app_settings: d
         if not Path(uwsgi_binary).exists():
             uwsgi_binary = str(Path(sys.executable).parent / "uwsgi")
         log = open(root / "uwsgi.log", "wb")  # noqa: SIM115 - owned by the process
-        processes.append(subprocess.Popen([uwsgi_binary, "--ini", str(ini)], cwd=PROJECT_ROOT, stdout=log,
+        processes.append(lifetime.popen([uwsgi_binary, "--ini", str(ini)], cwd=PROJECT_ROOT, stdout=log,
                                           stderr=log, env=_process_env(root), start_new_session=True))
         children = {**role_defaults("nginx"), **nginx_values}["nginx_git_fcgiwrap_children"]
         processes.append(_start_fcgiwrap(root, Path(nginx_values["nginx_git_socket"]), int(children)))
         subprocess.run(["nginx", "-t", "-q", "-c", str(conf / "nginx.conf"), "-p", str(root)], check=True,
                        capture_output=True, env=_process_env(root))
         log = open(root / "nginx.log", "wb")  # noqa: SIM115 - owned by the process
-        processes.append(subprocess.Popen(["nginx", "-c", str(conf / "nginx.conf"), "-p", str(root)], stdout=log,
+        processes.append(lifetime.popen(["nginx", "-c", str(conf / "nginx.conf"), "-p", str(root)], stdout=log,
                                           stderr=log, env=_process_env(root), start_new_session=True))
         stack = Stack(root, https_url, http_url, git_root, certificate, secrets["git_hook_secret"], processes)
         _wait_ready(f"{https_url}/health", stack.ssl_context(), processes)

@@ -7,6 +7,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from tests import lifetime
 from tests.helpers import git
 from tests.stack import STACK_MARKER, leftover_processes, render_role_template
 
@@ -26,7 +27,7 @@ def test_a_stalled_git_request_is_ended_after_the_time_limit(tmp_path: Path) -> 
     read_end, write_end = os.pipe()
     started = time.monotonic()
     try:
-        process = subprocess.Popen([str(wrapper)], stdin=read_end, stdout=subprocess.DEVNULL,
+        process = lifetime.popen([str(wrapper)], stdin=read_end, stdout=subprocess.DEVNULL,
                                    stderr=subprocess.DEVNULL, env=environment)
         os.close(read_end)
         os.write(write_end, b"0000")  # a few bytes of the 100000 declared; the pipe stays open
