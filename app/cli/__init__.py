@@ -9,6 +9,7 @@ def command_groups() -> list[click.Command]:
     """Every manage.py command of ours (manage.py adds Flask-Migrate's ``db``); each loads the app only when run."""
     from app.cli.chat import chat_command
     from app.cli.courses import assignments_cli, courses_cli
+    from app.cli.deadletters import deadletters_cli
     from app.cli.google import admins_cli, google_cli
     from app.cli.grades import grades_cli
     from app.cli.lessons import lessons_cli
@@ -17,4 +18,4 @@ def command_groups() -> list[click.Command]:
     from app.cli.zulip import zulip_cli
 
     return [lessons_cli, chat_command, outbox_cli, zulip_cli, google_cli, admins_cli, courses_cli,
-            assignments_cli, grades_cli, logs_cli]
+            assignments_cli, grades_cli, logs_cli, deadletters_cli]
