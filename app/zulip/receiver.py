@@ -22,6 +22,7 @@ from typing import Any
 
 import requests
 import sqlalchemy as sa
+from flask import Flask, current_app
 from sqlalchemy.engine import Connection
 
 from app.db import db, is_postgresql, upsert_insert, utcnow
@@ -266,7 +267,8 @@ class Receiver:
         groups = list(by_sender.values())
         started = time.monotonic()
         if len(groups) > 1:
-            list(self._pool().map(self._deliver_in_order, groups))
+            app = current_app._get_current_object()  # type: ignore[attr-defined]  # dead letters need it in the pool
+            list(self._pool().map(lambda group: self._deliver_in_app(app, group), groups))
         elif groups:
             self._deliver_in_order(groups[0])
         self.save_progress(max(int(message["id"]) for message, _ in fresh))
@@ -279,6 +281,10 @@ class Receiver:
         if self.pool is None:
             self.pool = ThreadPoolExecutor(max_workers=PARALLEL_SENDERS, thread_name_prefix="handover")
         return self.pool
+
+    def _deliver_in_app(self, app: Flask, messages: list[dict[str, Any]]) -> None:
+        with app.app_context():
+            self._deliver_in_order(messages)
 
     def _deliver_in_order(self, messages: list[dict[str, Any]]) -> None:
         for message in messages:

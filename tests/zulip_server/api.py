@@ -158,9 +158,10 @@ class ZulipApi:
         if view is None:
             # Zulip's rest_dispatch checks HTTP Basic credentials whenever a request carries
             # them, even on endpoints open to anonymous callers: a wrong key is a 401 here too.
-            if request.authorization is not None and self._authenticate(request) is None:
+            caller = self._authenticate(request) if request.authorization is not None else None
+            if request.authorization is not None and caller is None:
                 return _unauthorized(request), None
-            return _json(views.server_settings(self.info)), None
+            return _json(views.server_settings(self.info)), caller
         user = self._authenticate(request)
         if user is None:
             return _unauthorized(request), None
