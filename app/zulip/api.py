@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 
 class Budget(Protocol):
-    def acquire(self) -> bool: ...
+    def acquire(self, *, final: bool = False) -> bool: ...
     def block_for(self, seconds: float) -> None: ...
     def observe(self, remaining: int | None, reset_in: float | None) -> None: ...
 
@@ -183,10 +183,13 @@ class ZulipApi:
             self.budget.observe(int(float(remaining)), reset_in)
 
     def call(self, endpoint: str, method: str = "GET", params: dict[str, Any] | None = None, *,
-             timeout: float = 15.0) -> dict[str, Any]:
-        """One API call (it takes a budget token first); raises ZulipError (or a subclass) unless Zulip answered success."""
+             timeout: float = 15.0, final: bool = False) -> dict[str, Any]:
+        """One API call (it takes a budget token first); raises ZulipError (or a subclass) unless Zulip answered success.
+
+        ``final``: the last call of a stopping process, made even though it is stopping.
+        """
         client = self.client()
-        if not self.budget.acquire():
+        if not self.budget.acquire(final=final):
             raise Stopping()
         self.local.status = None
         try:

@@ -341,7 +341,7 @@ class Receiver:
     def close(self) -> None:
         if self.queue_id is not None:
             try:
-                self.api.call("events", "DELETE", {"queue_id": self.queue_id}, timeout=5)
+                self.api.call("events", "DELETE", {"queue_id": self.queue_id}, timeout=5, final=True)
             except Exception as error:  # best effort: the queue expires on its own
                 log.info("could not delete event queue: %s", error)
         if self._lock_connection is not None:
