@@ -139,18 +139,22 @@ class ReplyDelivery:
                 item.ambiguous, item.attempts, item.next_attempt_at = False, max(item.attempts - 1, 0), utcnow()
             return SendOutcome.STOPPING
         except RateLimited as error:
-            item.ambiguous = False  # refused before it was looked at: nothing went out
-            item.attempts = max(item.attempts - 1, 0)  # the budget's fault, not the reply's
+            if in_flight:  # refused before it was looked at: nothing went out, and it is not the reply's fault
+                item.ambiguous, item.attempts = False, max(item.attempts - 1, 0)
             item.next_attempt_at = utcnow() + timedelta(seconds=error.retry_after)
             item.last_error = str(error)
             return SendOutcome.RETRY
         except Unauthorized:
-            item.ambiguous = False
-            item.attempts = max(item.attempts - 1, 0)
+            if in_flight:  # refused: nothing went out (a failed lookup leaves the doubt as it was)
+                item.ambiguous, item.attempts = False, max(item.attempts - 1, 0)
             item.next_attempt_at = utcnow()
             db.session.commit()
             raise
         except ZulipError as error:
+            if not in_flight:  # the lookup failed: the earlier attempt is still in doubt, and none was made now
+                item.last_error = str(error)[:500]
+                item.next_attempt_at = utcnow() + timedelta(seconds=backoff(max(item.attempts, 1), initial=1.0, maximum=60))
+                return SendOutcome.RETRY
             return self._failed_attempt(item, error)
         self._mark_sent(item, result.get("id"), "sent")
         return SendOutcome.SENT

@@ -185,12 +185,12 @@ class Receiver:
         """
         result = self.api.call("register", "POST", {"event_types": json.dumps(["message"]), "apply_markdown": "false",
                                                     "client_gravatar": "true"})
-        self.refresh_bots(force=True)
         if self.last_id is None:
-            # First start ever: begin from now rather than the bot's whole history.
+            # First start ever: begin from now rather than the bot's whole history; "now" is the first
+            # queue's, so what comes while the rest of the start-up is retried is backfilled.
             self.save_progress(int(result.get("max_message_id", 0)))
-        else:
-            self.handle_batch([(message, message.get("flags", [])) for message in self.missed_messages()])
+        self.refresh_bots(force=True)
+        self.handle_batch([(message, message.get("flags", [])) for message in self.missed_messages()])
         self.queue_id, self.last_event_id = result["queue_id"], int(result["last_event_id"])
         self.longpoll_seconds = float(result.get("event_queue_longpoll_timeout_seconds") or 90)
 

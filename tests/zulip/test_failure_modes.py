@@ -115,16 +115,16 @@ def test_a_rate_limited_long_poll_waits_as_long_as_the_server_asked(zulip_app: F
 def test_every_call_takes_from_the_budget_long_poll_queue_deletion_and_client_start_included(
         zulip_app: Flask, zs: ZulipTestServer, bot: User) -> None:
     settings = _settings(zulip_app)
-    budget = LocalBudget(per_minute=6)  # six tokens at once, then one every ten seconds
+    budget = LocalBudget(per_minute=9)  # nine tokens at once, then one every six and a half seconds
     api = ZulipApi(str(settings.zulip_site), bot.email, lambda: bot.api_key, budget)
     receiver = Receiver(api, api, CoreClient(settings.core_url, settings.internal_token.get_secret_value()), StopFlag())
     receiver.load_progress()
-    receiver.run_once()   # GET /server_settings (client start), POST /register, GET /users, GET /events
+    receiver.run_once()   # GET /server_settings (client start), POST /register, GET /users, GET /messages x2, GET /events
     receiver.close()      # DELETE /events
     by_bot = [record for record in zs.request_log if record.user_id == bot.id]
     assert [f"{r.method} {r.path.removeprefix('/api/v1/')}" for r in by_bot] == [
-        "GET server_settings", "POST register", "GET users", "GET events", "DELETE events"]
-    taken = 6 - budget.tokens
+        "GET server_settings", "POST register", "GET users", "GET messages", "GET messages", "GET events", "DELETE events"]
+    taken = 9 - budget.tokens
     assert len(by_bot) - 0.5 <= taken <= len(by_bot) + 0.1, f"{taken:.2f} tokens taken for {len(by_bot)} requests"
 
 
