@@ -44,6 +44,14 @@ class CoreRejected(Exception):
     """The core refused a message for good (4xx): retrying cannot help."""
 
 
+class CoreFailed(Exception):
+    """The core failed while handling this message (HTTP 500): it may be the message; retried a few times."""
+
+
+UNAVAILABLE = (502, 503, 504)  # nginx or uWSGI without a core behind: not the message's fault
+NOT_THE_MESSAGE = (401, 403, 404, 408, 429)  # a wrong token or URL, a timeout, a limit: retried, never dead letters
+
+
 class CoreClient:
     """Hands messages to the core's /internal/messages."""
 
@@ -68,8 +76,10 @@ class CoreClient:
         response = self.session.post(self.url, json=body, timeout=30)
         if response.status_code == 200:
             return
-        if 400 <= response.status_code < 500 and response.status_code not in (408, 429):
+        if 400 <= response.status_code < 500 and response.status_code not in NOT_THE_MESSAGE:
             raise CoreRejected(f"HTTP {response.status_code}: {response.text[:300]}")
+        if response.status_code >= 500 and response.status_code not in UNAVAILABLE:
+            raise CoreFailed(f"HTTP {response.status_code}: {response.text[:300]}")
         response.raise_for_status()
         raise requests.HTTPError(f"unexpected HTTP {response.status_code}")
 
@@ -165,7 +175,7 @@ class Receiver:
             self.report(str(error))
             self.stop.event.wait(error.retry_after)
             return False
-        except (ZulipError, requests.RequestException, CoreRejected, OSError) as error:
+        except (ZulipError, requests.RequestException, CoreRejected, CoreFailed, OSError) as error:
             self.errors += 1
             delay = backoff(self.errors, initial=0.5, maximum=60)
             log.warning("receiver: %s; retrying in %.1f s", error, delay)
@@ -293,11 +303,12 @@ class Receiver:
     def _deliver_until_taken(self, message: dict[str, Any]) -> None:
         """Hand one message to the core; a message the core keeps failing on goes to the dead letters.
 
-        While the core cannot be reached at all it is down, not the message: that is retried
-        without limit. An error answer (5xx) is retried ``CORE_MAX_ATTEMPTS`` times, a refusal
-        (4xx) not at all; then the message is set aside so the students behind it move on.
+        While the core cannot be reached (no connection, 502/503/504 from the proxy) it is down,
+        not the message: that is retried without limit. A failure while handling it (500) is
+        retried ``CORE_MAX_ATTEMPTS`` times, a refusal (4xx) not at all; then the message is
+        set aside so the students behind it move on.
         """
-        attempt = 0
+        attempt = unavailable = 0
         while True:
             try:
                 self.core.deliver(message)
@@ -305,14 +316,15 @@ class Receiver:
             except CoreRejected as error:
                 self._set_aside(message, f"core refused it: {error}", attempt + 1)
                 return
-            except requests.HTTPError as error:
+            except CoreFailed as error:
                 attempt += 1
                 if attempt >= CORE_MAX_ATTEMPTS:
                     self._set_aside(message, f"core failed {attempt} times: {error}", attempt)
                     return
                 self._wait_before_retry(message, error, attempt)
             except requests.RequestException as error:
-                self._wait_before_retry(message, error, attempt + 1)
+                unavailable += 1
+                self._wait_before_retry(message, error, unavailable)
 
     def _wait_before_retry(self, message: dict[str, Any], error: Exception, attempt: int) -> None:
         delay = backoff(attempt, initial=0.2, maximum=30, jitter=0.5)
