@@ -25,11 +25,11 @@ from app.students.models import Student
 from app.workers.base import StopFlag
 from app.zulip.api import ZulipApi
 from app.zulip.budget import LocalBudget
-from app.zulip.connect import connect
+from app.zulip.connect import budget_for, connect
 from app.zulip.delivery import ReplyDelivery
 from app.zulip.models import DeadLetter
 from app.zulip.receiver import CORE_MAX_ATTEMPTS, CoreClient, Receiver
-from tests.zulip.conftest import NO_LIMIT
+from tests.zulip.conftest import NO_LIMIT, wait_until
 from tests.zulip_server.contract import ContractChecker
 from tests.zulip_server.faults import Fault
 from tests.zulip_server.models import User
@@ -102,9 +102,22 @@ def test_a_rate_limited_long_poll_waits_as_long_as_the_server_asked(zulip_app: F
     receiver = _receiver(zulip_app)
     receiver.run_once()  # registered
     zs.faults.script([Fault.rate_limited(2.5)], endpoint="GET /events")
+    sender_waited: list[float] = []
+
+    def a_reply_sender() -> None:  # another caller of the same bot, as the poller's senders are
+        with zulip_app.app_context():
+            wait_until(lambda: zs.faults.count() >= 1, 10, "the 429")
+            budget, since = budget_for(_settings(zulip_app)), time.monotonic()
+            assert budget.acquire()
+            sender_waited.append(time.monotonic() - since)
+
+    sender = threading.Thread(target=a_reply_sender)
+    sender.start()
     started = time.monotonic()
     receiver.run_once()  # the long-poll answers 429, retry-after 2.5 s
     receiver.run_once()
+    sender.join(timeout=10)
+    assert sender_waited and 1.5 <= sender_waited[0] <= 3.2, f"the sender waited {sender_waited} s for 2.5 s asked"
     polls = [record.started for record in zs.request_log if record.path == "/api/v1/events" and record.method == "GET"]
     assert len(polls) >= 2
     gap = polls[-1] - polls[-2]
