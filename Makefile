@@ -49,6 +49,7 @@ bench:  ## Benchmarks: figures and ratios to their baselines, measured in the sa
 	@$(MAKE) --no-print-directory $(STAMP)
 	$(BIN)/python -m bench.core_http
 	$(BIN)/python -m bench.zulip_path
+	$(BIN)/python -m bench.zulip_faults
 	$(BIN)/python -m bench.log_shipper
 	$(BIN)/python -m bench.backup
 

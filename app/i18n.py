@@ -91,6 +91,10 @@ MESSAGES: dict[str, dict[str, str]] = {
         "ru": "Урок `{lesson}` остановлен: вы не появлялись {days} дней. Начать снова: `начать {lesson}`.",
         "en": "Lesson `{lesson}` was stopped after {days} days without activity. To begin again: `start {lesson}`.",
     },
+    "zulip.dead_letter": {
+        "ru": "Извините, я не смог обработать ваше последнее сообщение. Администратор уже знает об этом; попробуйте написать ещё раз чуть позже.",
+        "en": "Sorry, I could not handle your last message. An administrator has been told; please try again a little later.",
+    },
     "zulip.not_subscribed": {"ru": "вы ещё не подписаны на канал #**{stream}**", "en": "you are not subscribed to #**{stream}** yet"},
     "zulip.no_post": {"ru": "с начала урока в канале #**{stream}** нет вашего сообщения", "en": "there is no message from you in #**{stream}** since the lesson started"},
     "zulip.no_post_topic": {"ru": "с начала урока в #**{stream}>{topic}** нет вашего сообщения", "en": "there is no message from you in #**{stream}>{topic}** since the lesson started"},

@@ -8,13 +8,14 @@ from app.outbox.models import OutboxItem
 from app.runs.models import LessonRun, StepResult
 from app.students.models import Student
 from app.workers.models import WorkerStatus
-from app.zulip.models import RateBudget, ReceiverState
+from app.zulip.models import DeadLetter, RateBudget, ReceiverState
 
 __all__ = [
            "Admin",
            "Assignment",
            "Course",
            "CourseStudent",
+           "DeadLetter",
            "GoogleAuthorization",
            "GoogleLink",
            "HookSignature",

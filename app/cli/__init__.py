@@ -10,6 +10,7 @@ def command_groups() -> list[click.Command]:
     from app.cli.backup import backup_cli
     from app.cli.chat import chat_command
     from app.cli.courses import assignments_cli, courses_cli
+    from app.cli.deadletters import deadletters_cli
     from app.cli.google import admins_cli, google_cli
     from app.cli.grades import grades_cli
     from app.cli.lessons import lessons_cli
@@ -18,5 +19,5 @@ def command_groups() -> list[click.Command]:
     from app.cli.status import status_command
     from app.cli.zulip import zulip_cli
 
-    return [status_command, lessons_cli, chat_command, outbox_cli, zulip_cli, google_cli, admins_cli, courses_cli,
-            assignments_cli, grades_cli, logs_cli, backup_cli]
+    return [status_command, lessons_cli, chat_command, outbox_cli, deadletters_cli, zulip_cli, google_cli, admins_cli,
+            courses_cli, assignments_cli, grades_cli, logs_cli, backup_cli]

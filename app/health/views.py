@@ -13,10 +13,12 @@ from app import state
 from app.db import db, utcnow
 from app.outbox.service import count_pending
 from app.workers.models import WorkerStatus
+from app.zulip.deadletters import count_dead_letters
 
 bp = Blueprint("health", __name__)
 log = logging.getLogger(__name__)
 WORKERS = ("poller",)
+REPORTED = ("error", "errors", "alive", "threads", "restarts")  # what a worker's heartbeat may tell /health
 
 
 def _workers(stale_after: timedelta) -> dict[str, dict[str, object]]:
@@ -29,7 +31,10 @@ def _workers(stale_after: timedelta) -> dict[str, dict[str, object]]:
             report[name] = {"status": "never_seen"}
             continue
         age = (now - row.beat_at).total_seconds()
-        report[name] = {"status": "ok" if age <= stale_after.total_seconds() else "stale", "seconds_since_beat": round(age, 1)}
+        info = row.info or {}
+        status = "stale" if age > stale_after.total_seconds() else "error" if info.get("status") == "error" else "ok"
+        report[name] = {"status": status, "seconds_since_beat": round(age, 1),
+                        **{key: info[key] for key in REPORTED if info.get(key) is not None}}
     return report
 
 
@@ -42,6 +47,8 @@ def health() -> tuple[Response, int]:
         components["database"] = {"status": "ok", "dialect": db.engine.dialect.name}
         components["outbox"] = {"status": "ok", "pending": count_pending()}
         components["workers"] = _workers(timedelta(seconds=max(60.0, settings.poll_interval_seconds * 6)))
+        dead = count_dead_letters()
+        components["dead_letters"] = {"status": "attention" if dead else "ok", "count": dead}
     except SQLAlchemyError as error:
         db.session.rollback()
         log.warning("health: database unavailable: %s", error.__class__.__name__)

@@ -29,7 +29,7 @@ from app.runs.service import apply_progress, run_state, schedule_check
 from app.settings import Settings
 from app.workers.base import StopFlag, backoff, run_forever
 from app.workers.models import record_heartbeat
-from app.zulip.connect import connect_when_reachable
+from app.zulip.connect import shared_api
 from app.zulip.delivery import ReplyDelivery, run_delivery_loop
 
 log = logging.getLogger(__name__)
@@ -41,6 +41,7 @@ class Poller:
         self.settings = settings
         self.catalog = catalog
         self.stop = stop or StopFlag()
+        self.senders: ReplySenders | None = None
 
     def run_once(self) -> bool:
         """One pass: due checks, then reminders and timeouts. True if it did anything."""
@@ -133,6 +134,9 @@ class Poller:
 
     def _heartbeat(self, did: int) -> None:
         record_heartbeat("poller", {"last_pass_items": did})
+        if self.senders is not None and self.senders.threads:
+            self.senders.ensure_running()
+            record_heartbeat("reply-senders", self.senders.status())
         db.session.commit()
 
 
@@ -141,38 +145,84 @@ def main() -> None:
     poller = Poller(settings, app.extensions["lessonbot.catalog"])
     poller.stop.install()
     log.info("poller started (interval %.1f s)", settings.poll_interval_seconds)
-    senders = start_reply_senders(app, settings, poller.stop)
+    senders = ReplySenders(app, settings, poller.stop)
+    poller.senders = senders
     with app.app_context():
+        senders.start()
         # Jitter the first pass so several pollers started together spread out.
         poller.stop.event.wait(random.uniform(0, min(1.0, settings.poll_interval_seconds)))
         run_forever(poller.run_once, settings.poll_interval_seconds, poller.stop, backoff)
-    for sender in senders:
-        sender.join(timeout=30)
+    senders.join(timeout=30)
     log.info("poller stopped")
 
 
-def start_reply_senders(app: Flask, settings: Settings, stop: StopFlag) -> list[threading.Thread]:
+class ReplySenders:
     """Deliver chat replies to Zulip in threads of their own, so checks never delay a reply.
 
-    Each sender serves one partition of the students, so each student's replies stay in order.
+    Each sender serves one partition of the students, so each student's replies stay in
+    order. A sender thread never dies unnoticed: whatever ends it is logged, and the
+    poller's every pass (``ensure_running``) starts a dead one again. Each reports how it
+    is doing; the poller's heartbeat carries that to ``/health``.
     """
-    if not settings.zulip_site:
-        log.info("Zulip is not configured: chat replies stay in the outbox (the console chat delivers them)")
-        return []
 
-    count = settings.zulip_sender_threads if settings.is_postgresql else 1
+    def __init__(self, app: Flask, settings: Settings, stop: StopFlag) -> None:
+        self.app, self.settings, self.stop = app, settings, stop
+        self.count = settings.zulip_sender_threads if settings.is_postgresql else 1
+        self.threads: dict[int, threading.Thread] = {}
+        self.errors: dict[int, str | None] = {}
+        self.restarts = 0
+        self.lock = threading.Lock()
 
-    def run(partition: int) -> None:
-        with app.app_context():
-            api = connect_when_reachable(settings, stop)
-            if api is not None:
-                delivery = ReplyDelivery(api, settings, partition, count)
-                run_delivery_loop(delivery, stop, settings.poll_interval_seconds)
+    def start(self) -> None:
+        """Start every sender (inside an app context); nothing when Zulip is not configured."""
+        if not self.settings.zulip_site:
+            log.info("Zulip is not configured: chat replies stay in the outbox (the console chat delivers them)")
+            return
+        shared_api(self.settings, lambda: self.stop.stopping)  # the process's one client, stopping with it
+        for partition in range(self.count):
+            self._start(partition)
 
-    threads = [threading.Thread(target=run, args=(n,), name=f"reply-sender-{n}") for n in range(count)]
-    for thread in threads:
+    def _start(self, partition: int) -> None:
+        thread = threading.Thread(target=self._run, args=(partition,), name=f"reply-sender-{partition}", daemon=True)
+        self.threads[partition] = thread
         thread.start()
-    return threads
+
+    def _run(self, partition: int) -> None:
+        try:
+            with self.app.app_context():
+                delivery = ReplyDelivery(shared_api(self.settings), self.settings, partition, self.count)
+                run_delivery_loop(delivery, self.stop, self.settings.poll_interval_seconds,
+                                  lambda error: self._report(partition, error))
+        except BaseException as error:  # a thread's last word; the poller restarts it
+            self._report(partition, f"sender stopped: {error.__class__.__name__}: {error}"[:300])
+            log.exception("reply sender %d stopped unexpectedly; the poller starts it again", partition)
+
+    def _report(self, partition: int, error: str | None) -> None:
+        with self.lock:
+            self.errors[partition] = error
+
+    def ensure_running(self) -> int:
+        """Start again every sender thread that ended while the process lives; how many were restarted."""
+        if self.stop.stopping:
+            return 0
+        dead = [partition for partition, thread in self.threads.items() if not thread.is_alive()]
+        for partition in dead:
+            log.error("reply sender %d was not running; starting it again", partition)
+            self.restarts += 1
+            self._start(partition)
+        return len(dead)
+
+    def status(self) -> dict[str, Any]:
+        """For the heartbeat: ok, or the senders' errors (e.g. a refused API key)."""
+        with self.lock:
+            errors = sorted({error for error in self.errors.values() if error})
+        alive = sum(1 for thread in self.threads.values() if thread.is_alive())
+        return {"status": "error" if errors else "ok", "errors": errors, "alive": alive, "threads": len(self.threads),
+                "restarts": self.restarts}
+
+    def join(self, timeout: float) -> None:
+        for thread in self.threads.values():
+            thread.join(timeout=timeout)
 
 
 if __name__ == "__main__":

@@ -1,21 +1,27 @@
 """The Zulip receiver worker: ``python -m app.workers.receiver`` (under supervisor in production).
 
 See :mod:`app.zulip.receiver` for what it guarantees. Only one receiver per bot is active
-(a PostgreSQL advisory lock); a second one waits. SIGTERM ends it promptly.
+(a PostgreSQL advisory lock); a second one waits. SIGTERM ends it promptly. A wrong API
+key is one log line and an error in its heartbeat (``/health``), and it carries on by
+itself once the key is fixed.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+import time
 
 from app.boot import boot
+from app.db import db
 from app.workers.base import StopFlag
+from app.workers.models import record_heartbeat
 from app.zulip.api import NotConfigured
-from app.zulip.connect import connect_when_reachable
+from app.zulip.connect import shared_api
 from app.zulip.receiver import CoreClient, Receiver
 
 log = logging.getLogger(__name__)
+HEARTBEAT_SECONDS = 5.0
 
 
 def main() -> None:
@@ -24,21 +30,34 @@ def main() -> None:
     stop.install()
     with app.app_context():
         try:
-            api, poll_api = connect_when_reachable(settings, stop), connect_when_reachable(settings, stop)
+            api = shared_api(settings, lambda: stop.stopping)
         except NotConfigured as error:
             print(error, file=sys.stderr)
             sys.exit(2)
-        if api is None or poll_api is None:
-            return
         core = CoreClient(settings.core_url, settings.internal_token.get_secret_value())
-        receiver = Receiver(api, poll_api, core, stop)
+        receiver = Receiver(api, api, core, stop, default_language=settings.default_language)
         if receiver.wait_for_lock():
             receiver.load_progress()
             log.info("receiver started for %s (last message id %s)", receiver.bot_email, receiver.last_id)
+            beat_at, reported = 0.0, None
             while not stop.stopping:
                 receiver.run_once()
+                if receiver.last_error != reported or time.monotonic() - beat_at > HEARTBEAT_SECONDS:
+                    beat_at, reported = time.monotonic(), receiver.last_error
+                    heartbeat(receiver)
         receiver.close()
     log.info("receiver stopped")
+
+
+def heartbeat(receiver: Receiver) -> None:
+    """For /health: alive, and ok or the error the receiver is stuck on (a bad key, Zulip down)."""
+    try:
+        record_heartbeat("receiver", {"status": "error" if receiver.last_error else "ok", "error": receiver.last_error,
+                                      "last_message_id": receiver.last_id})
+        db.session.commit()
+    except Exception as error:  # the database may be away for a moment; the next beat tries again
+        db.session.rollback()
+        log.warning("receiver heartbeat not recorded: %s", error.__class__.__name__)
 
 
 if __name__ == "__main__":

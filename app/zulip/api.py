@@ -2,8 +2,9 @@
 
 The client's built-in retries are off: it would resend a message after a dropped
 connection, and the outbox must decide that itself. Every call takes a budget token
-(long-polls excepted: Zulip does not count them) and feeds the answer's
-``X-RateLimit-*`` headers back into the budget.
+(the long-poll, ``DELETE /events`` and the client's own ``GET /server_settings`` too:
+the server counts them) and feeds the answer's ``X-RateLimit-*`` headers back into
+the budget; a 429 stops every caller for exactly the ``retry-after`` the server gave.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import requests
@@ -22,7 +24,7 @@ log = logging.getLogger(__name__)
 
 
 class Budget(Protocol):
-    def acquire(self) -> bool: ...
+    def acquire(self, *, final: bool = False) -> bool: ...
     def block_for(self, seconds: float) -> None: ...
     def observe(self, remaining: int | None, reset_in: float | None) -> None: ...
 
@@ -46,6 +48,13 @@ class BadEventQueue(ZulipError):
         super().__init__(message, retryable=True, code="BAD_EVENT_QUEUE_ID")
 
 
+class Unauthorized(ZulipError):
+    """The server refused the bot's email or API key (HTTP 401): a configuration problem, not a failed item."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retryable=True, code="UNAUTHORIZED")
+
+
 class Stopping(Exception):
     """The process is stopping; no call was made."""
 
@@ -54,33 +63,115 @@ class NotConfigured(Exception):
     pass
 
 
-def make_client(settings: Settings) -> zulip.Client:
+KeySource = Callable[[], str]
+UNAUTHORIZED_CODES = ("UNAUTHORIZED", "INVALID_API_KEY", "USER_DEACTIVATED", "REALM_DEACTIVATED")
+BAD_KEY_HINT = "the server refused the bot's email or API key (check LESSONBOT_ZULIP_EMAIL and LESSONBOT_ZULIP_API_KEY)"
+
+
+def check_configured(settings: Settings) -> None:
+    """Raise NotConfigured naming every missing Zulip setting."""
     missing = [name for name, value in (("LESSONBOT_ZULIP_SITE", settings.zulip_site),
                                         ("LESSONBOT_ZULIP_EMAIL", settings.zulip_email),
                                         ("LESSONBOT_ZULIP_API_KEY", settings.zulip_api_key)) if not value]
     if missing:
         raise NotConfigured(f"Zulip is not configured: set {', '.join(missing)}")
-    assert settings.zulip_api_key is not None
-    try:  # the client asks the server for its settings right away
-        return zulip.Client(email=settings.zulip_email, api_key=settings.zulip_api_key.get_secret_value(),
-                            site=settings.zulip_site, client="Lessonbot", retry_on_errors=False)
-    except (requests.RequestException, zulip.UnrecoverableNetworkError) as error:
-        raise ZulipError(f"connection failed ({error.__class__.__name__})", retryable=True, ambiguous=False) from error
+
+
+def classify(result: dict[str, Any], what: str, status: int | None, retry_after: object) -> ZulipError:
+    """The error for a failed answer: rate limit, bad key, expired queue, server trouble or a refusal."""
+    code = result.get("code")
+    message = f"{what}: {result.get('msg') or 'error'}"
+    status = status if status is not None else result.get("status_code")
+    if code == "RATE_LIMIT_HIT" or status == 429:
+        return RateLimited(_seconds(result.get("retry-after") or retry_after))
+    if status == 401 or code in UNAUTHORIZED_CODES:
+        return Unauthorized(f"{what}: {BAD_KEY_HINT}")
+    if code == "BAD_EVENT_QUEUE_ID":
+        return BadEventQueue(message)
+    if result.get("result") == "http-error" or (status is not None and status >= 500):
+        return ZulipError(f"{message} (HTTP {status})", retryable=True, ambiguous=True, code=code)
+    return ZulipError(message, retryable=False, code=code)
+
+
+class _BudgetedClient(zulip.Client):
+    """The official client, whose start-up ``GET /server_settings`` takes a budget token and fails cleanly.
+
+    ``zulip.Client()`` asks for the server settings in its constructor and only
+    ``assert``s the answer: a 401 (wrong key) or a 5xx would surface as an AssertionError.
+    """
+
+    def __init__(self, budget: Budget, **kwargs: Any) -> None:
+        self.lessonbot_budget = budget
+        super().__init__(**kwargs)
+
+    def get_server_settings(self) -> dict[str, Any]:
+        if not self.lessonbot_budget.acquire():
+            raise Stopping()
+        self.ensure_session()
+        assert self.session is not None
+        answer: dict[str, Any] = {}
+
+        def remember(response: requests.Response, *args: Any, **kwargs: Any) -> None:
+            answer.update(status=response.status_code, retry_after=response.headers.get("Retry-After"))
+
+        self.session.hooks["response"].append(remember)
+        try:
+            result = super().get_server_settings()
+        finally:
+            self.session.hooks["response"].remove(remember)
+        if result.get("result") != "success" or not result.get("zulip_version"):
+            error = classify(result, "GET server_settings", answer.get("status"), answer.get("retry_after"))
+            if isinstance(error, RateLimited):
+                self.lessonbot_budget.block_for(error.retry_after)
+            raise error
+        return result
 
 
 class ZulipApi:
-    """One bot's Zulip calls from one thread."""
+    """The bot's Zulip calls, shared by every thread of a process (one client, one connection pool).
 
-    def __init__(self, client: zulip.Client, budget: Budget) -> None:
-        self.client, self.budget = client, budget
+    The client is built on first use, through the budget. A 401 drops it: the next call
+    reads the API key again (``key_source``) and builds a new one, so a rotated key is
+    picked up without a restart once the configuration is fixed.
+    """
+
+    def __init__(self, site: str, email: str, key_source: KeySource, budget: Budget) -> None:
+        self.site, self._email, self.key_source, self.budget = site, email, key_source, budget
         self.local = threading.local()
-        client.ensure_session()
-        assert client.session is not None
-        client.session.hooks["response"].append(self._observe)
+        self._lock = threading.Lock()
+        self._client: _BudgetedClient | None = None
+        self.clients_built = 0
 
     @property
     def email(self) -> str:
-        return str(self.client.email)
+        return self._email
+
+    @property
+    def feature_level(self) -> int:
+        """The server's ``zulip_feature_level`` (asks the server on first use)."""
+        return int(self.client().feature_level)
+
+    def client(self) -> zulip.Client:
+        """The shared client, built (through the budget) when there is none."""
+        with self._lock:
+            if self._client is None:
+                try:
+                    client = _BudgetedClient(self.budget, email=self._email, api_key=self.key_source(), site=self.site,
+                                             client="Lessonbot", retry_on_errors=False)
+                except (requests.RequestException, zulip.UnrecoverableNetworkError) as error:
+                    raise ZulipError(f"connection failed ({error.__class__.__name__})",
+                                     retryable=True) from error
+                client.ensure_session()
+                assert client.session is not None
+                client.session.hooks["response"].append(self._observe)
+                self._client = client
+                self.clients_built += 1
+            return self._client
+
+    def _forget(self, client: zulip.Client) -> None:
+        with self._lock:
+            if self._client is client:
+                self._client = None
 
     def _observe(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
         self.local.status = response.status_code
@@ -92,13 +183,17 @@ class ZulipApi:
             self.budget.observe(int(float(remaining)), reset_in)
 
     def call(self, endpoint: str, method: str = "GET", params: dict[str, Any] | None = None, *,
-             timeout: float = 15.0, budgeted: bool = True) -> dict[str, Any]:
-        """One API call; raises ZulipError (or a subclass) unless Zulip answered success."""
-        if budgeted and not self.budget.acquire():
+             timeout: float = 15.0, final: bool = False) -> dict[str, Any]:
+        """One API call (it takes a budget token first); raises ZulipError (or a subclass) unless Zulip answered success.
+
+        ``final``: the last call of a stopping process, made even though it is stopping.
+        """
+        client = self.client()
+        if not self.budget.acquire(final=final):
             raise Stopping()
         self.local.status = None
         try:
-            result: dict[str, Any] = self.client.call_endpoint(endpoint, method=method, request=params or {}, timeout=timeout)
+            result: dict[str, Any] = client.call_endpoint(endpoint, method=method, request=params or {}, timeout=timeout)
         except requests.Timeout as error:
             raise ZulipError(f"{method} {endpoint}: timed out", retryable=True, ambiguous=True) from error
         except (requests.ConnectionError, zulip.UnrecoverableNetworkError) as error:
@@ -106,21 +201,13 @@ class ZulipApi:
                              retryable=True, ambiguous=True) from error
         if result.get("result") == "success":
             return result
-        return self._raise_for(result, f"{method} {endpoint}")
-
-    def _raise_for(self, result: dict[str, Any], what: str) -> dict[str, Any]:
-        status = getattr(self.local, "status", None)
-        code = result.get("code")
-        message = f"{what}: {result.get('msg') or 'error'}"
-        if code == "RATE_LIMIT_HIT" or status == 429:
-            retry_after = _seconds(result.get("retry-after") or getattr(self.local, "retry_after", None))
-            self.budget.block_for(retry_after)
-            raise RateLimited(retry_after)
-        if code == "BAD_EVENT_QUEUE_ID":
-            raise BadEventQueue(message)
-        if result.get("result") == "http-error" or (status is not None and status >= 500):
-            raise ZulipError(f"{message} (HTTP {status})", retryable=True, ambiguous=True, code=code)
-        raise ZulipError(message, retryable=False, code=code)
+        failure = classify(result, f"{method} {endpoint}", getattr(self.local, "status", None),
+                           getattr(self.local, "retry_after", None))
+        if isinstance(failure, RateLimited):
+            self.budget.block_for(failure.retry_after)
+        elif isinstance(failure, Unauthorized):
+            self._forget(client)
+        raise failure
 
 
 def _seconds(value: object, default: float = 1.0) -> float:

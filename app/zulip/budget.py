@@ -18,6 +18,7 @@ from sqlalchemy.engine import Engine
 
 log = logging.getLogger(__name__)
 BURST = 10.0
+FINAL_WAIT = 5.0
 
 _TAKE = sa.text("""
     WITH now AS (
@@ -67,9 +68,14 @@ class RateBudget:
         with self.engine.begin() as connection:
             connection.execute(_ENSURE, {"name": name, "capacity": capacity, "refill": per_minute / 60.0})
 
-    def acquire(self) -> bool:
-        """Take one token, waiting as long as needed; False if the process is stopping."""
-        while not self.stopping():
+    def acquire(self, *, final: bool = False) -> bool:
+        """Take one token, waiting as long as needed; False if the process is stopping.
+
+        ``final``: the last call of a stopping process (deleting its event queue): it may
+        wait for a token up to ``FINAL_WAIT`` seconds even while stopping.
+        """
+        deadline = time.monotonic() + FINAL_WAIT
+        while not self.stopping() or (final and time.monotonic() < deadline):
             with self.lock:
                 if self.held > 0:
                     self.held -= 1
@@ -117,7 +123,7 @@ class LocalBudget:
         self.blocked_until = 0.0
         self.lock = threading.Lock()
 
-    def acquire(self) -> bool:
+    def acquire(self, *, final: bool = False) -> bool:
         while True:
             with self.lock:
                 now = time.monotonic()

@@ -3,14 +3,19 @@
 A student's replies go one after another; a reply that cannot go yet holds back the
 later ones. An attempt that may have reached Zulip (timeout, dropped connection, 5xx)
 marks the reply ambiguous: before sending it again we look in the conversation for it,
-so a retry never doubles a message. A reply that keeps failing is marked failed with
-its reason (``./manage.py outbox list --failed``).
+so a retry never doubles a message. Every attempt is marked in flight (committed)
+before the request leaves, so even after a SIGKILL mid-send the next attempt looks
+first. A reply that keeps failing is marked failed with its reason
+(``./manage.py outbox list --failed``). A refused API key fails no reply: it stops the
+sender (:class:`~app.zulip.api.Unauthorized` propagates) until the key works again.
 """
 
 from __future__ import annotations
 
+import enum
 import json
 import logging
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -21,12 +26,24 @@ from app.db import db, is_postgresql, utcnow
 from app.outbox.models import OutboxItem, OutboxKind, OutboxStatus
 from app.settings import Settings
 from app.workers.base import StopFlag, backoff
-from app.zulip.api import RateLimited, Stopping, ZulipApi, ZulipError
+from app.zulip.api import RateLimited, Stopping, Unauthorized, ZulipApi, ZulipError
 from app.zulip.wakeup import OutboxListener
 
 log = logging.getLogger(__name__)
 LOCK_CLASS = 7301  # pg advisory lock namespace: one sender per partition of the students
 LOOKBACK_MESSAGES = 50
+SEND_TIMEOUT = 15.0  # seconds a POST /messages may take
+# After a crash mid-send the attempt may still land: look for it only once it surely has.
+IN_FLIGHT_GRACE = timedelta(seconds=SEND_TIMEOUT + 5)
+DM_FEATURE_LEVEL = 177  # Zulip 7.0: the `dm` narrow operator (`pm-with` before)
+
+
+class SendOutcome(enum.Enum):
+    SENT = "sent"
+    RETRY = "retry"
+    FAILED = "failed"
+    STOPPING = "stopping"
+
 
 class ReplyDelivery:
     """Sends the replies of one partition of the students (``student_id % partitions``).
@@ -58,11 +75,17 @@ class ReplyDelivery:
         return False
 
     def _mine(self) -> Any:
+        # Replies to someone the core never recorded (a dead letter's apology) go with partition 0.
         return sa.and_(OutboxItem.kind == OutboxKind.CHAT_REPLY, OutboxItem.status == OutboxStatus.PENDING,
-                       OutboxItem.student_id.is_not(None), OutboxItem.student_id % self.partitions == self.partition)
+                       sa.func.coalesce(OutboxItem.student_id, 0) % self.partitions == self.partition)
 
     def run_once(self, limit: int = 200) -> int:
-        """Send what is due in this partition; the number of replies that left."""
+        """Send what is due in this partition; the number of replies that left.
+
+        Raises ZulipError (Unauthorized among them) when Zulip cannot be reached at all:
+        that is the sender's trouble, and no reply is charged an attempt for it.
+        """
+        self.api.client()
         items = db.session.scalars(sa.select(OutboxItem).where(self._mine()).order_by(OutboxItem.id).limit(limit)).all()
         held_back: set[int | None] = set()
         sent = 0
@@ -74,11 +97,11 @@ class ReplyDelivery:
                 continue
             outcome = self.send(item)
             db.session.commit()
-            if outcome == "stopping":
+            if outcome is SendOutcome.STOPPING:
                 break
-            if outcome == "sent":
+            if outcome is SendOutcome.SENT:
                 sent += 1
-            elif outcome != "failed":
+            elif outcome is not SendOutcome.FAILED:
                 held_back.add(item.student_id)
         db.session.rollback()
         return sent
@@ -96,26 +119,53 @@ class ReplyDelivery:
             self._lock_connection.close()
             self._lock_connection = None
 
-    def send(self, item: OutboxItem) -> str:
-        """One attempt at one reply: 'sent', 'retry', 'failed' or 'stopping'. The caller commits."""
+    def send(self, item: OutboxItem) -> SendOutcome:
+        """One attempt at one reply; the caller commits the outcome.
+
+        The attempt is committed as in flight before the request leaves: if the process
+        dies while Zulip holds the request, the next attempt finds the reply instead of
+        sending it again. Raises Unauthorized (a bad key fails no reply).
+        """
+        in_flight = False
         try:
             if item.ambiguous and (found := self._already_sent(item)) is not None:
                 self._mark_sent(item, found, "found after an uncertain attempt")
-                return "sent"
-            item.last_attempt_at = utcnow()
-            item.attempts += 1
-            result = self.api.call("messages", "POST", self._message(item))
+                return SendOutcome.SENT
+            self._mark_in_flight(item)
+            in_flight = True
+            result = self.api.call("messages", "POST", self._message(item), timeout=SEND_TIMEOUT)
         except Stopping:
-            return "stopping"
+            if in_flight:  # the budget said stop before the request left
+                item.ambiguous, item.attempts, item.next_attempt_at = False, max(item.attempts - 1, 0), utcnow()
+            return SendOutcome.STOPPING
         except RateLimited as error:
-            item.attempts = max(item.attempts - 1, 0)  # the budget's fault, not the reply's
+            if in_flight:  # refused before it was looked at: nothing went out, and it is not the reply's fault
+                item.ambiguous, item.attempts = False, max(item.attempts - 1, 0)
             item.next_attempt_at = utcnow() + timedelta(seconds=error.retry_after)
             item.last_error = str(error)
-            return "retry"
+            return SendOutcome.RETRY
+        except Unauthorized:
+            if in_flight:  # refused: nothing went out (a failed lookup leaves the doubt as it was)
+                item.ambiguous, item.attempts = False, max(item.attempts - 1, 0)
+            item.next_attempt_at = utcnow()
+            db.session.commit()
+            raise
         except ZulipError as error:
+            if not in_flight:  # the lookup failed: the earlier attempt is still in doubt, and none was made now
+                item.last_error = str(error)[:500]
+                item.next_attempt_at = utcnow() + timedelta(seconds=backoff(max(item.attempts, 1), initial=1.0, maximum=60))
+                return SendOutcome.RETRY
             return self._failed_attempt(item, error)
         self._mark_sent(item, result.get("id"), "sent")
-        return "sent"
+        return SendOutcome.SENT
+
+    def _mark_in_flight(self, item: OutboxItem) -> None:
+        """Commit the attempt before it is made: after any crash the reply is looked up before it is sent again."""
+        item.last_attempt_at = utcnow()
+        item.attempts += 1
+        item.ambiguous = True
+        item.next_attempt_at = utcnow() + IN_FLIGHT_GRACE
+        db.session.commit()
 
     def _message(self, item: OutboxItem) -> dict[str, Any]:
         payload = item.payload
@@ -128,24 +178,23 @@ class ReplyDelivery:
         item.external_id = str(external_id) if external_id is not None else None
         log.info("reply %s to student %s %s", item.id, item.student_id, how)
 
-    def _failed_attempt(self, item: OutboxItem, error: ZulipError) -> str:
+    def _failed_attempt(self, item: OutboxItem, error: ZulipError) -> SendOutcome:
         item.last_error = str(error)[:500]
-        item.ambiguous = item.ambiguous or error.ambiguous
+        item.ambiguous = error.ambiguous  # the lookup before this attempt cleared any earlier doubt
         if not error.retryable or item.attempts >= self.settings.zulip_reply_max_attempts:
             item.status = OutboxStatus.FAILED
             log.error("reply %s to student %s failed for good after %d attempt(s): %s",
                       item.id, item.student_id, item.attempts, error)
-            return "failed"
+            return SendOutcome.FAILED
         item.next_attempt_at = utcnow() + timedelta(seconds=backoff(item.attempts, initial=1.0, maximum=300.0))
         log.warning("reply %s: attempt %d failed (%s); retrying", item.id, item.attempts, error)
-        return "retry"
+        return SendOutcome.RETRY
 
     def _already_sent(self, item: OutboxItem) -> int | None:
         """The id of this reply in the conversation, if an earlier uncertain attempt did deliver it."""
-        recipient = item.payload.get("to_user_id") or item.payload["to"]
         result = self.api.call("messages", "GET", {
             "anchor": "newest", "num_before": LOOKBACK_MESSAGES, "num_after": 0, "apply_markdown": "false",
-            "narrow": json.dumps([{"operator": "dm", "operand": [recipient]}]),
+            "narrow": json.dumps([self._conversation(item)]),
         })
         # Replies leave in order, so this one must be newer than the student's previous one:
         # an identical earlier reply (two `help`s in a row) is not mistaken for it.
@@ -157,6 +206,17 @@ class ReplyDelivery:
                 return int(message["id"])
         return None
 
+    def _conversation(self, item: OutboxItem) -> dict[str, Any]:
+        """The narrow term for the direct messages with the student.
+
+        Zulip takes a ``dm`` operand as a string of emails or a list of integer user ids,
+        nothing else; servers before feature level 177 call the operator ``pm-with``.
+        """
+        user_id = item.payload.get("to_user_id")
+        operand: str | list[int] = [int(user_id)] if isinstance(user_id, int) else str(item.payload["to"])
+        operator = "dm" if self.api.feature_level >= DM_FEATURE_LEVEL else "pm-with"
+        return {"operator": operator, "operand": operand}
+
     def _previous_reply_id(self, item: OutboxItem) -> int:
         query = sa.select(sa.func.max(sa.cast(OutboxItem.external_id, sa.BigInteger))).where(
             OutboxItem.student_id == item.student_id, OutboxItem.kind == OutboxKind.CHAT_REPLY,
@@ -164,8 +224,17 @@ class ReplyDelivery:
         return int(db.session.scalar(query) or 0)
 
 
-def run_delivery_loop(delivery: ReplyDelivery, stop: StopFlag, idle_seconds: float) -> None:
-    """Send replies until stopped, waking on NOTIFY when one is committed (PostgreSQL) or on a timer."""
+StatusReport = Callable[[str | None], None]
+
+
+def run_delivery_loop(delivery: ReplyDelivery, stop: StopFlag, idle_seconds: float,
+                      report: StatusReport = lambda error: None) -> None:
+    """Send replies until stopped, waking on NOTIFY when one is committed (PostgreSQL) or on a timer.
+
+    ``report(error)`` tells the owner how the sender is doing (None: fine), for ``/health``.
+    Trouble with Zulip itself (unreachable, a refused key) is one log line per attempt and
+    a back-off: the next attempt builds the client again with the key configured then.
+    """
     if not delivery.claim_partition(stop):
         delivery.close()
         return
@@ -177,9 +246,21 @@ def run_delivery_loop(delivery: ReplyDelivery, stop: StopFlag, idle_seconds: flo
                 sent = delivery.run_once()
                 due_in = delivery.next_due_in()
                 errors = 0
-            except Exception:
+                report(None)
+            except Stopping:
+                break
+            except ZulipError as error:
+                errors += 1
+                delay = backoff(errors, initial=1.0, maximum=60)
+                log.error("reply sender %d: %s; trying again in %.0f s", delivery.partition, error, delay)
+                report(str(error))
+                db.session.rollback()
+                stop.event.wait(delay)
+                continue
+            except Exception as error:
                 errors += 1
                 log.exception("reply delivery pass failed (%d in a row)", errors)
+                report(f"{error.__class__.__name__}: {error}"[:300])
                 db.session.rollback()
                 stop.event.wait(backoff(errors, initial=0.5, maximum=30))
                 continue

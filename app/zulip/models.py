@@ -31,3 +31,17 @@ class RateBudget(db.Model):  # type: ignore[name-defined]
     refill_per_second: Mapped[float] = mapped_column(sa.Float)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     blocked_until: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class DeadLetter(db.Model):  # type: ignore[name-defined]
+    """A Zulip message the core kept failing on, set aside so the messages behind it move on."""
+
+    __tablename__ = "dead_letters"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_id: Mapped[int] = mapped_column(sa.BigInteger, unique=True, doc="Zulip's message id.")
+    sender: Mapped[str] = mapped_column(sa.String(254))
+    content: Mapped[str] = mapped_column(sa.Text)
+    reason: Mapped[str] = mapped_column(sa.Text)
+    attempts: Mapped[int] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

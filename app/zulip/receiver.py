@@ -22,11 +22,13 @@ from typing import Any
 
 import requests
 import sqlalchemy as sa
+from flask import Flask, current_app
 from sqlalchemy.engine import Connection
 
 from app.db import db, is_postgresql, upsert_insert, utcnow
 from app.workers.base import StopFlag, backoff
-from app.zulip.api import BadEventQueue, Stopping, ZulipApi, ZulipError
+from app.zulip.api import BadEventQueue, RateLimited, Stopping, ZulipApi, ZulipError
+from app.zulip.deadletters import dead_letter
 from app.zulip.models import ReceiverState
 
 log = logging.getLogger(__name__)
@@ -34,10 +36,20 @@ LOCK_CLASS = 7302  # pg advisory lock namespace: one receiver per bot
 BACKFILL_PAGE = 200
 BOT_LIST_MAX_AGE = 600.0
 PARALLEL_SENDERS = 8  # students whose messages are handed to the core at the same time
+CORE_MAX_ATTEMPTS = 5  # error answers from the core before a message is set aside as a dead letter
+DM_FEATURE_LEVEL = 177  # Zulip 7.0: the `dm` operator and `is:dm`
 
 
 class CoreRejected(Exception):
     """The core refused a message for good (4xx): retrying cannot help."""
+
+
+class CoreFailed(Exception):
+    """The core failed while handling this message (HTTP 500): it may be the message; retried a few times."""
+
+
+UNAVAILABLE = (502, 503, 504)  # nginx or uWSGI without a core behind: not the message's fault
+NOT_THE_MESSAGE = (401, 403, 404, 408, 429)  # a wrong token or URL, a timeout, a limit: retried, never dead letters
 
 
 class CoreClient:
@@ -64,8 +76,10 @@ class CoreClient:
         response = self.session.post(self.url, json=body, timeout=30)
         if response.status_code == 200:
             return
-        if 400 <= response.status_code < 500 and response.status_code not in (408, 429):
+        if 400 <= response.status_code < 500 and response.status_code not in NOT_THE_MESSAGE:
             raise CoreRejected(f"HTTP {response.status_code}: {response.text[:300]}")
+        if response.status_code >= 500 and response.status_code not in UNAVAILABLE:
+            raise CoreFailed(f"HTTP {response.status_code}: {response.text[:300]}")
         response.raise_for_status()
         raise requests.HTTPError(f"unexpected HTTP {response.status_code}")
 
@@ -92,6 +106,9 @@ class Receiver:
     bot_ids: set[int] = field(default_factory=set)
     bots_loaded_at: float = 0.0
     errors: int = 0
+    default_language: str = "ru"
+    last_error: str | None = None
+    _dead_letter_lock: threading.Lock = field(default_factory=threading.Lock)
     _lock_connection: Connection | None = None
     pool: ThreadPoolExecutor | None = None
 
@@ -144,6 +161,7 @@ class Receiver:
                 self.register_and_backfill()
             handled = self.drain(self.poll())
             self.errors = 0
+            self.report(None)
             return handled > 0
         except BadEventQueue:
             log.info("event queue %s expired; registering again and backfilling", self.queue_id)
@@ -151,31 +169,51 @@ class Receiver:
             return False
         except Stopping:
             return False
-        except (ZulipError, requests.RequestException, CoreRejected, OSError) as error:
+        except RateLimited as error:
+            # The server said how long to wait: no sooner (and every other caller waits as long, via the budget).
+            log.warning("receiver: Zulip rate limit; waiting %.1f s as the server asked", error.retry_after)
+            self.report(str(error))
+            self.stop.event.wait(error.retry_after)
+            return False
+        except (ZulipError, requests.RequestException, CoreRejected, CoreFailed, OSError) as error:
             self.errors += 1
             delay = backoff(self.errors, initial=0.5, maximum=60)
             log.warning("receiver: %s; retrying in %.1f s", error, delay)
+            self.report(str(error))
             self.stop.event.wait(delay)
             return False
 
+    def report(self, error: str | None) -> None:
+        """Remember what the receiver is stuck on (None: nothing); the worker shows it in its heartbeat."""
+        self.last_error = error
+
     def register_and_backfill(self) -> None:
-        """A new queue first, then everything since the last handed-over id: no gap between them."""
+        """A new queue first, then everything since the last handed-over id: no gap between them.
+
+        The queue is adopted only once the backfill is complete: if any call fails, the
+        next pass registers again and backfills from the same id, so nothing is skipped.
+        """
         result = self.api.call("register", "POST", {"event_types": json.dumps(["message"]), "apply_markdown": "false",
                                                     "client_gravatar": "true"})
+        if self.last_id is None:
+            # First start ever: begin from now rather than the bot's whole history; "now" is the first
+            # queue's, so what comes while the rest of the start-up is retried is backfilled.
+            self.save_progress(int(result.get("max_message_id", 0)))
+        self.refresh_bots(force=True)
+        self.handle_batch([(message, message.get("flags", [])) for message in self.missed_messages()])
         self.queue_id, self.last_event_id = result["queue_id"], int(result["last_event_id"])
         self.longpoll_seconds = float(result.get("event_queue_longpoll_timeout_seconds") or 90)
-        self.refresh_bots(force=True)
-        if self.last_id is None:
-            # First start ever: begin from now rather than the bot's whole history.
-            self.save_progress(int(result.get("max_message_id", 0)))
-            return
-        self.handle_batch([(message, message.get("flags", [])) for message in self.missed_messages()])
+
+    def backfill_narrows(self) -> list[list[dict[str, str]]]:
+        """Direct messages and mentions, in the words this server understands (``is:dm`` came with feature level 177)."""
+        direct = "dm" if self.api.feature_level >= DM_FEATURE_LEVEL else "private"
+        return [[{"operator": "is", "operand": direct}], [{"operator": "is", "operand": "mentioned"}]]
 
     def missed_messages(self) -> list[dict[str, Any]]:
         """Direct messages and mentions after the last handed-over id, oldest first."""
         assert self.last_id is not None
         found: dict[int, dict[str, Any]] = {}
-        for narrow in ([{"operator": "is", "operand": "dm"}], [{"operator": "is", "operand": "mentioned"}]):
+        for narrow in self.backfill_narrows():
             anchor = self.last_id
             while True:
                 page = self.api.call("messages", "GET", {
@@ -197,7 +235,7 @@ class Receiver:
 
         def long_poll() -> None:
             try:
-                results.put(self.poll_api.call("events", "GET", params, timeout=self.longpoll_seconds + 15, budgeted=False))
+                results.put(self.poll_api.call("events", "GET", params, timeout=self.longpoll_seconds + 15))
             except Exception as error:  # handed to the main thread
                 results.put(error)
 
@@ -239,7 +277,8 @@ class Receiver:
         groups = list(by_sender.values())
         started = time.monotonic()
         if len(groups) > 1:
-            list(self._pool().map(self._deliver_in_order, groups))
+            app = current_app._get_current_object()  # type: ignore[attr-defined]  # dead letters need it in the pool
+            list(self._pool().map(lambda group: self._deliver_in_app(app, group), groups))
         elif groups:
             self._deliver_in_order(groups[0])
         self.save_progress(max(int(message["id"]) for message, _ in fresh))
@@ -253,25 +292,56 @@ class Receiver:
             self.pool = ThreadPoolExecutor(max_workers=PARALLEL_SENDERS, thread_name_prefix="handover")
         return self.pool
 
+    def _deliver_in_app(self, app: Flask, messages: list[dict[str, Any]]) -> None:
+        with app.app_context():
+            self._deliver_in_order(messages)
+
     def _deliver_in_order(self, messages: list[dict[str, Any]]) -> None:
         for message in messages:
             self._deliver_until_taken(message)
 
     def _deliver_until_taken(self, message: dict[str, Any]) -> None:
-        attempt = 0
+        """Hand one message to the core; a message the core keeps failing on goes to the dead letters.
+
+        While the core cannot be reached (no connection, 502/503/504 from the proxy) it is down,
+        not the message: that is retried without limit. A failure while handling it (500) is
+        retried ``CORE_MAX_ATTEMPTS`` times, a refusal (4xx) not at all; then the message is
+        set aside so the students behind it move on.
+        """
+        attempt = unavailable = 0
         while True:
             try:
                 self.core.deliver(message)
                 return
             except CoreRejected as error:
-                log.error("core refused message %s for good: %s", message["id"], error)
+                self._set_aside(message, f"core refused it: {error}", attempt + 1)
                 return
-            except requests.RequestException as error:
+            except CoreFailed as error:
                 attempt += 1
-                delay = backoff(attempt, initial=0.2, maximum=30, jitter=0.5)
-                log.warning("core unreachable for message %s (%s); retrying in %.1f s", message["id"], error, delay)
-                if self.stop.event.wait(delay):
-                    raise Stopping() from error
+                if attempt >= CORE_MAX_ATTEMPTS:
+                    self._set_aside(message, f"core failed {attempt} times: {error}", attempt)
+                    return
+                self._wait_before_retry(message, error, attempt)
+            except requests.RequestException as error:
+                unavailable += 1
+                self._wait_before_retry(message, error, unavailable)
+
+    def _wait_before_retry(self, message: dict[str, Any], error: Exception, attempt: int) -> None:
+        delay = backoff(attempt, initial=0.2, maximum=30, jitter=0.5)
+        log.warning("core could not take message %s (%s); retrying in %.1f s", message["id"], error, delay)
+        if self.stop.event.wait(delay):
+            raise Stopping() from error
+
+    def _set_aside(self, message: dict[str, Any], reason: str, attempts: int) -> None:
+        with self._dead_letter_lock:
+            try:
+                dead_letter(message, reason[:1000], attempts, self.default_language)
+                db.session.commit()
+            except Exception:
+                db.session.rollback()
+                raise
+        log.error("message %s from %s set aside as a dead letter after %d attempt(s): %s",
+                  message["id"], message.get("sender_email"), attempts, reason[:300])
 
     def refresh_bots(self, force: bool = False) -> None:
         if not force and time.monotonic() - self.bots_loaded_at < BOT_LIST_MAX_AGE:
@@ -283,7 +353,7 @@ class Receiver:
     def close(self) -> None:
         if self.queue_id is not None:
             try:
-                self.api.call("events", "DELETE", {"queue_id": self.queue_id}, timeout=5, budgeted=False)
+                self.api.call("events", "DELETE", {"queue_id": self.queue_id}, timeout=5, final=True)
             except Exception as error:  # best effort: the queue expires on its own
                 log.info("could not delete event queue: %s", error)
         if self._lock_connection is not None:

@@ -101,3 +101,38 @@ def test_unusual_messages_get_sensible_answers(zulip_app: Flask, zs: ZulipTestSe
     for text, expected in cases.items():
         assert expected in student.say(text), text
     assert db.session.query(LessonRun).one().status == RunStatus.ACTIVE  # "stop" inside a sentence stopped nothing
+
+
+def test_only_real_code_blocks_real_mentions_and_the_right_emoji_count(zulip_app: Flask, zs: ZulipTestServer,
+                                                                       bot: User) -> None:
+    zs.add_stream("sandbox", subscribers=[bot])
+    zs.add_user("friend@example.com", "Friendly Person")
+    student = ZulipStudent(zulip_app, zs, bot, zs.add_user("quinn@example.com", "Quinn Student"))
+    student.say("start zulip-basics")
+    student.client.add_subscriptions([{"name": "sandbox"}])
+    student.say("check")
+    student.post("Hi, everyone!")
+    assert "Step 2 passed" in student.say("check")
+    student.post("```quote\nA quotation is not code\n```")
+    student.post("Inline `code` is not a code block either")
+    assert "has a code block" in student.say("check")
+    student.post("~~~python\nprint('hello')\n~~~")
+    assert "Step 3 passed" in student.say("check")
+    student.post("Hello @**Nobody Real**!")  # nobody by that name: Zulip does not render it as a mention
+    student.post("@**Quinn Student** talking to myself")
+    assert "mentions anyone" in student.say("check")
+    student.post("Hello @**Friendly Person**!")
+    assert "Step 4 passed" in student.say("check")
+    latest_from_bot = [m for m in zs.messages_to(student.user) if m.sender.id == bot.id][-1]
+    # Zulip's web app stores 👍 under its name `+1`; the lesson asks for `thumbs_up`: the same emoji_code.
+    reaction = student.client.add_reaction({"message_id": latest_from_bot.id, "emoji_name": "+1", "emoji_code": "1f44d"})
+    assert reaction["result"] == "success"
+    assert "Step 5 passed (+15)" in student.say("check")
+
+
+def test_a_different_emoji_does_not_pass_the_reaction_step(zulip_app: Flask, zs: ZulipTestServer, bot: User) -> None:
+    from app.zulip.checks import emoji_code
+
+    assert emoji_code("thumbs_up") == emoji_code("+1") == emoji_code("👍") == "1f44d"
+    assert emoji_code("heart") != emoji_code("thumbs_up")
+    assert emoji_code("no_such_emoji_name") is None

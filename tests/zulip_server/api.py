@@ -138,6 +138,12 @@ class ZulipApi:
     def _inject(fault: Fault) -> Response | None:
         if fault.kind == "drop":
             return None
+        if fault.kind == "rate_limit":
+            response = _error(
+                ApiError("API usage exceeded rate limit", "RATE_LIMIT_HIT", 429, **{"retry-after": fault.seconds})
+            )
+            response.headers["Retry-After"] = retry_after_header(fault.seconds)
+            return response
         title = f"{fault.status} {STATUS_TEXT.get(fault.status, 'Error')}"
         return Response(NGINX_ERROR.format(title), fault.status, content_type="text/html")
 
@@ -150,7 +156,12 @@ class ZulipApi:
         except MethodNotAllowed:
             return _error(ApiError("Method Not Allowed", "BAD_REQUEST", 405)), None
         if view is None:
-            return _json(views.server_settings(self.info)), None
+            # Zulip's rest_dispatch checks HTTP Basic credentials whenever a request carries
+            # them, even on endpoints open to anonymous callers: a wrong key is a 401 here too.
+            caller = self._authenticate(request) if request.authorization is not None else None
+            if request.authorization is not None and caller is None:
+                return _unauthorized(request), None
+            return _json(views.server_settings(self.info)), caller
         user = self._authenticate(request)
         if user is None:
             return _unauthorized(request), None

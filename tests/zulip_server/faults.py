@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
-FaultKind = Literal["error", "drop", "delay"]
+FaultKind = Literal["error", "drop", "delay", "rate_limit"]
 
 
 @dataclass(frozen=True)
@@ -20,7 +20,8 @@ class Fault:
     """One injected fault.
 
     `error`: answer `status` (5xx) instead of the real answer; `drop`: close the
-    connection without any answer; `delay`: wait `seconds`, then answer normally.
+    connection without any answer; `delay`: wait `seconds`, then answer normally;
+    `rate_limit`: Zulip's own 429 (RATE_LIMIT_HIT, `retry-after` = `seconds`).
     With `after=True` an error or drop happens *after* the request took effect
     (a message is stored, yet the client never learns it), which is what makes a
     client's retry double an effect.
@@ -40,6 +41,11 @@ class Fault:
     def drop(cls, *, after: bool = False) -> Fault:
         """Close the socket without a response."""
         return cls("drop", after=after)
+
+    @classmethod
+    def rate_limited(cls, retry_after: float) -> Fault:
+        """A 429 RATE_LIMIT_HIT as Zulip sends it, asking the client to wait `retry_after` seconds."""
+        return cls("rate_limit", status=429, seconds=retry_after)
 
     @classmethod
     def delay(cls, seconds: float) -> Fault:
@@ -126,6 +132,10 @@ class Faults:
     def set_error_rate(self, fraction: float, status: int = 503, endpoint: str | None = None) -> None:
         """Answer a random `fraction` (0..1) of matching requests with `status`."""
         self._add_rate(Fault.error(status), fraction, endpoint)
+
+    def set_rate_limited_rate(self, fraction: float, retry_after: float, endpoint: str | None = None) -> None:
+        """Answer a random `fraction` of matching requests with Zulip's 429 asking for `retry_after` s."""
+        self._add_rate(Fault.rate_limited(retry_after), fraction, endpoint)
 
     def set_drop_rate(self, fraction: float, endpoint: str | None = None) -> None:
         """Drop the connection of a random `fraction` of matching requests."""

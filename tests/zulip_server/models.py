@@ -6,6 +6,7 @@ import hashlib
 import html
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -147,6 +148,7 @@ class Message:
     flags: dict[int, set[str]] = field(default_factory=dict)
     reactions: list[Reaction] = field(default_factory=list)
     stored_at: float = field(default_factory=time.time)  # precise arrival, for latency benchmarks
+    rendered: str = ""  # the HTML, rendered when the message was sent (as Zulip stores rendered_content)
 
     @property
     def is_private(self) -> bool:
@@ -167,7 +169,7 @@ class Message:
             "sender_realm_str": REALM_STR,
             "avatar_url": avatar_url(self.sender.email),
             "client": self.client,
-            "content": render_markdown(self.content) if apply_markdown else self.content,
+            "content": (self.rendered or render_markdown(self.content)) if apply_markdown else self.content,
             "content_type": "text/html" if apply_markdown else "text/x-markdown",
             "recipient_id": self.recipient_id,
             "is_me_message": self.content.startswith("/me "),
@@ -207,21 +209,66 @@ def mention_flags(content: str, user: User, is_stream: bool) -> set[str]:
     return flags
 
 
-def render_markdown(text: str) -> str:
-    """A tiny stand-in for Zulip's Markdown: paragraphs and user mentions."""
-    paragraphs = [part for part in re.split(r"\n\s*\n", text) if part.strip()] or [""]
-    rendered = []
-    for paragraph in paragraphs:
-        escaped = html.escape(paragraph).replace("\n", "<br>\n")
-        rendered.append("<p>" + _render_mentions(escaped) + "</p>")
-    return "\n".join(rendered)
+MentionLookup = Callable[[str, "str | None"], "User | None"]
+FENCE_RE = re.compile(r"^(```|~~~)\s*([\w+#.-]*)\s*$")
 
 
-def _render_mentions(escaped: str) -> str:
+def render_markdown(text: str, find_mentioned: MentionLookup | None = None) -> str:
+    """A small stand-in for Zulip's Markdown: fenced blocks, paragraphs and user mentions.
+
+    As in Zulip, ```` ```quote ```` is a quotation (not code), a mention becomes a
+    `user-mention` span only when it names a real user (`find_mentioned`; wildcards
+    always), and other fences are code (`div.codehilite`).
+    """
+    rendered: list[str] = []
+    paragraph: list[str] = []
+    lines = text.split("\n")
+    index = 0
+    while index < len(lines):
+        fence = FENCE_RE.match(lines[index].strip())
+        if fence is None:
+            paragraph.append(lines[index])
+            index += 1
+            continue
+        rendered.extend(_paragraphs("\n".join(paragraph), find_mentioned))
+        paragraph = []
+        marker, language = fence.groups()
+        end = next((i for i in range(index + 1, len(lines)) if lines[i].strip() == marker), len(lines))
+        body = "\n".join(lines[index + 1:end])
+        rendered.append(_fenced(language.lower(), body, find_mentioned))
+        index = end + 1
+    rendered.extend(_paragraphs("\n".join(paragraph), find_mentioned))
+    return "\n".join(rendered) or "<p></p>"
+
+
+def _fenced(language: str, body: str, find_mentioned: MentionLookup | None) -> str:
+    if language == "quote":
+        return "<blockquote>\n" + "\n".join(_paragraphs(body, find_mentioned)) + "\n</blockquote>"
+    if language == "spoiler":
+        return '<div class="spoiler-block"><div class="spoiler-header"></div><div class="spoiler-content">' + \
+            "\n".join(_paragraphs(body, find_mentioned)) + "</div></div>"
+    if language in ("math", "tex", "latex"):
+        return f'<p><span class="katex-display">{html.escape(body)}</span></p>'
+    attribute = f' data-code-language="{html.escape(language)}"' if language else ""
+    return f'<div class="codehilite"{attribute}><pre><span></span><code>{html.escape(body)}\n</code></pre></div>'
+
+
+def _paragraphs(text: str, find_mentioned: MentionLookup | None) -> list[str]:
+    parts = [part for part in re.split(r"\n\s*\n", text) if part.strip()]
+    return ["<p>" + _render_mentions(html.escape(part.strip("\n")).replace("\n", "<br>\n"), find_mentioned) + "</p>"
+            for part in parts]
+
+
+def _render_mentions(escaped: str, find_mentioned: MentionLookup | None) -> str:
     def replace(match: re.Match[str]) -> str:
         silent, name, user_id = match.groups()
         css = "user-mention silent" if silent else "user-mention"
-        attribute = f' data-user-id="{user_id}"' if user_id else ""
+        if html.unescape(name) in WILDCARDS:
+            return f'<span class="{css}" data-user-id="*">@{name}</span>'
+        user = find_mentioned(html.unescape(name), user_id) if find_mentioned is not None else None
+        if find_mentioned is not None and user is None:
+            return match.group(0)  # no such user: Zulip leaves the text as it is
+        attribute = f' data-user-id="{user.id if user else user_id}"' if (user or user_id) else ""
         return f'<span class="{css}"{attribute}>@{name}</span>'
 
     return MENTION_RE.sub(replace, escaped)

@@ -11,7 +11,11 @@ from .models import Message, User
 
 
 class BadNarrow(ValueError):
-    """The narrow cannot be understood (Zulip answers 400 BAD_NARROW)."""
+    """The narrow cannot be understood: 400 with `code` (BAD_NARROW, or BAD_REQUEST for a badly typed operand)."""
+
+    def __init__(self, message: str, code: str = "BAD_NARROW") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 @dataclass(frozen=True)
@@ -30,34 +34,101 @@ ALIASES = {
     "group-pm-with": "dm-including",
     "channels": "streams",
 }
+DM_FEATURE_LEVEL = 177  # Zulip 7.0 added the `dm` and `dm-including` operators and `is:dm`
+LATEST_FEATURE_LEVEL = 10_000
+NEW_IN_177 = frozenset({"dm", "dm-including"})
+
+# Operand types, as zerver/lib/narrow.py's NarrowParameter.validate_terms checks them.
+OPERATORS_SUPPORTING_ID = frozenset({"channel", "stream", "id", "sender", "group-pm-with", "dm-including"})
+OPERATORS_SUPPORTING_IDS = frozenset({"pm-with", "dm"})
+OPERATORS_NON_EMPTY_OPERAND = frozenset({"search"})
 
 
-def parse_narrow(raw: str | list[Any] | None) -> list[Term]:
-    """Parse a narrow given as JSON text, in the list or the dict form."""
+def parse_narrow(raw: str | list[Any] | None, feature_level: int = LATEST_FEATURE_LEVEL) -> list[Term]:
+    """Parse a narrow given as JSON text, in the list or the dict form, as a server of that feature level would."""
     if raw is None or raw == "":
         return []
-    value = json.loads(raw) if isinstance(raw, str) else raw
+    try:
+        value = json.loads(raw) if isinstance(raw, str) else raw
+    except ValueError:
+        raise BadNarrow("Invalid narrow: not JSON", "BAD_REQUEST") from None
     if not isinstance(value, list):
-        raise BadNarrow("Invalid narrow")
-    return [_parse_term(item) for item in value]
+        raise BadNarrow("narrow is not a list", "BAD_REQUEST")
+    return [_parse_term(item, feature_level) for item in value]
 
 
-def _parse_term(item: Any) -> Term:
-    if isinstance(item, dict):
-        operator, operand = item.get("operator"), item.get("operand")
-        negated = bool(item.get("negated", False))
-    elif isinstance(item, list) and len(item) == 2:
-        (operator, operand), negated = item, False
-    else:
-        raise BadNarrow("Invalid narrow element")
+def _parse_term(item: Any, feature_level: int) -> Term:
+    operator, operand, negated = _unpack(item)
+    _validate_operand(operator, operand)
     if not isinstance(operator, str):
-        raise BadNarrow("Invalid narrow operator")
+        raise BadNarrow("operator is not a string", "BAD_REQUEST")
+    if not isinstance(negated, bool):
+        raise BadNarrow("negated is not a boolean", "BAD_REQUEST")
     if operator.startswith("-"):
         operator, negated = operator[1:], True
+    if feature_level < DM_FEATURE_LEVEL and operator in NEW_IN_177:
+        raise BadNarrow(f"Invalid narrow operator: unknown operator {operator}")
     operator = ALIASES.get(operator, operator)
     if operator not in MATCHERS:
         raise BadNarrow(f"Invalid narrow operator: unknown operator {operator}")
+    if operator == "is" and operand == "dm" and feature_level < DM_FEATURE_LEVEL:
+        raise BadNarrow("Invalid narrow operator: unknown 'is' operand dm")
     return Term(operator, operand, negated)
+
+
+def _unpack(item: Any) -> tuple[Any, Any, Any]:
+    """(operator, operand, negated) of a term in the dict or the list form."""
+    if isinstance(item, dict):
+        if item.get("operand") is None:
+            raise BadNarrow("operand is missing", "BAD_REQUEST")
+        if item.get("operator") is None:
+            raise BadNarrow("operator is missing", "BAD_REQUEST")
+        return item["operator"], item["operand"], item.get("negated", False)
+    if isinstance(item, list) and len(item) == 2:
+        return item[0], item[1], False
+    raise BadNarrow("dict or list required", "BAD_REQUEST")
+
+
+def _string_or_int(operand: Any) -> None:
+    if not isinstance(operand, str) and not _is_int(operand):
+        raise BadNarrow("operand is not a string or integer", "BAD_REQUEST")
+
+
+def _string_or_int_list(operand: Any) -> None:
+    if isinstance(operand, str):
+        return
+    if not isinstance(operand, list):
+        raise BadNarrow("operand is not a string or an integer list", "BAD_REQUEST")
+    for index, element in enumerate(operand):
+        if not _is_int(element):
+            raise BadNarrow(f"operand[{index}] is not an integer", "BAD_REQUEST")
+
+
+def _required_string(operand: Any) -> None:
+    _string(operand)
+    if not operand.strip():
+        raise BadNarrow("operand cannot be blank.", "BAD_REQUEST")
+
+
+def _string(operand: Any) -> None:
+    if not isinstance(operand, str):
+        raise BadNarrow("operand is not a string", "BAD_REQUEST")
+
+
+def _validate_operand(operator: Any, operand: Any) -> None:
+    """Zulip's operand validators: check_string_or_int, check_string_or_int_list, check_required_string, check_string."""
+    if operator in OPERATORS_SUPPORTING_ID:
+        _string_or_int(operand)
+    elif operator in OPERATORS_SUPPORTING_IDS:
+        _string_or_int_list(operand)
+    elif operator in OPERATORS_NON_EMPTY_OPERAND:
+        _required_string(operand)
+    else:
+        _string(operand)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 class NarrowContext:

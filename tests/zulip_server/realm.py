@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 import threading
 import time
@@ -10,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .events import EventQueue, QueueGone
-from .models import Message, Reaction, Stream, User, mention_flags
+from .models import Message, Reaction, Stream, User, mention_flags, render_markdown
 from .narrow import NarrowContext, Term, matches, mentions_stream
 
 LARGER_THAN_MAX_MESSAGE_ID = 10_000_000_000_000_000
@@ -110,6 +111,17 @@ class Realm:
             self.users_by_key[user.api_key] = user
             return user
 
+    def rotate_api_key(self, user: User) -> User:
+        """Give the account a new API key (as "Generate new API key" does); the old one gets 401 from now on."""
+        with self.lock:
+            current = self.users[user.id]
+            rotated = dataclasses.replace(current, api_key=secrets.token_hex(16))
+            del self.users_by_key[current.api_key]
+            self.users[user.id] = rotated
+            self.users_by_email[rotated.email.lower()] = rotated
+            self.users_by_key[rotated.api_key] = rotated
+            return rotated
+
     def find_user(self, key: str | int) -> User | None:
         """A user by id, numeric string or email (case-insensitive)."""
         with self.lock:
@@ -195,8 +207,16 @@ class Realm:
     def _new_message(self, sender: User, kind: str, content: str, recipient_key: Any, client: str) -> Message:
         recipient_id = self._recipient_ids.setdefault(recipient_key, len(self._recipient_ids) + 1)
         message = Message(self._next_message_id, sender, kind, content, int(time.time()), recipient_id, client=client)
+        message.rendered = render_markdown(content, self._mentioned_user)
         self._next_message_id += 1
         return message
+
+    def _mentioned_user(self, name: str, user_id: str | None) -> User | None:
+        """The user a mention names (`@**Name**` or `@**Name|id**`), as Zulip's Markdown looks it up."""
+        if user_id is not None:
+            user = self.users.get(int(user_id))
+            return user if user is not None and user.full_name == name else None
+        return next((user for user in self.users.values() if user.full_name.lower() == name.lower()), None)
 
     @staticmethod
     def _initial_flags(message: Message, user: User) -> set[str]:

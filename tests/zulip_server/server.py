@@ -103,6 +103,10 @@ class ZulipTestServer(Credentials):
         """Create an account; the API key is random unless given."""
         return self.realm.add_user(email, full_name, bot=bot, api_key=api_key)
 
+    def rotate_api_key(self, user: User) -> User:
+        """A new API key for the account (the old one is refused with 401 from now on); the user with it."""
+        return self.realm.rotate_api_key(user)
+
     def user(self, key: str | int) -> User:
         """A user by email or id (KeyError if unknown)."""
         user = self.realm.find_user(key)

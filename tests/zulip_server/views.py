@@ -66,9 +66,9 @@ def register(call: Call) -> Json:
     params = call.params
     event_types = params.json("event_types")
     try:
-        narrow = parse_narrow(params.raw("narrow"))
+        narrow = parse_narrow(params.raw("narrow"), call.info.feature_level)
     except BadNarrow as error:
-        raise ApiError(str(error), "BAD_NARROW") from None
+        raise ApiError(str(error), error.code) from None
     queue = call.realm.register(
         EventQueue(
             user_id=call.user.id,
@@ -172,9 +172,9 @@ def get_messages(call: Call) -> Json:
     """GET /messages: anchor, num_before/num_after, narrow, include_anchor."""
     params = call.params
     try:
-        terms = parse_narrow(params.raw("narrow"))
+        terms = parse_narrow(params.raw("narrow"), call.info.feature_level)
     except BadNarrow as error:
-        raise ApiError(str(error), "BAD_NARROW") from None
+        raise ApiError(str(error), error.code) from None
     anchor = _anchor(params)
     num_before = params.integer("num_before", required=True)
     num_after = params.integer("num_after", required=True)
@@ -183,7 +183,7 @@ def get_messages(call: Call) -> Json:
     try:
         fetched = call.realm.fetch(call.user, terms, anchor, num_before, num_after, params.boolean("include_anchor", True))
     except BadNarrow as error:
-        raise ApiError(str(error), "BAD_NARROW") from None
+        raise ApiError(str(error), error.code) from None
     markdown = params.boolean("apply_markdown", True)
     return {
         "messages": [_with_flags(m, call.user, markdown) for m in fetched.messages],
