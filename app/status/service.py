@@ -67,6 +67,7 @@ def system_status(settings: Settings | None = None) -> Report:
         return report  # the rest reads the database
     report.checks.extend(_guard_many("workers", lambda: _workers(settings)))
     report.checks.extend(_guard_many("outbox", _outbox))
+    report.checks.append(_guard("dead letters", _dead_letters))
     report.checks.append(_guard("backups", lambda: _backups(settings)))
     return report
 
@@ -166,9 +167,15 @@ def _workers(settings: Settings) -> list[Check]:
             checks.append(Check(f"worker {name}", Level.FAIL, "never started", f"supervisorctl start lessonbot:{name}"))
             continue
         age = now - row.beat_at
-        level = Level.OK if age <= limit else Level.FAIL
-        fix = "" if level is Level.OK else f"supervisorctl status lessonbot:{name}; its log in /var/log/supervisor/"
-        checks.append(Check(f"worker {name}", level, f"last heartbeat {age.total_seconds():.0f} s ago", fix))
+        error = (row.info or {}).get("error") if (row.info or {}).get("status") == "error" else None
+        detail = f"last heartbeat {age.total_seconds():.0f} s ago"
+        if age > limit:
+            checks.append(Check(f"worker {name}", Level.FAIL, detail,
+                                f"supervisorctl status lessonbot:{name}; its log in /var/log/supervisor/"))
+        elif error:
+            checks.append(Check(f"worker {name}", Level.FAIL, f"{detail}, stuck on: {error}", "see its log; fix the cause"))
+        else:
+            checks.append(Check(f"worker {name}", Level.OK, detail))
     return checks
 
 
@@ -191,6 +198,16 @@ def _outbox() -> list[Check]:
         else:
             checks.append(Check(f"outbox {kind.value}", Level.OK, detail))
     return checks
+
+
+def _dead_letters() -> Check:
+    from app.zulip.deadletters import count_dead_letters
+
+    count = count_dead_letters()
+    if count:
+        return Check("dead letters", Level.WARN, f"{count} message(s) the core could not take (each student got an apology)",
+                     "./manage.py deadletters list")
+    return Check("dead letters", Level.OK, "none")
 
 
 def _backups(settings: Settings) -> Check:

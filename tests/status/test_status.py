@@ -20,6 +20,7 @@ from app.outbox.models import OutboxItem, OutboxKind, OutboxStatus
 from app.settings import Settings
 from app.status.service import Level, Report, system_status
 from app.workers.models import WorkerStatus, record_heartbeat
+from app.zulip.models import DeadLetter
 from tests.conftest import make_settings
 from tests.google.conftest import GoogleWorld
 from tests.pg import free_port
@@ -87,6 +88,25 @@ def test_a_stale_worker_fails(app: Flask, settings: Settings, ago: timedelta, ex
     _use(app, _plain(settings))
     _beat("poller", ago)
     assert _level(system_status(), "worker poller") is expected
+
+
+def test_a_worker_that_reports_an_error_fails_with_it(app: Flask, settings: Settings) -> None:
+    _use(app, _plain(settings))
+    _beat("poller")
+    record_heartbeat("receiver", {"status": "error", "error": "Zulip refused the bot's API key (401)"})
+    db.session.commit()
+    [receiver] = [c for c in system_status().checks if c.name == "worker receiver"]
+    assert receiver.level is Level.FAIL and "refused the bot's API key" in receiver.detail
+
+
+def test_dead_letters_are_a_warning_with_the_command_to_see_them(app: Flask, settings: Settings) -> None:
+    _use(app, _plain(settings))
+    _beat("poller")
+    db.session.add(DeadLetter(message_id=42, sender="s@example.com", content="?", reason="core answered 500", attempts=5))
+    db.session.commit()
+    report = system_status()
+    [dead] = [c for c in report.checks if c.name == "dead letters"]
+    assert dead.level is Level.WARN and dead.fix == "./manage.py deadletters list" and report.ok
 
 
 def test_a_required_worker_that_never_started_fails(app: Flask, settings: Settings) -> None:
