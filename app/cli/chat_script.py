@@ -35,6 +35,10 @@ def _wait_for(chat: ConsoleChat, expected: str, start: int, timeout: float) -> i
         time.sleep(0.1)
 
 
+def _shorten(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def run_script(chat: ConsoleChat, lines: list[str], timeout: float) -> bool:
     """Run a dialog script; True when every expectation held."""
     seen = 0
@@ -44,8 +48,10 @@ def run_script(chat: ConsoleChat, lines: list[str], timeout: float) -> bool:
             continue
         marker, text = line[0], line[1:].strip()
         if marker == ">":
-            click.echo(click.style(f"you> {text}", bold=True))
-            chat.send(text)
+            click.echo(click.style(f"you> {_shorten(text)}", bold=True))
+            if not chat.send(text):
+                click.echo(f"script line {number}: the message was not sent", err=True)
+                return False
         elif marker == "<":
             found = _wait_for(chat, text, seen, timeout)
             if found is None:
