@@ -60,6 +60,8 @@ def read_lesson_file(file: Path) -> tuple[str | None, list[LessonError]]:
         return None, [LessonError(name, "file", f"is larger than {MAX_FILE_BYTES // 1024} KiB; a lesson is much smaller")]
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
         return None, [LessonError(name, "file", "is UTF-16 text; save it as UTF-8")]
+    if b"\x00" in data:
+        return None, [LessonError(name, "file", "contains NUL bytes (binary, or UTF-16 without a mark); save it as UTF-8")]
     try:
         return data.decode("utf-8-sig"), []
     except UnicodeDecodeError as error:

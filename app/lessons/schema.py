@@ -256,7 +256,8 @@ def parse_lesson(file: str, text: str) -> tuple[Lesson | None, list[LessonError]
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else "file"
-        return None, [LessonError(file, where, f"is not valid YAML: {getattr(error, 'problem', None) or error}")]
+        said = " ".join(str(getattr(error, "problem", None) or error).split())  # one line, whatever PyYAML wrote
+        return None, [LessonError(file, where, f"is not valid YAML: {said}")]
     except ValueError as error:
         return None, [LessonError(file, "file", f"is refused: it {error}")]
     if not isinstance(raw, dict):

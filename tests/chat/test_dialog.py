@@ -8,9 +8,12 @@ import string
 import pytest
 from flask.testing import FlaskClient
 
+from app import create_app
 from app.chat.dialog import Command, parse, strip_mention
 from app.chat.markdown import quote_inline
+from app.db import db
 from app.i18n import LANGUAGES, MESSAGES
+from tests.conftest import make_settings
 from tests.helpers import ChatStudent
 
 
@@ -164,3 +167,34 @@ def test_replies_quote_the_students_markdown(client: FlaskClient, tmp_path) -> N
     reply = student.say("[free points](https://evil.example) @**all**")
     assert "I did not understand `[free points](https://evil.example) @**all**`" in reply
     assert "There is no lesson ``evil`-lesson``" in student.say("start evil`-lesson")
+
+
+QUIZ = """\
+id: quiz
+platform: git
+title: {ru: "Викторина", en: "Quiz"}
+max_points: 10
+steps:
+  - id: question
+    say: {ru: "Какая команда показывает состояние?", en: "Which command shows the state?"}
+    check: {answer: {accept: ["git status"]}}
+    points: 10
+"""
+
+
+def test_on_an_answer_step_commands_keep_their_meaning(database_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The rule (README, Lesson authoring): a command is a command on every step; answers cannot be command words."""
+    (tmp_path / "lessons").mkdir()
+    (tmp_path / "lessons" / "quiz.yaml").write_text(QUIZ)
+    app = create_app(make_settings(database_url, tmp_path / "git", lessons_dir=tmp_path / "lessons",
+                                   default_language="en"), TESTING=True)
+    with app.app_context():
+        student = ChatStudent(app.test_client(), "quiz@example.com", tmp_path)
+        assert "Which command shows the state?" in student.say("start quiz")
+        assert "step 1 of 1, 0 of 10 points" in student.say("status")
+        assert "Not right" in student.say("state")
+        assert "This step has no hint" in student.say("hint?")
+        assert "You finished “Quiz”! Score: 10 of 10" in student.say("Git Status.")
+        db.session.remove()
+    with app.app_context():
+        db.engine.dispose()
