@@ -42,9 +42,13 @@ class ManageGroup(FlaskGroup):
         self.add_command(migrate_cli, "db")
 
     def invoke(self, ctx: click.Context) -> object:
-        """Any command that needs the database: an unreachable one is one line naming it, and exit 1."""
+        """One line and exit 1 for a bad option (``--limit -1``) and for a database that cannot be reached."""
         try:
             return super().invoke(ctx)
+        except click.UsageError as error:
+            where = error.ctx.command_path if error.ctx else "manage.py"
+            click.echo(f"Error: {error.format_message()} (see {where} --help)", err=True)
+            sys.exit(1)
         except OperationalError as error:
             click.echo(database_error_line(error), err=True)
             sys.exit(1)

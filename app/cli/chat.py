@@ -41,6 +41,10 @@ POLL_EVERY_SECONDS = 2.0
 MAX_TIMEOUT_SECONDS = 3600.0
 
 
+class ShellLineError(ValueError):
+    """A `$ …` line that is not a shell command (an unclosed quote)."""
+
+
 @dataclass
 class ConsoleChat:
     """One student's chat with the core, in-process."""
@@ -53,19 +57,17 @@ class ConsoleChat:
     lock: threading.Lock = field(default_factory=threading.Lock)
     echo: bool = True
 
-    def send(self, text: str) -> bool:
-        """Hand one line to the core as a chat message; False (and one line why) if the core would refuse it."""
+    def send(self, text: str) -> str | None:
+        """Hand one line to the core as a chat message; the reason when the core would refuse it (too long, NUL)."""
         try:
             message = InboundChat(message_id=f"console:{uuid.uuid4()}", sender_email=self.email,
                                   sender_full_name=self.name, content=text)
         except ValidationError as error:
-            reasons = "; ".join(str(item["msg"]).removeprefix("Value error, ") for item in error.errors())
-            click.echo(f"not sent: {reasons}", err=True)
-            return False
+            return "not sent: " + "; ".join(str(item["msg"]).removeprefix("Value error, ") for item in error.errors())
         with self.app.app_context():
             receive_message(message, self.app.extensions["lessonbot.catalog"], self.app.extensions["lessonbot.settings"])
         self.deliver()
-        return True
+        return None
 
     def deliver(self) -> int:
         """Print this student's pending replies and mark them sent (the console is their transport)."""
@@ -90,12 +92,11 @@ class ConsoleChat:
             return str(run.context.get("clone_url", "")) if run else ""
 
     def shell(self, command: str) -> int:
-        """Run a shell command in the work directory; `cd DIR` moves it."""
+        """Run a shell command in the work directory; `cd DIR` moves it. ShellLineError: it cannot be split into words."""
         try:
             words = shlex.split(command)
         except ValueError as error:
-            click.echo(f"$ {command}: cannot run it ({error}); close the quote", err=True)
-            return 1
+            raise ShellLineError(f"cannot run `{command[:200]}`: {error}") from None
         if words and words[0] == "cd":
             target = (self.workdir / (words[1] if len(words) > 1 else ".")).resolve()
             if not target.is_dir():
@@ -241,7 +242,12 @@ def _interactive(chat: ConsoleChat, start_lesson: str | None) -> None:
         if line.strip() in ("/quit", "/exit"):
             return
         if line.startswith("$"):
-            chat.shell(line[1:].strip())
+            try:
+                chat.shell(line[1:].strip())
+            except ShellLineError as error:
+                click.echo(str(error), err=True)
             chat.deliver()
         elif line.strip():
-            chat.send(line)
+            refused = chat.send(line)
+            if refused:
+                click.echo(refused, err=True)

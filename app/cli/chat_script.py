@@ -49,8 +49,9 @@ def run_script(chat: ConsoleChat, lines: list[str], timeout: float) -> bool:
         marker, text = line[0], line[1:].strip()
         if marker == ">":
             click.echo(click.style(f"you> {_shorten(text)}", bold=True))
-            if not chat.send(text):
-                click.echo(f"script line {number}: the message was not sent", err=True)
+            refused = chat.send(text)
+            if refused:
+                click.echo(f"script line {number}: {refused}", err=True)
                 return False
         elif marker == "<":
             found = _wait_for(chat, text, seen, timeout)
@@ -61,7 +62,11 @@ def run_script(chat: ConsoleChat, lines: list[str], timeout: float) -> bool:
                 return False
             seen = found
         elif marker == "$":
-            code = chat.shell(text)
+            try:
+                code = chat.shell(text)
+            except ValueError as error:  # ShellLineError: an unclosed quote
+                click.echo(f"script line {number}: {error}", err=True)
+                return False
             if code != 0:
                 click.echo(f"script line {number}: command failed with exit code {code}: {text}", err=True)
                 return False
