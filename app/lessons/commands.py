@@ -52,10 +52,10 @@ def normalize_text(text: str) -> str:
 def normalize_word(word: str) -> str:
     """A command word or lesson id as compared: normalised, without final punctuation (``help?``, ``git-basics!``).
 
-    A word made only of punctuation (``?``, itself a command) is kept as it is.
+    A word made only of punctuation keeps its first mark (``?!`` is ``?``, itself a command).
     """
     text = normalize_text(word)
-    return text.rstrip(_FINAL_PUNCTUATION) or text
+    return text.rstrip(_FINAL_PUNCTUATION) or text[:1]
 
 
 def parse(text: str) -> Command | None:
