@@ -45,6 +45,8 @@ class ManageGroup(FlaskGroup):
         """One line and exit 1 for a bad option (``--limit -1``) and for a database that cannot be reached."""
         try:
             return super().invoke(ctx)
+        except click.exceptions.NoArgsIsHelpError:
+            raise  # a group without a command shows its help, as Click does
         except click.UsageError as error:
             where = error.ctx.command_path if error.ctx else "manage.py"
             click.echo(f"Error: {error.format_message()} (see {where} --help)", err=True)
