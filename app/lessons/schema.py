@@ -98,8 +98,13 @@ class LessonError:
 
 def _one_error(item: Any) -> str:
     message = str(item["msg"]).removeprefix("Value error, ")
-    where = ".".join(str(part) for part in item["loc"])
+    where = _loc_text(item["loc"])
     return f"{where}: {message}" if where else message
+
+
+def _loc_text(parts: Any) -> str:
+    """A field path; a key that is not a plain name (a line break, a space) is shown quoted."""
+    return ".".join(str(part) if re.fullmatch(r"[\w.-]+", str(part)) else repr(part) for part in parts)
 
 
 def _where(loc: tuple[Any, ...], raw: dict[str, Any]) -> tuple[str, tuple[Any, ...]]:
@@ -107,8 +112,7 @@ def _where(loc: tuple[Any, ...], raw: dict[str, Any]) -> tuple[str, tuple[Any, .
     if len(loc) >= 2 and loc[0] == "steps" and isinstance(loc[1], int):
         steps = raw.get("steps") or []
         step = steps[loc[1]] if loc[1] < len(steps) else {}
-        step_id = step.get("id") if isinstance(step, dict) else None
-        label = f"step {loc[1] + 1}" + (f" '{step_id}'" if step_id else "")
+        label = _step_label(loc[1] + 1, step)
         return label, loc[2:]
     return "lesson", loc
 
@@ -117,7 +121,7 @@ def _pydantic_errors(file: str, raw: dict[str, Any], error: ValidationError) -> 
     found = []
     for item in error.errors():
         where, rest = _where(tuple(item["loc"]), raw)
-        field_name = ".".join(str(part) for part in rest)
+        field_name = _loc_text(rest)
         message = str(item["msg"]).removeprefix("Value error, ")
         if item["type"] == "missing":
             message = "is missing"
@@ -129,7 +133,8 @@ def _pydantic_errors(file: str, raw: dict[str, Any], error: ValidationError) -> 
 
 def _step_label(number: int, step: Any) -> str:
     step_id = step.get("id") if isinstance(step, dict) else None
-    return f"step {number}" + (f" '{step_id}'" if isinstance(step_id, str) and step_id else "")
+    # repr: an id is shown as written, a line break in it included, and the report stays one line per problem.
+    return f"step {number}" + (f" {step_id!r}" if isinstance(step_id, str) and step_id else "")
 
 
 def _valid_points(value: Any) -> bool:
@@ -191,7 +196,8 @@ def _semantic_errors(file: str, raw: dict[str, Any]) -> list[LessonError]:
             found.append(LessonError(file, "lesson", f"max_points is {max_points} but the steps' points add up to {total}"))
     lesson_id = raw.get("id")
     if isinstance(lesson_id, str) and Path(file).stem != lesson_id:
-        found.append(LessonError(file, "lesson", f"id {lesson_id!r} differs from the file name; name the file {lesson_id}.yaml"))
+        hint = f"; name the file {lesson_id}.yaml" if re.fullmatch(SLUG_PATTERN, lesson_id) else ""
+        found.append(LessonError(file, "lesson", f"id {lesson_id!r} differs from the file name{hint}"))
     return found
 
 

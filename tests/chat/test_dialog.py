@@ -64,12 +64,12 @@ def test_russian_is_the_default_and_lang_switches(client: FlaskClient, tmp_path)
 @pytest.mark.parametrize(("message", "expected"), [
     ("lessons", "git-basics"),
     ("start", "Which lesson?"),
-    ("start nope", "There is no lesson `nope`"),
+    ("start nope", "There is no lesson “nope”"),
     ("check", "You are not in a lesson"),
     ("hint", "You are not in a lesson"),
     ("stop", "You are not in a lesson"),
     ("restart", "Nothing to restart"),
-    ("what is this", "I did not understand `what is this`"),
+    ("what is this", "I did not understand “what is this”"),
     ("", "That message was empty"),
 ])
 def test_answers_without_a_lesson(client: FlaskClient, tmp_path, message: str, expected: str) -> None:  # type: ignore[no-untyped-def]
@@ -146,17 +146,24 @@ def test_stop_with_invisible_characters_or_punctuation_stops_the_run(client: Fla
 
 
 @pytest.mark.parametrize(("typed", "rendered"), [
-    ("plain words", "`plain words`"),
+    ("plain words, really!", "plain words, really!"),
+    ("Привет, мир? 🙂", "Привет, мир? 🙂"),
+    ("f-0-1 it's", "f-0-1 it's"),
     ("[click](https://evil.example)", "`[click](https://evil.example)`"),
+    ("https://evil.example", "`https://evil.example`"),
+    ("evil.example", "`evil.example`"),
     ("![img](https://evil.example/x.png)", "`![img](https://evil.example/x.png)`"),
     ("```\ncode\n```", "```` ``` code ``` ````"),
     ("@**all** look", "`@**all** look`"),
     ("**bold", "`**bold`"),
+    (":tada: party", "`:tada: party`"),
+    ("#**general**", "`#**general**`"),
     ("a `tick` b", "``a `tick` b``"),
     ("`", "`` ` ``"),
     ("> quote\n# heading\n- item", "`> quote # heading - item`"),
-    ("\u202eevil\u202c", "`evil`"),
-    ("x" * 100, "`" + "x" * 59 + "…`"),
+    ("line one\n\nline two", "line one line two"),
+    ("\u202eevil\u202c", "evil"),
+    ("x" * 100, "x" * 59 + "…"),
 ])
 def test_quote_inline_renders_nothing_of_the_students_text(typed: str, rendered: str) -> None:
     assert quote_inline(typed) == rendered
@@ -165,8 +172,8 @@ def test_quote_inline_renders_nothing_of_the_students_text(typed: str, rendered:
 def test_replies_quote_the_students_markdown(client: FlaskClient, tmp_path) -> None:  # type: ignore[no-untyped-def]
     student = ChatStudent(client, "md@example.com", tmp_path)
     reply = student.say("[free points](https://evil.example) @**all**")
-    assert "I did not understand `[free points](https://evil.example) @**all**`" in reply
-    assert "There is no lesson ``evil`-lesson``" in student.say("start evil`-lesson")
+    assert "I did not understand “`[free points](https://evil.example) @**all**`”" in reply
+    assert "There is no lesson “``evil`-lesson``”" in student.say("start evil`-lesson")
 
 
 QUIZ = """\

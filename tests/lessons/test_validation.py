@@ -183,6 +183,8 @@ def test_a_yaml_bomb_is_refused_quickly_in_little_memory(tmp_path: Path) -> None
     (("    points: 10\n  - id: two", "    points: 10.0\n  - id: two"), "step 1 'one': points Input should be a valid integer"),
     (("    points: 10\n  - id: two", "    points: true\n  - id: two"), "step 1 'one': points Input should be a valid integer"),
     (("id: broken", "id: ../../x"), "lesson: id String should match pattern"),
+    (("id: broken", 'id: "x\\ny"'), "lesson: id 'x\\ny' differs from the file name"),
+    (("  - id: one", '  - id: "a\\nb"\n    "new\\nline": 1'), "step 1 'a\\nb': 'new\\nline' is not a known field"),
     (("  - id: one", "  - id: ../../x"), "step 1 '../../x': id String should match pattern"),
     (("{name: feature}", "{name: ../../x}"), "is not a git branch or tag name"),
     (("{branch: main}", "{branch: ../../x}"), "is not a git branch or tag name"),
@@ -195,6 +197,7 @@ def test_wrong_types_paths_and_command_answers_are_refused(tmp_path: Path, chang
     path = _write(tmp_path, "broken.yaml", GOOD.replace(*change))
     lessons, errors = validate_path(path)
     assert lessons == [] and any(reason in str(error) for error in errors), [str(error) for error in errors]
+    assert all("\n" not in str(error) for error in errors)
 
 
 def test_every_problem_of_a_file_is_reported_in_one_round(tmp_path: Path) -> None:

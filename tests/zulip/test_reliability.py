@@ -42,9 +42,9 @@ def _send_all(zs: ZulipTestServer, bot: User, students: list[User], per_student:
 
 
 def _answered(zs: ZulipTestServer, bot: User, student: User) -> list[str]:
-    """The tokens the bot's replies quote back (“I did not understand `token`”), in arrival order."""
-    return [message.content.split("`")[1]
-            for message in zs.messages_to(student) if message.sender.id == bot.id and "understand `" in message.content]
+    """The tokens the bot's replies quote back (“I did not understand “token””), in arrival order."""
+    return [message.content.split("“")[1].split("”")[0]
+            for message in zs.messages_to(student) if message.sender.id == bot.id and "“" in message.content]
 
 
 def _all_answered(zs: ZulipTestServer, bot: User, students: list[User], expected: dict[int, list[str]]) -> bool:

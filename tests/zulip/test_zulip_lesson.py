@@ -92,7 +92,7 @@ def test_unusual_messages_get_sensible_answers(zulip_app: Flask, zs: ZulipTestSe
     student.say("start git-basics")
     cases = {
         "x" * 10_000: "I did not understand",
-        "🙂🚀✨": "I did not understand `🙂🚀✨`",
+        "🙂🚀✨": "I did not understand “🙂🚀✨”",
         "שלום, מה שלומך?": "I did not understand",
         "**bold** and `code`\n> quoted": "I did not understand",
         "I think I should stop now": "I did not understand",
