@@ -31,9 +31,10 @@ from app.outbox.models import OutboxItem
 from tests.conftest import SECRETS
 from tests.helpers import INTERNAL_HEADERS
 
-HTTP = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                       HealthCheck.too_slow])
-PURE = settings(max_examples=400, deadline=None)
+# database=None: no example database written into the checkout; a failure prints its example to reproduce it.
+HTTP = settings(max_examples=120, deadline=None, database=None,
+                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+PURE = settings(max_examples=400, deadline=None, database=None)
 
 scalars = st.none() | st.booleans() | st.integers() | st.integers(min_value=2**62, max_value=2**70) \
     | st.floats() | st.text(max_size=30)
@@ -155,7 +156,7 @@ def test_lesson_loader_reports_any_structure_as_errors(data: Any) -> None:
     _one_line_errors(errors)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(content=st.binary(max_size=2000) | st.text(max_size=500).map(str.encode)
        | st.text(max_size=200).map(lambda text: text.encode("utf-16")))
 def test_lesson_loader_reports_any_bytes_as_errors(tmp_path: Path, content: bytes) -> None:
