@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from app.lessons.catalog import validate_path
+from app.lessons.commands import normalize_word
 from app.lessons.schema import Lesson
 from app.settings import DEFAULT_LESSONS_DIR
 
@@ -73,7 +74,7 @@ def list_command(directory: Path | None) -> None:
 def show_command(lesson_id: str, lang: str, directory: Path | None) -> None:
     """Show one lesson's steps as the student sees them."""
     lessons = {lesson.id: lesson for lesson in _load(directory or _default_dir())}
-    lesson = lessons.get(lesson_id)
+    lesson = lessons.get(normalize_word(lesson_id))
     if lesson is None:
         raise click.ClickException(f"no lesson {lesson_id!r}; known: {', '.join(sorted(lessons))}")
     console.print(f"[bold]{lesson.title.get(lang)}[/bold] ({lesson.id}, platform {lesson.platform}, {lesson.max_points} points)")

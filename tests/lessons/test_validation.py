@@ -110,7 +110,7 @@ def test_validate_command_prints_every_error_and_exits_nonzero(tmp_path: Path) -
 def test_list_and_show_commands() -> None:
     listed = _manage("lessons", "list")
     assert listed.returncode == 0 and "git-basics" in listed.stdout and "100" in listed.stdout
-    shown = _manage("lessons", "show", "git-basics", "--lang", "ru")
+    shown = _manage("lessons", "show", "Git-Basics.", "--lang", "ru")
     assert shown.returncode == 0 and "Интерактивный урок по Git" in shown.stdout and "7. quiz-status" in shown.stdout
     missing = _manage("lessons", "show", "nope")
     assert missing.returncode != 0 and "no lesson 'nope'" in missing.stderr
