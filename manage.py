@@ -19,12 +19,14 @@ try:
     import click
     from flask.cli import FlaskGroup
     from flask_migrate.cli import db as migrate_cli
+    from sqlalchemy.exc import OperationalError
 except ModuleNotFoundError as missing:
     sys.exit(f"manage.py: {missing.name} is not installed; create the virtualenv first with `make demo` "
              f"(or `make .venv/.installed`), then run ./manage.py again")
 
 from app.boot import boot  # noqa: E402  (after the virtualenv check above)
 from app.cli import command_groups  # noqa: E402
+from app.settings import database_error_line  # noqa: E402
 
 
 class ManageGroup(FlaskGroup):
@@ -38,6 +40,20 @@ class ManageGroup(FlaskGroup):
         for command in command_groups():
             self.add_command(command)
         self.add_command(migrate_cli, "db")
+
+    def invoke(self, ctx: click.Context) -> object:
+        """One line and exit 1 for a bad option (``--limit -1``) and for a database that cannot be reached."""
+        try:
+            return super().invoke(ctx)
+        except click.exceptions.NoArgsIsHelpError:
+            raise  # a group without a command shows its help, as Click does
+        except click.UsageError as error:
+            where = error.ctx.command_path if error.ctx else "manage.py"
+            click.echo(f"Error: {error.format_message()} (see {where} --help)", err=True)
+            sys.exit(1)
+        except OperationalError as error:
+            click.echo(database_error_line(error), err=True)
+            sys.exit(1)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(self.commands)

@@ -52,7 +52,7 @@ MESSAGES: dict[str, dict[str, str]] = {
     "lessons.footer": {"ru": "Начать: `начать <урок>`.", "en": "To begin: `start <lesson>`."},
     "lessons.none": {"ru": "Уроков пока нет.", "en": "There are no lessons yet."},
     "start.usage": {"ru": "Какой урок начать? Например: `начать git-basics`.", "en": "Which lesson? For example: `start git-basics`."},
-    "start.unknown": {"ru": "Урока `{lesson}` нет. Напишите `уроки`, чтобы увидеть список.", "en": "There is no lesson `{lesson}`. Say `lessons` to see the list."},
+    "start.unknown": {"ru": "Урока «{lesson}» нет. Напишите `уроки`, чтобы увидеть список.", "en": "There is no lesson “{lesson}”. Say `lessons` to see the list."},
     "start.busy": {
         "ru": "Вы уже проходите урок `{lesson}` (шаг {step} из {total}). Напишите `стоп`, чтобы закончить его, или `заново`, чтобы начать сначала.",
         "en": "You are already in lesson `{lesson}` (step {step} of {total}). Say `stop` to end it, or `restart` to begin it again.",

@@ -8,18 +8,23 @@ The process environment wins over the env file: the file named by ``LESSONBOT_EN
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import secrets
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+from dotenv.parser import parse_stream
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 INSTANCE_DIR = PROJECT_ROOT / "instance"
 DEFAULT_LESSONS_DIR = Path(__file__).resolve().parent / "lessons" / "files"
+DATABASE_SCHEMES = {"postgresql", "postgres", "postgresql+psycopg2", "sqlite"}
 SECRET_NAMES = ("LESSONBOT_SECRET_KEY", "LESSONBOT_INTERNAL_TOKEN", "LESSONBOT_GIT_HOOK_SECRET")
 
 
@@ -36,7 +41,9 @@ def _env_file() -> Path:
 class Settings(BaseSettings):
     """Every setting of the core and its workers."""
 
-    model_config = SettingsConfigDict(env_prefix="LESSONBOT_", extra="ignore", frozen=True)
+    # allow_inf_nan=False: one rule for every number setting; "inf" or "nan" as an interval
+    # or a limit would turn a back-off into a division by nothing or a wait forever.
+    model_config = SettingsConfigDict(env_prefix="LESSONBOT_", extra="ignore", frozen=True, allow_inf_nan=False)
 
     database_url: str = Field(
         default=f"sqlite:///{INSTANCE_DIR / 'lessonbot.sqlite3'}",
@@ -70,6 +77,8 @@ class Settings(BaseSettings):
     zulip_site: str | None = Field(default=None, description="https://chat.example.org")
     zulip_email: str | None = Field(default=None, description="The bot's email, e.g. lessonbot-bot@chat.example.org.")
     zulip_api_key: SecretStr | None = Field(default=None, description="The bot's API key.")
+    zulip_bot_name: str = Field(default="Lessonbot", min_length=1, max_length=100,
+                                description="The bot's full name in Zulip: a leading @**Name** of it is not part of a command.")
     zulip_rate_per_minute: float = Field(default=200.0, gt=0, description="The bot's Zulip request budget.")
     zulip_reply_max_attempts: int = Field(default=12, ge=1, description="Attempts before a reply is marked failed.")
     zulip_sender_threads: int = Field(default=4, ge=1, le=32, description="Reply sender threads in the poller.")
@@ -132,8 +141,22 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _known_database(cls, value: str) -> str:
-        if not value.startswith(("postgresql", "postgres://", "sqlite")):
+        try:
+            url = make_url(value)
+        except (ArgumentError, ValueError) as error:
+            raise ValueError(f"is not a database URL ({error})") from None
+        if url.drivername not in DATABASE_SCHEMES:
             raise ValueError("must start with postgresql:// or sqlite://")
+        return value
+
+    @field_validator("log_dir")
+    @classmethod
+    def _usable_directory(cls, value: Path | None) -> Path | None:
+        # The directory is created at start; say now if something that is not a directory is in the way.
+        if value is not None:
+            for path in (value, *value.parents):
+                if path.exists() and not path.is_dir():
+                    raise ValueError(f"{path} is a file, not a directory")
         return value
 
     @field_validator("secret_key", "internal_token", "git_hook_secret")
@@ -146,6 +169,15 @@ class Settings(BaseSettings):
     @property
     def sqlalchemy_url(self) -> str:
         return sqlalchemy_url(self.database_url)
+
+    @property
+    def database_location(self) -> str:
+        """Where the database is, for error messages: host, port and name, never the password."""
+        url = make_url(self.database_url)
+        if url.drivername.startswith("sqlite"):
+            return f"SQLite file {url.database or '(in memory)'}"
+        host = url.host or "the local socket"
+        return f"{host}:{url.port or 5432}/{url.database or ''}"
 
     @property
     def is_postgresql(self) -> bool:
@@ -179,12 +211,48 @@ def describe(error: ValidationError) -> str:
     return "Configuration error: " + "; ".join(problems) + ". Set it in the environment or the env file (see README, Settings)."
 
 
+def check_env_file(path: Path) -> None:
+    """Refuse an env file that is not UTF-8 or has a line that cannot be read.
+
+    python-dotenv skips a line it cannot parse (an unclosed quote) with a warning and
+    carries on, which would silently drop a setting; here it is an error naming the line.
+    """
+    if not path.is_file():
+        return
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = path.read_bytes()[: error.start].count(b"\n") + 1
+        raise ConfigError(f"Configuration error: the env file {path} is not UTF-8 text (line {line}). "
+                          "Save it as UTF-8.") from None
+    except OSError as error:
+        raise ConfigError(f"Configuration error: cannot read the env file {path} ({error.strerror}).") from None
+    for binding in parse_stream(io.StringIO(text)):
+        if binding.error:
+            raise ConfigError(f"Configuration error: the env file {path}, line {binding.original.line}, cannot be read "
+                              "(an unclosed quote?). Write it as NAME=value or NAME=\"value\".")
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Read the settings or raise ConfigError with a one-line message."""
+    env_file = _env_file()
+    check_env_file(env_file)
     try:
-        return Settings(_env_file=_env_file(), **overrides)  # type: ignore[call-arg]
+        return Settings(_env_file=env_file, **overrides)  # type: ignore[call-arg]
     except ValidationError as error:
         raise ConfigError(describe(error)) from None
+
+
+def database_error_line(error: BaseException) -> str:
+    """One line for a database that cannot be used: where it is (never the password) and what the driver said."""
+    try:
+        location = load_settings().database_location
+    except ConfigError:
+        location = "DATABASE_URL"
+    orig = getattr(error, "orig", None) or error
+    said = next((line.strip() for line in str(orig).splitlines() if line.strip()), type(orig).__name__)
+    return (f"Database error: cannot use the database at {location} ({said}). "
+            "Is it running and reachable, and migrated (./manage.py db upgrade)?")
 
 
 def write_dev_env(path: Path) -> bool:

@@ -6,30 +6,20 @@ the service layer loads the state and persists the outcome.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
+from app.chat.markdown import quote_inline
 from app.i18n import LANGUAGES, Text
 from app.lessons.catalog import Catalog
+from app.lessons.commands import COMMANDS, Command, normalize_text, parse
 from app.lessons.engine import Checker, PassedStep, RunState, current_step, default_checker, evaluate, status_text, step_text
 from app.lessons.platforms import Workspace
 from app.lessons.schema import Lesson
 
-COMMANDS: dict[str, str] = {
-    "help": "help", "помощь": "help", "справка": "help", "?": "help",
-    "lessons": "lessons", "уроки": "lessons",
-    "start": "start", "начать": "start", "старт": "start",
-    "check": "check", "проверить": "check", "проверь": "check", "проверка": "check",
-    "hint": "hint", "подсказка": "hint",
-    "status": "status", "статус": "status",
-    "stop": "stop", "стоп": "stop",
-    "restart": "restart", "заново": "restart", "рестарт": "restart",
-    "lang": "lang", "язык": "lang", "language": "lang",
-    "link": "link", "связать": "link",
-}
-TAKES_ARGUMENT = {"start", "lang"}
-
+__all__ = ["COMMANDS", "ChatState", "Command", "Outcome", "RunEnded", "handle", "parse", "strip_mention"]
 
 @dataclass(frozen=True)
 class ChatState:
@@ -54,55 +44,34 @@ class Outcome:
     progressed: RunState | None = None     # the active run after a check, even if it completed
 
 
-@dataclass(frozen=True)
-class Command:
-    name: str
-    argument: str = ""
+# A Zulip mention: @**Name**, @**Name|12**, and the silent @_**Name**.
+_MENTION = re.compile(r"@_?\*\*(?P<name>[^*|]+?)(?:\|\d+)?\*\*")
 
 
-def parse(text: str) -> Command | None:
-    """A command is the whole message: one word, or start/lang with one argument."""
-    words = text.split()
-    if not words:
-        return None
-    name = COMMANDS.get(words[0].casefold().rstrip("!.,"))
-    if name is None:
-        return None
-    if name in TAKES_ARGUMENT and len(words) <= 2:
-        return Command(name, words[1] if len(words) == 2 else "")
-    if len(words) == 1:
-        return Command(name)
-    return None
-
-
-def strip_mention(text: str) -> str:
-    """Drop a leading @-mention of the bot (``@**Lessonbot**``) from stream messages."""
-    text = text.strip()
-    if text.startswith("@**"):
-        end = text.find("**", 3)
-        if end != -1:
-            return text[end + 2 :].strip()
-    return text
+def strip_mention(text: str, bot_name: str = "Lessonbot") -> str:
+    """Drop the bot's own @-mentions; any other mention (``@**all**`` too) stays part of the text."""
+    own_name = normalize_text(bot_name)
+    return _MENTION.sub(lambda match: " " if normalize_text(match["name"]) == own_name else match[0], text).strip()
 
 
 def handle(text: str, state: ChatState, catalog: Catalog, workspace: Workspace,
-           checker: Checker = default_checker) -> Outcome:
-    """Answer one message from a student."""
-    text = strip_mention(text)
-    if not text:
+           checker: Checker = default_checker, bot_name: str = "Lessonbot") -> Outcome:
+    """Answer one message from a student.
+
+    A command means the same on every step; the lesson validator refuses accepted
+    answers that would read as a command, so an answer step never swallows one.
+    """
+    text = strip_mention(text, bot_name)
+    if not normalize_text(text):
         return Outcome(state, [Text("empty")])
     command = parse(text)
     lesson = catalog.get(state.run.lesson_id) if state.run else None
     if command is None:
         if state.run and lesson and current_step(lesson, state.run).check.needs_answer:
             return _check(state, lesson, checker, answer=text)
-        return Outcome(state, [Text("unknown", text=_shorten(text))])
+        return Outcome(state, [Text("unknown", text=quote_inline(text))])
     handler = _HANDLERS[command.name]
     return handler(command, state, catalog, workspace, checker)
-
-
-def _shorten(text: str, limit: int = 60) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _help(command: Command, state: ChatState, *_: object) -> Outcome:
@@ -129,7 +98,7 @@ def _start(command: Command, state: ChatState, catalog: Catalog, workspace: Work
         return Outcome(state, [Text("start.usage")])
     lesson = catalog.get(command.argument)
     if lesson is None:
-        return Outcome(state, [Text("start.unknown", lesson=_shorten(command.argument, 40))])
+        return Outcome(state, [Text("start.unknown", lesson=quote_inline(command.argument, 40))])
     if state.run is not None:
         active = catalog.get(state.run.lesson_id)
         total = len(active.steps) if active else 0

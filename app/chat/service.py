@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Annotated
 
 import sqlalchemy as sa
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from app.chat import dialog
 from app.chat.models import InboundMessage
@@ -22,23 +24,47 @@ from app.students.service import get_or_create_student
 
 log = logging.getLogger(__name__)
 MAX_CONTENT_CHARS = 20_000
+MAX_EMAIL_CHARS = 254           # students.email; RFC 5321's limit for a whole address
+INT64_MAX = 2**63 - 1           # students.zulip_user_id is a BIGINT
+
+
+def _no_nul(value: str) -> str:
+    # PostgreSQL text cannot hold NUL, and no chat system sends one: refuse it rather than guess.
+    if "\x00" in value:
+        raise ValueError("must not contain a NUL character (\\u0000)")
+    return value
+
+
+def normalize_email(value: str) -> str:
+    """The address as students are stored: trimmed, lower case, at most 254 characters *after* lower-casing.
+
+    Lower-casing can lengthen text ("İ" becomes two characters), so the limit is checked last.
+    """
+    email = _no_nul(value).strip().lower()
+    if not re.fullmatch(r"[^@\s]+@[^@\s]+", email):
+        raise ValueError(f"{value[:60]!r} is not an email address (name@domain)")
+    if len(email) > MAX_EMAIL_CHARS:
+        raise ValueError(f"is {len(email)} characters long in lower case; at most {MAX_EMAIL_CHARS} are allowed")
+    return email
+
+
+NoNulText = Annotated[str, AfterValidator(_no_nul)]
 
 
 class InboundChat(BaseModel):
-    """One message from a student, as the receiver (or the console) hands it over."""
+    """One message from a student, as the receiver (or the console) hands it over.
+
+    Strict where a lenient parse would merge two people or store what the database
+    cannot hold: ``sender_id`` must be a JSON integer (``true`` is not user 1) within
+    BIGINT, and no text may carry NUL.
+    """
 
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=False)
-    message_id: str = Field(min_length=1, max_length=100, description="The chat system's id, e.g. zulip:123.")
-    sender_email: str = Field(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")
-    sender_full_name: str = Field(default="", max_length=200)
-    sender_id: int | None = None
-    content: str = Field(max_length=MAX_CONTENT_CHARS)
-
-    @field_validator("content", "sender_full_name")
-    @classmethod
-    def _no_nul(cls, value: str) -> str:
-        # PostgreSQL text cannot hold NUL; it carries no meaning in chat anyway.
-        return value.replace("\x00", "")
+    message_id: NoNulText = Field(min_length=1, max_length=100, description="The chat system's id, e.g. zulip:123.")
+    sender_email: Annotated[str, AfterValidator(normalize_email)] = Field(min_length=3, max_length=1000)
+    sender_full_name: NoNulText = Field(default="", max_length=200)
+    sender_id: int | None = Field(default=None, strict=True, ge=1, le=INT64_MAX, description="Zulip's user id.")
+    content: NoNulText = Field(max_length=MAX_CONTENT_CHARS)
 
     @field_validator("message_id", mode="before")
     @classmethod
@@ -76,7 +102,7 @@ def receive_message(message: InboundChat, catalog: Catalog, settings: Settings) 
     student = get_or_create_student(message.sender_email, message.sender_full_name, message.sender_id,
                                     settings.default_language)
     state, run = load_chat_state(student)
-    outcome = dialog.handle(message.content, state, catalog, PlatformWorkspace(settings))
+    outcome = dialog.handle(message.content, state, catalog, PlatformWorkspace(settings), bot_name=settings.zulip_bot_name)
     apply_outcome(student, run, outcome, catalog, settings)
     replies = render_all(outcome.texts, outcome.state.language)
     if replies:

@@ -9,6 +9,7 @@ runs a dialog file non-interactively (see README, "Lesson authoring").
 from __future__ import annotations
 
 import logging
+import math
 import os
 import shlex
 import subprocess
@@ -18,17 +19,17 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
 from urllib.parse import urlparse
 
 import click
 import sqlalchemy as sa
 from flask import Flask, current_app
 from flask.cli import with_appcontext
+from pydantic import ValidationError
 from sqlalchemy.exc import OperationalError, ProgrammingError
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from app.chat.service import InboundChat, receive_message
+from app.chat.service import InboundChat, normalize_email, receive_message
 from app.db import db
 from app.outbox.service import pending_replies
 from app.runs.service import active_run
@@ -37,6 +38,11 @@ from app.students.models import Student
 from app.workers.poller import Poller
 
 POLL_EVERY_SECONDS = 2.0
+MAX_TIMEOUT_SECONDS = 3600.0
+
+
+class ShellLineError(ValueError):
+    """A `$ …` line that is not a shell command (an unclosed quote)."""
 
 
 @dataclass
@@ -51,12 +57,17 @@ class ConsoleChat:
     lock: threading.Lock = field(default_factory=threading.Lock)
     echo: bool = True
 
-    def send(self, text: str) -> None:
-        message = InboundChat(message_id=f"console:{uuid.uuid4()}", sender_email=self.email,
-                              sender_full_name=self.name, content=text)
+    def send(self, text: str) -> str | None:
+        """Hand one line to the core as a chat message; the reason when the core would refuse it (too long, NUL)."""
+        try:
+            message = InboundChat(message_id=f"console:{uuid.uuid4()}", sender_email=self.email,
+                                  sender_full_name=self.name, content=text)
+        except ValidationError as error:
+            return "not sent: " + "; ".join(str(item["msg"]).removeprefix("Value error, ") for item in error.errors())
         with self.app.app_context():
             receive_message(message, self.app.extensions["lessonbot.catalog"], self.app.extensions["lessonbot.settings"])
         self.deliver()
+        return None
 
     def deliver(self) -> int:
         """Print this student's pending replies and mark them sent (the console is their transport)."""
@@ -81,8 +92,11 @@ class ConsoleChat:
             return str(run.context.get("clone_url", "")) if run else ""
 
     def shell(self, command: str) -> int:
-        """Run a shell command in the work directory; `cd DIR` moves it."""
-        words = shlex.split(command)
+        """Run a shell command in the work directory; `cd DIR` moves it. ShellLineError: it cannot be split into words."""
+        try:
+            words = shlex.split(command)
+        except ValueError as error:
+            raise ShellLineError(f"cannot run `{command[:200]}`: {error}") from None
         if words and words[0] == "cd":
             target = (self.workdir / (words[1] if len(words) > 1 else ".")).resolve()
             if not target.is_dir():
@@ -129,25 +143,63 @@ def serve_hooks(app: Flask, hook_url: str) -> BaseWSGIServer:
 
 
 def _check_database() -> None:
+    """Say "migrate first" for a database without tables; an unreachable one is manage.py's one line."""
     try:
         db.session.execute(sa.select(Student.id).limit(1))
-    except (OperationalError, ProgrammingError):
+    except (OperationalError, ProgrammingError) as error:
+        if isinstance(error, OperationalError) and "no such table" not in str(error):
+            raise
         raise click.ClickException("the database has no tables yet; run ./manage.py db upgrade first") from None
 
 
+def _student_email(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """The address as the core stores it (lower case), or one line saying why it is not one."""
+    try:
+        return normalize_email(value)
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
+
+
+def _finite_seconds(ctx: click.Context, param: click.Parameter, value: float) -> float:
+    if not math.isfinite(value) or value <= 0 or value > MAX_TIMEOUT_SECONDS:
+        raise click.BadParameter(f"must be a number of seconds between 0 and {MAX_TIMEOUT_SECONDS:g}, not {value:g}")
+    return value
+
+
+def _prepare_workdir(workdir: Path) -> Path:
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise click.ClickException(f"cannot use {workdir} as the work directory ({error.strerror})") from None
+    return workdir.resolve()
+
+
+def _read_script(path: Path) -> list[str]:
+    try:
+        return path.read_bytes().decode("utf-8").splitlines()
+    except UnicodeDecodeError as error:
+        raise click.ClickException(f"the script {path} is not UTF-8 text (byte {error.start}); save it as UTF-8") from None
+    except OSError as error:
+        raise click.ClickException(f"cannot read the script {path} ({error.strerror})") from None
+
+
 @click.command("chat")
-@click.option("--student", "email", default="student@example.com", show_default=True, help="Chat as this student.")
+@click.option("--student", "email", default="student@example.com", show_default=True, callback=_student_email,
+              help="Chat as this student.")
 @click.option("--name", default="Console Student", show_default=True, help="The student's full name.")
-@click.option("--script", type=click.File("r"), help="Run a dialog script instead of reading the keyboard.")
+@click.option("--script", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Run a dialog script instead of reading the keyboard.")
 @click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default="instance/work",
               show_default=True, help="Where `$ command` lines (and you) run git.")
-@click.option("--port", type=int, help="Loopback port for git hooks (default: from LESSONBOT_HOOK_URL).")
+@click.option("--port", type=click.IntRange(1, 65535), help="Loopback port for git hooks (default: from LESSONBOT_HOOK_URL).")
 @click.option("--start", "start_lesson", help="Send `start LESSON` first (the guided demo).")
-@click.option("--timeout", default=15.0, show_default=True, help="Seconds a script waits for an expected reply.")
+@click.option("--timeout", default=15.0, show_default=True, callback=_finite_seconds,
+              help="Seconds a script waits for an expected reply.")
 @with_appcontext
-def chat_command(email: str, name: str, script: TextIO | None, workdir: Path, port: int | None,
+def chat_command(email: str, name: str, script: Path | None, workdir: Path, port: int | None,
                  start_lesson: str | None, timeout: float) -> None:
     """Talk to Lessonbot from the console, as a student would in Zulip."""
+    lines = _read_script(script) if script is not None else None
     _check_database()
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     app = current_app._get_current_object()  # type: ignore[attr-defined]
@@ -155,17 +207,17 @@ def chat_command(email: str, name: str, script: TextIO | None, workdir: Path, po
     if port is not None:
         settings = settings.model_copy(update={"hook_url": f"http://127.0.0.1:{port}/git/hook"})
         app.extensions["lessonbot.settings"] = settings
-    workdir.mkdir(parents=True, exist_ok=True)
+    workdir = _prepare_workdir(workdir)
     server = serve_hooks(app, settings.hook_url)
-    chat = ConsoleChat(app, email, name, workdir.resolve())
+    chat = ConsoleChat(app, email, name, workdir)
     poller = Poller(settings, app.extensions["lessonbot.catalog"])
     background = Background(chat, poller)
     background.start()
     try:
-        if script is not None:
+        if lines is not None:
             from app.cli.chat_script import run_script
 
-            ok = run_script(chat, script.read().splitlines(), timeout)
+            ok = run_script(chat, lines, timeout)
             sys.exit(0 if ok else 1)
         _interactive(chat, start_lesson)
     finally:
@@ -190,7 +242,12 @@ def _interactive(chat: ConsoleChat, start_lesson: str | None) -> None:
         if line.strip() in ("/quit", "/exit"):
             return
         if line.startswith("$"):
-            chat.shell(line[1:].strip())
+            try:
+                chat.shell(line[1:].strip())
+            except ShellLineError as error:
+                click.echo(str(error), err=True)
             chat.deliver()
         elif line.strip():
-            chat.send(line)
+            refused = chat.send(line)
+            if refused:
+                click.echo(refused, err=True)

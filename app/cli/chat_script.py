@@ -35,6 +35,10 @@ def _wait_for(chat: ConsoleChat, expected: str, start: int, timeout: float) -> i
         time.sleep(0.1)
 
 
+def _shorten(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def run_script(chat: ConsoleChat, lines: list[str], timeout: float) -> bool:
     """Run a dialog script; True when every expectation held."""
     seen = 0
@@ -44,8 +48,11 @@ def run_script(chat: ConsoleChat, lines: list[str], timeout: float) -> bool:
             continue
         marker, text = line[0], line[1:].strip()
         if marker == ">":
-            click.echo(click.style(f"you> {text}", bold=True))
-            chat.send(text)
+            click.echo(click.style(f"you> {_shorten(text)}", bold=True))
+            refused = chat.send(text)
+            if refused:
+                click.echo(f"script line {number}: {refused}", err=True)
+                return False
         elif marker == "<":
             found = _wait_for(chat, text, seen, timeout)
             if found is None:
@@ -55,7 +62,11 @@ def run_script(chat: ConsoleChat, lines: list[str], timeout: float) -> bool:
                 return False
             seen = found
         elif marker == "$":
-            code = chat.shell(text)
+            try:
+                code = chat.shell(text)
+            except ValueError as error:  # ShellLineError: an unclosed quote
+                click.echo(f"script line {number}: {error}", err=True)
+                return False
             if code != 0:
                 click.echo(f"script line {number}: command failed with exit code {code}: {text}", err=True)
                 return False

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from app.lessons.catalog import validate_path
+from app.lessons.commands import normalize_word
 from app.lessons.schema import Lesson
 from app.settings import DEFAULT_LESSONS_DIR
 
@@ -24,21 +25,23 @@ def _default_dir() -> Path:
 lessons_cli = click.Group("lessons", help="Validate, list and show lesson files.")
 
 
-def validate(path: Path) -> tuple[list[Lesson], list[str]]:
+def validate(path: Path, *, require_lessons: bool = False) -> tuple[list[Lesson], list[str]]:
     """Every lesson under path and every mistake, as printable lines."""
-    lessons, errors = validate_path(path)
+    lessons, errors = validate_path(path, require_lessons=require_lessons)
     return lessons, [str(error) for error in errors]
 
 
 @lessons_cli.command("validate")
-@click.argument("path", required=False, type=click.Path(path_type=Path))
-def validate_command(path: Path | None) -> None:
+@click.argument("path", required=False, type=click.Path(path_type=str))
+def validate_command(path: str | None) -> None:
     """Check lesson files (a file or a directory; default: the configured lessons directory).
 
-    Prints every mistake with file, step and reason, and exits 1 if there is any.
+    Prints every mistake with file, step and reason, and exits 1 if there is any (or no lesson at all).
     """
-    target = path or _default_dir()
-    lessons, errors = validate(target)
+    if path == "":
+        raise click.ClickException("the path is empty; give a lesson file or a directory of them")
+    target = Path(path) if path is not None else _default_dir()
+    lessons, errors = validate(target, require_lessons=True)
     for line in errors:
         click.echo(line, err=True)
     if errors:
@@ -71,7 +74,7 @@ def list_command(directory: Path | None) -> None:
 def show_command(lesson_id: str, lang: str, directory: Path | None) -> None:
     """Show one lesson's steps as the student sees them."""
     lessons = {lesson.id: lesson for lesson in _load(directory or _default_dir())}
-    lesson = lessons.get(lesson_id)
+    lesson = lessons.get(normalize_word(lesson_id))
     if lesson is None:
         raise click.ClickException(f"no lesson {lesson_id!r}; known: {', '.join(sorted(lessons))}")
     console.print(f"[bold]{lesson.title.get(lang)}[/bold] ({lesson.id}, platform {lesson.platform}, {lesson.max_points} points)")

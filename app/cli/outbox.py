@@ -17,7 +17,7 @@ outbox_cli = AppGroup("outbox", help="Inspect the outbox of replies and other ex
 @outbox_cli.command("list")
 @click.option("--failed", is_flag=True, help="Only items that gave up, with the reason.")
 @click.option("--pending", is_flag=True, help="Only items still waiting.")
-@click.option("--limit", default=50, show_default=True)
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000), help="At most this many items.")
 def list_command(failed: bool, pending: bool, limit: int) -> None:
     """List outbox items, newest first."""
     query = sa.select(OutboxItem).order_by(OutboxItem.id.desc()).limit(limit)

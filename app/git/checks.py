@@ -7,14 +7,25 @@ from pathlib import Path
 from typing import Annotated
 
 from flask import has_app_context
-from pydantic import Field, StringConstraints, field_validator
+from pydantic import AfterValidator, Field, StringConstraints, field_validator
 
 from app import state
 from app.git.repos import GitError, git, git_read
 from app.lessons.checks import PASSED, CheckContext, CheckParams, CheckResult, check_error, check_type, not_yet
 from app.settings import Settings
 
-RefName = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._/-]+$")]
+
+def _git_ref_name(value: str) -> str:
+    """A branch or tag name git accepts (``git check-ref-format`` rules), so ``../../x`` is not one."""
+    parts = value.split("/")
+    if any(not part or part.startswith(".") or part.endswith(".lock") for part in parts) or ".." in value \
+            or value.endswith("."):
+        raise ValueError(f"{value!r} is not a git branch or tag name (no empty parts, '..', leading '.' or '.lock')")
+    return value
+
+
+RefName = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._/-]+$"),
+                    AfterValidator(_git_ref_name)]
 
 
 def _repo(context: CheckContext) -> Path | None:
@@ -70,8 +81,14 @@ def commit_exists(params: CommitParams, context: CheckContext) -> CheckResult:
     return PASSED
 
 
+def _inside_repository(value: str) -> str:
+    if value.startswith("/") or ".." in value.split("/") or "\x00" in value:
+        raise ValueError(f"{value!r} must be a path inside the repository (no leading '/', no '..')")
+    return value
+
+
 class FileParams(CheckParams):
-    path: str = Field(min_length=1, max_length=300)
+    path: Annotated[str, Field(min_length=1, max_length=300), AfterValidator(_inside_repository)]
     branch: RefName = "main"
     contains: str | None = None
     matches: str | None = Field(default=None, description="A regular expression the content must match.")
@@ -142,7 +159,7 @@ def branch_exists(params: BranchParams, context: CheckContext) -> CheckResult:
 
 class MergeParams(CheckParams):
     branch: RefName = "main"
-    merged: str | None = Field(default=None, description="A branch whose tip must be merged in.")
+    merged: RefName | None = Field(default=None, description="A branch whose tip must be merged in.")
 
 
 @check_type("git.merge_commit_exists", MergeParams)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 
 from pydantic import Field, field_validator
 
 from app.lessons.checks import PASSED, CheckContext, CheckParams, CheckResult, check_type, not_yet
+from app.lessons.commands import strip_format_characters
 
 
 class AnswerParams(CheckParams):
@@ -21,11 +23,11 @@ class AnswerParams(CheckParams):
 
 
 def normalize(text: str) -> str:
-    """Lower case, single spaces, no surrounding backticks, quotes or final punctuation.
+    """Lower case (NFKC), single spaces, no invisible format characters, surrounding backticks, quotes or final punctuation.
 
     An answer made only of such characters (the answer "`") is kept as typed.
     """
-    bare = text.strip()
+    bare = unicodedata.normalize("NFKC", strip_format_characters(text)).strip()
     unquoted = bare.strip("`'\"«»“”").strip() or bare
     return re.sub(r"\s+", " ", unquoted).casefold().rstrip(".!?;") or unquoted
 

@@ -6,6 +6,7 @@ so that an author fixes a lesson in one round.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -14,8 +15,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
 from app.lessons.checks import CheckParams, check_types, platforms
+from app.lessons.commands import parse as parse_command
 
-Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
+SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
+Slug = Annotated[str, StringConstraints(pattern=SLUG_PATTERN)]
+MAX_ALIASES = 100               # a lesson needs few, if any
+MAX_EXPANDED_NODES = 20_000     # the shipped lessons have a few hundred
 NonEmpty = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 
 
@@ -65,7 +70,7 @@ class Step(BaseModel):
     say: Localized
     hint: Localized | None = None
     check: CheckSpec
-    points: int = Field(ge=0, le=1000)
+    points: int = Field(strict=True, ge=0, le=1000)
 
 
 class Lesson(BaseModel):
@@ -74,7 +79,7 @@ class Lesson(BaseModel):
     platform: Slug
     title: Localized
     description: Localized | None = None
-    max_points: int = Field(gt=0, le=1000)
+    max_points: int = Field(strict=True, gt=0, le=1000)
     steps: list[Step] = Field(min_length=1)
 
     def step(self, index: int) -> Step:
@@ -93,8 +98,13 @@ class LessonError:
 
 def _one_error(item: Any) -> str:
     message = str(item["msg"]).removeprefix("Value error, ")
-    where = ".".join(str(part) for part in item["loc"])
+    where = _loc_text(item["loc"])
     return f"{where}: {message}" if where else message
+
+
+def _loc_text(parts: Any) -> str:
+    """A field path; a key that is not a plain name (a line break, a space) is shown quoted."""
+    return ".".join(str(part) if re.fullmatch(r"[\w.-]+", str(part)) else repr(part) for part in parts)
 
 
 def _where(loc: tuple[Any, ...], raw: dict[str, Any]) -> tuple[str, tuple[Any, ...]]:
@@ -102,8 +112,7 @@ def _where(loc: tuple[Any, ...], raw: dict[str, Any]) -> tuple[str, tuple[Any, .
     if len(loc) >= 2 and loc[0] == "steps" and isinstance(loc[1], int):
         steps = raw.get("steps") or []
         step = steps[loc[1]] if loc[1] < len(steps) else {}
-        step_id = step.get("id") if isinstance(step, dict) else None
-        label = f"step {loc[1] + 1}" + (f" '{step_id}'" if step_id else "")
+        label = _step_label(loc[1] + 1, step)
         return label, loc[2:]
     return "lesson", loc
 
@@ -112,7 +121,7 @@ def _pydantic_errors(file: str, raw: dict[str, Any], error: ValidationError) -> 
     found = []
     for item in error.errors():
         where, rest = _where(tuple(item["loc"]), raw)
-        field_name = ".".join(str(part) for part in rest)
+        field_name = _loc_text(rest)
         message = str(item["msg"]).removeprefix("Value error, ")
         if item["type"] == "missing":
             message = "is missing"
@@ -122,44 +131,146 @@ def _pydantic_errors(file: str, raw: dict[str, Any], error: ValidationError) -> 
     return found
 
 
-def _semantic_errors(file: str, lesson: Lesson) -> list[LessonError]:
+def _step_label(number: int, step: Any) -> str:
+    step_id = step.get("id") if isinstance(step, dict) else None
+    # repr: an id is shown as written, a line break in it included, and the report stays one line per problem.
+    return f"step {number}" + (f" {step_id!r}" if isinstance(step_id, str) and step_id else "")
+
+
+def _valid_points(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 1000
+
+
+def _step_errors(file: str, raw: dict[str, Any], steps: list[Any]) -> list[LessonError]:
+    """Duplicate ids, checks of another platform, and answers a student could not type (they read as commands)."""
     found = []
-    if lesson.platform not in platforms():
-        known = ", ".join(sorted(platforms()))
-        found.append(LessonError(file, "lesson", f"platform {lesson.platform!r} has no checks (known: {known})"))
+    platform = raw.get("platform")
     seen: set[str] = set()
-    for number, step in enumerate(lesson.steps, start=1):
-        where = f"step {number} '{step.id}'"
-        if step.id in seen:
+    for number, step in enumerate(steps, start=1):
+        if not isinstance(step, dict):
+            continue
+        where = _step_label(number, step)
+        step_id = step.get("id")
+        if isinstance(step_id, str) and step_id in seen:
             found.append(LessonError(file, where, "id is used by an earlier step; step ids must be unique"))
-        seen.add(step.id)
-        kind = check_types()[step.check.type]
-        if not kind.needs_answer and kind.platform != lesson.platform:
-            reason = f"check {step.check.type} belongs to platform {kind.platform!r}, not {lesson.platform!r}"
-            found.append(LessonError(file, where, reason))
-    total = sum(step.points for step in lesson.steps)
-    if total != lesson.max_points:
-        reason = f"max_points is {lesson.max_points} but the steps' points add up to {total}"
-        found.append(LessonError(file, "lesson", reason))
+        if isinstance(step_id, str):
+            seen.add(step_id)
+        check = step.get("check")
+        if not isinstance(check, dict) or len(check) != 1:
+            continue
+        ((name, params),) = check.items()
+        kind = check_types().get(name) if isinstance(name, str) else None
+        if kind is None:
+            continue
+        if not kind.needs_answer and isinstance(platform, str) and kind.platform != platform:
+            found.append(LessonError(file, where, f"check {name} belongs to platform {kind.platform!r}, not {platform!r}"))
+        accepted = params.get("accept") if isinstance(params, dict) else None
+        for answer in accepted if isinstance(accepted, list) else []:
+            command = parse_command(answer) if isinstance(answer, str) else None
+            if command is not None:
+                reason = (f"accepted answer {answer!r} reads as the command {command.name!r}; "
+                          "a command means the same on every step, so the student could never give it as an answer")
+                found.append(LessonError(file, where, reason))
     return found
 
 
-def parse_lesson(file: str, text: str) -> tuple[Lesson | None, list[LessonError]]:
-    """Parse and validate one lesson file's text: the lesson, or every mistake in it."""
+def _semantic_errors(file: str, raw: dict[str, Any]) -> list[LessonError]:
+    """The rules across fields, checked on the raw data so that they are reported with the field errors, in one round.
+
+    Each rule looks only at values of the right type: a field that is itself wrong is
+    reported once, by the schema.
+    """
+    found = []
+    platform = raw.get("platform")
+    if isinstance(platform, str) and re.fullmatch(SLUG_PATTERN, platform) and platform not in platforms():
+        known = ", ".join(sorted(platforms()))
+        found.append(LessonError(file, "lesson", f"platform {platform!r} has no checks (known: {known})"))
+    given = raw.get("steps")
+    steps: list[Any] = given if isinstance(given, list) else []
+    found += _step_errors(file, raw, steps)
+    points: list[Any] = [step.get("points") if isinstance(step, dict) else None for step in steps]
+    max_points = raw.get("max_points")
+    if points and all(_valid_points(value) for value in points) and _valid_points(max_points):
+        total = sum(int(value) for value in points)
+        if total != max_points:
+            found.append(LessonError(file, "lesson", f"max_points is {max_points} but the steps' points add up to {total}"))
+    lesson_id = raw.get("id")
+    if isinstance(lesson_id, str) and Path(file).stem != lesson_id:
+        hint = f"; name the file {lesson_id}.yaml" if re.fullmatch(SLUG_PATTERN, lesson_id) else ""
+        found.append(LessonError(file, "lesson", f"id {lesson_id!r} differs from the file name{hint}"))
+    return found
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with a cap on aliases: ``*name`` and ``<<: *name`` may copy a node many times over."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.aliases = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        if self.check_event(yaml.AliasEvent):
+            self.aliases += 1
+            if self.aliases > MAX_ALIASES:
+                mark = self.peek_event().start_mark
+                raise yaml.composer.ComposerError(None, None, f"uses more than {MAX_ALIASES} aliases (*name)", mark)
+        return super().compose_node(parent, index)
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, int], open_nodes: set[int]) -> int:
+    """How many nodes the document has once every alias and merge is copied out (linear: shared nodes counted once each)."""
+    key = id(node)
+    if key in sizes:
+        return sizes[key]
+    if key in open_nodes:
+        raise ValueError("an alias refers to the node that contains it")
+    open_nodes.add(key)
+    size = 1
+    if isinstance(node, yaml.SequenceNode):
+        size += sum(_expanded_size(child, sizes, open_nodes) for child in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        size += sum(_expanded_size(k, sizes, open_nodes) + _expanded_size(v, sizes, open_nodes) for k, v in node.value)
+    open_nodes.discard(key)
+    sizes[key] = min(size, MAX_EXPANDED_NODES + 1)
+    return sizes[key]
+
+
+def load_yaml(text: str) -> Any:
+    """Parse YAML safely and within bounds, so that a hostile file costs little time and memory.
+
+    Raises yaml.YAMLError for bad YAML and ValueError for a document too big once its
+    aliases are expanded (a "billion laughs" bomb), nested too deep, or self-referring.
+    """
+    loader = _BoundedLoader(text)
     try:
-        raw = yaml.safe_load(text)
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        if _expanded_size(node, {}, set()) > MAX_EXPANDED_NODES:
+            raise ValueError(f"expands to more than {MAX_EXPANDED_NODES} values through its aliases")
+        return loader.construct_document(node)
+    except RecursionError:
+        raise ValueError("is nested too deeply") from None
+    finally:
+        loader.dispose()
+
+
+def parse_lesson(file: str, text: str) -> tuple[Lesson | None, list[LessonError]]:
+    """Parse and validate one lesson file's text: the lesson, or every mistake in it (all in one round)."""
+    try:
+        raw = load_yaml(text)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else "file"
-        return None, [LessonError(file, where, f"is not valid YAML: {getattr(error, 'problem', error)}")]
+        said = " ".join(str(getattr(error, "problem", None) or error).split())  # one line, whatever PyYAML wrote
+        return None, [LessonError(file, where, f"is not valid YAML: {said}")]
+    except ValueError as error:
+        return None, [LessonError(file, "file", f"is refused: it {error}")]
     if not isinstance(raw, dict):
         return None, [LessonError(file, "file", "must be a YAML mapping with id, platform, title, max_points and steps")]
+    errors = _semantic_errors(file, raw)
     try:
         lesson = Lesson.model_validate(raw)
     except ValidationError as error:
-        return None, _pydantic_errors(file, raw, error)
-    errors = _semantic_errors(file, lesson)
-    stem = Path(file).stem
-    if stem != lesson.id:
-        errors.append(LessonError(file, "lesson", f"id {lesson.id!r} differs from the file name; name the file {lesson.id}.yaml"))
+        return None, _pydantic_errors(file, raw, error) + errors
     return (None if errors else lesson), errors

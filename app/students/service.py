@@ -34,18 +34,40 @@ def _upsert_statement(dialect: str) -> sa.Insert:
         index_elements=["email"],
         set_={
             "full_name": sa.case((insert.excluded.full_name != "", insert.excluded.full_name), else_=STUDENTS.c.full_name),
-            "zulip_user_id": sa.func.coalesce(STUDENTS.c.zulip_user_id, insert.excluded.zulip_user_id),
+            # Nobody else has this user id (get_or_create_student looked first); the sender owns the email now.
+            "zulip_user_id": sa.func.coalesce(insert.excluded.zulip_user_id, STUDENTS.c.zulip_user_id),
         },
     ).returning(STUDENTS.c.id, STUDENTS.c.email, STUDENTS.c.language, STUDENTS.c.zulip_user_id)
 
 
-def get_or_create_student(email: str, full_name: str, zulip_user_id: int | None, language: str) -> StudentRef:
-    """The student with this email, created on first contact and locked for this transaction.
+@lru_cache(maxsize=1)
+def _by_zulip_id_statement() -> sa.Update:
+    """Refresh the student with this Zulip user id: the email follows Zulip's, unless another student holds it."""
+    other = STUDENTS.alias("other")
+    new_email, new_name = sa.bindparam("new_email", type_=sa.String), sa.bindparam("new_name", type_=sa.String)
+    email_taken = sa.exists().where(other.c.email == new_email, other.c.id != STUDENTS.c.id)
+    return (sa.update(STUDENTS)
+            .where(STUDENTS.c.zulip_user_id == sa.bindparam("user_id"))
+            .values(email=sa.case((email_taken, STUDENTS.c.email), else_=new_email),
+                    full_name=sa.case((new_name != "", new_name), else_=STUDENTS.c.full_name))
+            .returning(STUDENTS.c.id, STUDENTS.c.email, STUDENTS.c.language, STUDENTS.c.zulip_user_id))
 
-    One upsert statement: it creates the row or refreshes the name, and in both cases
-    holds the row lock, so one student's messages are handled one at a time.
+
+def get_or_create_student(email: str, full_name: str, zulip_user_id: int | None, language: str) -> StudentRef:
+    """The student who sent a message, created on first contact and locked for this transaction.
+
+    A Zulip user is known by their user id, which never changes: when their email
+    changes in Zulip, the same student's email is updated (an UPDATE by id, which also
+    takes the row lock). Without an id (the console) or on first contact, one upsert by
+    email creates the row or refreshes the name, and holds the row lock as well, so one
+    student's messages are handled one at a time.
     """
     params = {"email": email.strip().lower(), "full_name": full_name, "zulip_user_id": zulip_user_id, "language": language}
+    if zulip_user_id is not None:
+        by_id = {"new_email": params["email"], "new_name": full_name, "user_id": zulip_user_id}
+        row = db.session.execute(_by_zulip_id_statement(), by_id).one_or_none()
+        if row is not None:
+            return StudentRef(row.id, row.email, row.language, row.zulip_user_id)
     row = db.session.execute(_upsert_statement(db.engine.dialect.name), params).one()
     return StudentRef(row.id, row.email, row.language, row.zulip_user_id)
 
