@@ -5,7 +5,7 @@ set -euo pipefail
 
 declare -A PACKAGES=(
   [demo]="git gcc python3-dev python3-venv"
-  [test]="git gcc python3-dev python3-venv postgresql"
+  [test]="git gcc python3-dev python3-venv postgresql nginx-light fcgiwrap openssl"
   [bench]="git gcc python3-dev python3-venv postgresql nginx-light wrk"
 )
 target="${1:?usage: $0 demo|test|bench}"

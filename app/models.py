@@ -2,6 +2,7 @@
 
 from app.chat.models import InboundMessage
 from app.courses.models import Assignment, Course, CourseStudent
+from app.git.models import HookSignature
 from app.google.models import Admin, GoogleAuthorization, GoogleLink, OAuthRequest
 from app.outbox.models import OutboxItem
 from app.runs.models import LessonRun, StepResult
@@ -16,6 +17,7 @@ __all__ = [
            "CourseStudent",
            "GoogleAuthorization",
            "GoogleLink",
+           "HookSignature",
            "InboundMessage",
            "LessonRun",
            "OAuthRequest",

@@ -49,6 +49,10 @@ class Settings(BaseSettings):
     git_root: Path = Field(default=INSTANCE_DIR / "git", description="Directory of hosted bare repositories.")
     git_public_url: str | None = Field(default=None, description="https://host/git — clone URL base; unset: by path.")
     hook_url: str = Field(default="http://127.0.0.1:5080/git/hook", description="Where post-receive hooks post.")
+    git_repo_quota_bytes: int = Field(default=32 * 1024 * 1024, gt=0,
+                                      description="Largest unpacked size of a hosted repository; bigger pushes are refused.")
+    git_check_read_bytes: int = Field(default=1024 * 1024, gt=0,
+                                      description="Most a git.* check reads of one file or of a branch's commit messages.")
     lessons_dir: Path = Field(default=DEFAULT_LESSONS_DIR, description="Directory of lesson YAML files.")
     default_language: Literal["ru", "en"] = "ru"
     log_dir: Path | None = Field(default=None, description="Write JSON logs here as well as to stderr.")

@@ -6,10 +6,13 @@ import re
 from pathlib import Path
 from typing import Annotated
 
+from flask import has_app_context
 from pydantic import Field, StringConstraints, field_validator
 
-from app.git.repos import GitError, git
+from app import state
+from app.git.repos import GitError, git, git_read
 from app.lessons.checks import PASSED, CheckContext, CheckParams, CheckResult, check_error, check_type, not_yet
+from app.settings import Settings
 
 RefName = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._/-]+$")]
 
@@ -22,6 +25,14 @@ def _repo(context: CheckContext) -> Path | None:
     if git(Path(path), "rev-parse", "--is-bare-repository", check=False).returncode != 0:
         return None
     return Path(path)
+
+
+def _read_limit() -> int:
+    """LESSONBOT_GIT_CHECK_READ_BYTES of the running app (its default where checks run outside one, as in tests)."""
+    if has_app_context():
+        return state.settings().git_check_read_bytes
+    default: int = Settings.model_fields["git_check_read_bytes"].default
+    return default
 
 
 def _has_ref(repo: Path, ref: str) -> bool:
@@ -52,8 +63,9 @@ def commit_exists(params: CommitParams, context: CheckContext) -> CheckResult:
     if count < params.min_commits:
         return not_yet("git.few_commits", branch=params.branch, count=count, min=params.min_commits)
     if params.message_contains:
-        messages = git(repo, "log", "--format=%B%x00", ref).stdout.casefold()
-        if params.message_contains.casefold() not in messages:
+        # The newest messages first, up to the read limit: a huge message cannot make the check read it all.
+        messages, _ = git_read(repo, "log", "--format=%B%x00", ref, limit=_read_limit())
+        if params.message_contains.casefold() not in messages.decode("utf-8", "replace").casefold():
             return not_yet("git.no_commit_message", branch=params.branch, text=params.message_contains)
     return PASSED
 
@@ -82,14 +94,36 @@ def file_exists(params: FileParams, context: CheckContext) -> CheckResult:
         return check_error("git.unavailable")
     if not _has_ref(repo, f"refs/heads/{params.branch}"):
         return not_yet("git.empty_repo") if _is_empty(repo) else not_yet("git.no_branch", branch=params.branch)
-    shown = git(repo, "show", f"refs/heads/{params.branch}:{params.path}", check=False)
-    if shown.returncode != 0:
+    blob = _blob(repo, f"refs/heads/{params.branch}:{params.path}")
+    if blob is None:
         return not_yet("git.no_file", branch=params.branch, path=params.path)
-    if params.contains and params.contains.casefold() not in shown.stdout.casefold():
+    if not (params.contains or params.matches):
+        return PASSED
+    oid, size = blob
+    if size > _read_limit():  # asked before reading: git tells the size without unpacking the content
+        return not_yet("git.file_too_large", branch=params.branch, path=params.path, size=_mib(size),
+                       limit=_mib(_read_limit()))
+    text = git_read(repo, "cat-file", "blob", oid, limit=size)[0].decode("utf-8", "replace")
+    if params.contains and params.contains.casefold() not in text.casefold():
         return not_yet("git.file_content", branch=params.branch, path=params.path, text=params.contains)
-    if params.matches and not re.search(params.matches, shown.stdout, re.MULTILINE):
+    if params.matches and not re.search(params.matches, text, re.MULTILINE):
         return not_yet("git.file_content", branch=params.branch, path=params.path, text=params.matches)
     return PASSED
+
+
+def _blob(repo: Path, spec: str) -> tuple[str, int] | None:
+    """(object id, size in bytes) of the file at `ref:path`, or None when there is no such file."""
+    found = git(repo, "rev-parse", "--verify", "--quiet", spec, check=False)
+    if found.returncode != 0:
+        return None
+    oid = found.stdout.strip()
+    if git(repo, "cat-file", "-t", oid).stdout.strip() != "blob":
+        return None  # a directory is not a file
+    return oid, int(git(repo, "cat-file", "-s", oid).stdout.strip())
+
+
+def _mib(size: int) -> str:
+    return f"{size / (1024 * 1024):.1f} MiB"
 
 
 class BranchParams(CheckParams):

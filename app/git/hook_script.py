@@ -42,3 +42,37 @@ def main():
 
 main()
 '''
+
+PRE_RECEIVE = r'''#!/usr/bin/env python3
+# Installed by Lessonbot: refuses a push that would make the repository larger than its quota. Do not edit.
+# Sizes are of the unpacked objects (a file of zeros is small on the wire but not in a checkout or a check).
+import subprocess, sys
+
+
+def config(name):
+    return subprocess.run(["git", "config", "--get", name], capture_output=True, text=True).stdout.strip()
+
+
+def main():
+    sys.stdin.read()
+    quota = int(config("lessonbot.quota") or 0)
+    if quota <= 0:
+        return 0
+    # In pre-receive the pushed objects are in quarantine; --batch-all-objects sees them and the repository's own.
+    listed = subprocess.run(["git", "cat-file", "--batch-all-objects", "--batch-check=%(objectsize)"],
+                            capture_output=True, text=True)
+    if listed.returncode != 0:
+        print("Lessonbot: could not measure this push (%s); try again." % listed.stderr.strip(), file=sys.stderr)
+        return 1
+    total = sum(int(size) for size in listed.stdout.split())
+    if total > quota:
+        mib = 1024 * 1024
+        print("Lessonbot: push refused: the repository would hold %.1f MiB, more than its quota of %.1f MiB.\n"
+              "Lessonbot: remove the large files from your commits (for example `git reset HEAD~1`, delete them,\n"
+              "Lessonbot: commit again) and push again." % (total / mib, quota / mib), file=sys.stderr)
+        return 1
+    return 0
+
+
+sys.exit(main())
+'''

@@ -9,22 +9,25 @@ import secrets
 import shutil
 import subprocess
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.git.hook_script import HOOK
+from app.git.hook_script import HOOK, PRE_RECEIVE
 from app.git.signing import repo_hook_key, repo_password
+from app.settings import Settings
 
 GIT_TIMEOUT_SECONDS = 20
+DEFAULT_QUOTA_BYTES: int = Settings.model_fields["git_repo_quota_bytes"].default
 
 
 class GitError(Exception):
     """git failed or timed out."""
 
 
-def git(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    """Run git against a bare repository, with no user config and no prompts."""
-    env = {
+def _git_env(repo: Path) -> dict[str, str]:
+    """No user config and no prompts: git sees only the repository."""
+    return {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "GIT_DIR": str(repo),
         "GIT_CONFIG_NOSYSTEM": "1",
@@ -32,13 +35,48 @@ def git(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProce
         "GIT_TERMINAL_PROMPT": "0",
         "LC_ALL": "C",
     }
+
+
+def git(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run git against a bare repository and collect its output (only for commands whose output is small)."""
     try:
-        result = subprocess.run(["git", *args], env=env, capture_output=True, text=True, timeout=GIT_TIMEOUT_SECONDS)
+        result = subprocess.run(["git", *args], env=_git_env(repo), capture_output=True, text=True,
+                                timeout=GIT_TIMEOUT_SECONDS)
     except subprocess.TimeoutExpired as error:
         raise GitError(f"git {' '.join(args)} timed out") from error
     if check and result.returncode != 0:
         raise GitError(f"git {' '.join(args)}: {result.stderr.strip()}")
     return result
+
+
+def git_read(repo: Path, *args: str, limit: int) -> tuple[bytes, bool]:
+    """At most `limit` bytes of git's output, and whether that was all of it.
+
+    Repository content is the student's: a file of zeros that is 2 MB on the wire can be
+    512 MiB here, so nothing reads it whole. git is stopped once `limit` is passed.
+    """
+    timed_out = threading.Event()
+    with subprocess.Popen(["git", *args], env=_git_env(repo), stdout=subprocess.PIPE,
+                          stderr=subprocess.DEVNULL) as process:
+        def stop() -> None:
+            timed_out.set()
+            process.kill()
+
+        timer = threading.Timer(GIT_TIMEOUT_SECONDS, stop)
+        timer.start()
+        try:
+            assert process.stdout is not None
+            data = process.stdout.read(limit + 1)
+            complete = len(data) <= limit
+            if not complete:
+                process.kill()
+        finally:
+            timer.cancel()
+    if timed_out.is_set():
+        raise GitError(f"git {' '.join(args)} timed out")
+    if complete and process.returncode != 0:
+        raise GitError(f"git {' '.join(args)} failed with exit code {process.returncode}")
+    return data[:limit], complete
 
 
 @dataclass(frozen=True)
@@ -54,42 +92,62 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:24] or "student"
 
 
+def template_dir(root: Path) -> Path:
+    """Where the repository templates live: beside `root`, never inside it.
+
+    git-http-backend serves everything under `root` (GIT_PROJECT_ROOT), so a template
+    there could be named by a crafted path and pushed to, and every later run would
+    start from the attacker's commits.
+    """
+    return root.parent / f"{root.name}-templates"
+
+
 def _template(root: Path) -> Path:
     """A bare repository with our hook and no sample hooks, made once per hook version.
 
     Copying it is much cheaper than `git init` plus `git config` calls for every run.
     """
-    version = hashlib.sha256(HOOK.encode()).hexdigest()[:12]
-    template = root / f".template-{version}.git"
+    version = hashlib.sha256((HOOK + PRE_RECEIVE).encode()).hexdigest()[:12]
+    templates = template_dir(root)
+    template = templates / f"template-{version}.git"
     if template.is_dir():
         return template
-    root.mkdir(parents=True, exist_ok=True)
-    building = Path(tempfile.mkdtemp(prefix=".template-", dir=root))
+    templates.mkdir(parents=True, exist_ok=True)
+    building = Path(tempfile.mkdtemp(prefix=".building-", dir=templates))
     result = subprocess.run(["git", "init", "--quiet", "--bare", "--initial-branch=main", "--template=", str(building)],
                             capture_output=True, text=True, timeout=GIT_TIMEOUT_SECONDS)
     if result.returncode != 0:
         raise GitError(f"git init {building}: {result.stderr.strip()}")
-    hook = building / "hooks" / "post-receive"
-    hook.parent.mkdir(exist_ok=True)
-    hook.write_text(HOOK)
-    hook.chmod(0o755)
+    with open(building / "config", "a", encoding="utf-8") as config:
+        config.write("[receive]\n\tfsckObjects = true\n")  # a malformed object is refused at push time
+    (building / "hooks").mkdir(exist_ok=True)
+    for name, script in (("post-receive", HOOK), ("pre-receive", PRE_RECEIVE)):
+        hook = building / "hooks" / name
+        hook.write_text(script)
+        hook.chmod(0o755)
     building.chmod(0o755)
     try:
         building.rename(template)  # atomic: concurrent builders race harmlessly
     except OSError:
         shutil.rmtree(building, ignore_errors=True)
+    for stale in root.glob(".template-*"):  # where older versions kept it, within reach of git-http-backend
+        shutil.rmtree(stale, ignore_errors=True)
     return template
 
 
 def create_repo(root: Path, lesson_id: str, student_email: str, *, hook_secret: str, hook_url: str,
-                public_url: str | None) -> HostedRepo:
-    """A fresh bare repository for one run, with the Lessonbot hook installed."""
+                public_url: str | None, quota_bytes: int = DEFAULT_QUOTA_BYTES) -> HostedRepo:
+    """A fresh bare repository for one run, with the Lessonbot hooks installed.
+
+    Its pre-receive hook refuses pushes past `quota_bytes` of unpacked objects (the value is
+    written into the repository's config, so a later change of the setting applies to new runs).
+    """
     name = f"{lesson_id}-{_slug(student_email.split('@')[0])}-{secrets.token_hex(4)}"
     path = (root / f"{name}.git").resolve()
     shutil.copytree(_template(root), path, symlinks=True)
     with open(path / "config", "a", encoding="utf-8") as config:
         config.write(f"[lessonbot]\n\trepo = {name}\n\thookkey = {repo_hook_key(hook_secret, name)}\n"
-                     f"\thookurl = {hook_url}\n[http]\n\treceivepack = true\n")
+                     f"\thookurl = {hook_url}\n\tquota = {quota_bytes}\n[http]\n\treceivepack = true\n")
     if public_url:
         return HostedRepo(name, path, f"{public_url.rstrip('/')}/{name}.git", "student", repo_password(hook_secret, name))
     return HostedRepo(name, path, str(path))

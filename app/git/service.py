@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
 
 from app.db import db, utcnow
+from app.git.models import HookSignature
+from app.git.signing import MAX_SKEW_SECONDS
 from app.i18n import Text, render_all
 from app.lessons.catalog import Catalog
 from app.lessons.engine import evaluate
@@ -17,6 +21,10 @@ from app.runs.service import apply_progress, run_state
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+class ReplayedSignature(Exception):
+    """This signed event was accepted before: a replay must not check or reply twice."""
 
 
 class UnknownRepository(Exception):
@@ -30,6 +38,23 @@ class PushResult:
     status: str                      # checked | inactive
     passed: list[str] = field(default_factory=list)
     lines: list[str] = field(default_factory=list)
+
+
+def remember_signature(signature: str, timestamp: int) -> None:
+    """Record an accepted hook signature until it could no longer be valid; ReplayedSignature if already seen.
+
+    Runs in the caller's transaction; the caller commits before acting on the event, so two
+    workers that receive the same event at once cannot both act (the primary key decides).
+    Expired entries are pruned here, which keeps the table as small as one window of pushes.
+    """
+    now = utcnow()
+    db.session.execute(sa.delete(HookSignature).where(HookSignature.expires_at < now))
+    expires_at = datetime.fromtimestamp(timestamp + MAX_SKEW_SECONDS, UTC)
+    try:
+        with db.session.begin_nested():
+            db.session.add(HookSignature(signature=signature, expires_at=expires_at))
+    except IntegrityError as error:
+        raise ReplayedSignature("This signed event was already received; a replay is refused.") from error
 
 
 def find_run(repo_name: str, *, lock: bool = False) -> LessonRun:

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import base64
-import hmac
 import re
 
 from flask import Blueprint, Response, jsonify, request
 from pydantic import BaseModel, Field
 
 from app import state
-from app.git.repos import repo_path
-from app.git.service import UnknownRepository, handle_push
-from app.git.signing import REPO_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, repo_hook_key, repo_password, verify
+from app.db import db
+from app.git.access import GitAccessDenied, GitBadCredentials, authorize
+from app.git.service import ReplayedSignature, UnknownRepository, handle_push, remember_signature
+from app.git.signing import REPO_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, BadSignature, repo_hook_key, verify
 from app.http import ApiError, json_body
 
 bp = Blueprint("git", __name__)
@@ -30,15 +29,19 @@ class PushEvent(BaseModel):
 
 
 def _verified_repo_name() -> str:
-    """The repository named in the signed headers, once the body's signature checks out; 401 otherwise."""
+    """The repository named in the signed headers, once the body's signature checks out and is new; 401 otherwise."""
     name = request.headers.get(REPO_HEADER, "")
-    body = request.get_data(cache=True)
+    if not re.fullmatch(r"[a-z0-9-]{1,128}", name):
+        raise ApiError(401, "bad_signature", "The X-Lessonbot-Repo header does not name a repository.")
     secret = state.settings().git_hook_secret.get_secret_value()
-    signed = re.fullmatch(r"[a-z0-9-]{1,128}", name) and verify(
-        repo_hook_key(secret, name), request.headers.get(TIMESTAMP_HEADER), request.headers.get(SIGNATURE_HEADER), body
-    )
-    if not signed:
-        raise ApiError(401, "bad_signature", "The hook signature is missing, wrong or too old.")
+    signature = request.headers.get(SIGNATURE_HEADER)
+    try:
+        timestamp = verify(repo_hook_key(secret, name), request.headers.get(TIMESTAMP_HEADER), signature,
+                           request.get_data(cache=True))
+        remember_signature(str(signature), timestamp)
+    except (BadSignature, ReplayedSignature) as error:
+        raise ApiError(401, "bad_signature", str(error)) from error
+    db.session.commit()  # remembered before the event is acted on: a concurrent replay waits, then fails
     return name
 
 
@@ -57,26 +60,15 @@ def git_hook() -> tuple[Response, int]:
 
 @bp.get("/git/auth")
 def git_auth() -> tuple[Response, int]:
-    """For nginx auth_request: may this caller use the repository in X-Original-URI?"""
-    uri = request.headers.get("X-Original-URI", "")
-    match = re.match(r"^/git/([a-z0-9-]{1,128})\.git(/|$)", uri)
+    """For nginx auth_request: may this caller use the repository nginx is about to serve (X-Original-URI)?"""
     settings = state.settings()
-    if not match or repo_path(settings.git_root, match.group(1)) is None:
-        return jsonify(error="not_found", message="No such repository."), 403
-    expected = repo_password(settings.git_hook_secret.get_secret_value(), match.group(1))
-    if not _basic_password_matches(expected):
-        response = jsonify(error="unauthorized", message="Use the user name and password the bot gave you.")
+    try:
+        authorize(request.headers.get("X-Original-URI", ""), request.headers.get("Authorization", ""),
+                  settings.git_root, settings.git_hook_secret.get_secret_value())
+    except GitAccessDenied as error:
+        return jsonify(error="forbidden", message=str(error)), 403
+    except GitBadCredentials as error:
+        response = jsonify(error="unauthorized", message=str(error))
         response.headers["WWW-Authenticate"] = 'Basic realm="Lessonbot git"'
         return response, 401
     return jsonify(status="ok"), 200
-
-
-def _basic_password_matches(expected: str) -> bool:
-    header = request.headers.get("Authorization", "")
-    if not header.startswith("Basic "):
-        return False
-    try:
-        _, _, password = base64.b64decode(header[6:]).decode().partition(":")
-    except (ValueError, UnicodeDecodeError):
-        return False
-    return hmac.compare_digest(password.encode(), expected.encode())

@@ -27,6 +27,7 @@ class PlatformWorkspace:
             self.settings.git_root, lesson.id, student_email,
             hook_secret=self.settings.git_hook_secret.get_secret_value(),
             hook_url=self.settings.hook_url, public_url=self.settings.git_public_url,
+            quota_bytes=self.settings.git_repo_quota_bytes,
         )
         texts = [Text("git.clone", url=repo.clone_url)]
         if repo.user and repo.password:

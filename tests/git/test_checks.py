@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -82,3 +84,59 @@ def test_missing_repository_is_an_error_not_a_crash(tmp_path: Path) -> None:
         CheckContext({"repo_path": str(tmp_path / "gone")}),
     )
     assert result.status == "error"
+
+
+ZEROS = 64 * 1024 * 1024  # the attack used 512 MiB; 64 MiB is as decisive against a 1 MiB read limit
+
+
+@pytest.fixture
+def zeros_repo(tmp_path: Path) -> Path:
+    """A bare repository whose README is 64 MiB of zeros (a few hundred KiB packed) with a 64 MiB commit message."""
+    bare, work = tmp_path / "z.git", tmp_path / "zw"
+    git(tmp_path, "init", "-q", "--bare", "--initial-branch=main", str(bare))
+    git(tmp_path, "clone", "-q", str(bare), "zw")
+    with open(work / "README.md", "wb") as handle:
+        handle.truncate(ZEROS)
+    (tmp_path / "message").write_bytes(b"Add README\n\n" + b"z" * ZEROS)
+    git(work, "add", "README.md")
+    git(work, "commit", "-q", "-F", str(tmp_path / "message"))
+    git(work, "push", "-q", "origin", "main")
+    return bare
+
+
+def _peak_bytes(action: Callable[[], object]) -> tuple[object, int]:
+    tracemalloc.start()
+    try:
+        result = action()
+        return result, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize(("name", "params", "status", "reason"), [
+    ("git.file_exists", {"path": "README.md"}, "passed", None),
+    ("git.file_exists", {"path": "README.md", "contains": "Title"}, "not_yet", "git.file_too_large"),
+    ("git.file_exists", {"path": "README.md", "matches": "^#"}, "not_yet", "git.file_too_large"),
+    ("git.commit_exists", {"message_contains": "add readme"}, "passed", None),
+    ("git.commit_exists", {"message_contains": "fix typo"}, "not_yet", "git.no_commit_message"),
+])
+def test_a_huge_file_that_packs_small_is_never_read_whole(zeros_repo: Path, name: str, params: dict, status: str,
+                                                           reason: str | None) -> None:
+    kind = check_types()[name]
+    result, peak = _peak_bytes(lambda: kind.run(kind.params.model_validate(params),
+                                                CheckContext({"repo_path": str(zeros_repo)})))
+    assert peak < 8 * 1024 * 1024, f"the check held {peak / 2**20:.0f} MiB"
+    assert result.status == status  # type: ignore[attr-defined]
+    assert (result.reason.key if result.reason else None) == reason  # type: ignore[attr-defined]
+    if reason == "git.file_too_large":
+        assert "64.0 MiB" in result.reason.render("en") and "1.0 MiB" in result.reason.render("ru")  # type: ignore[attr-defined]
+
+
+def test_a_directory_is_not_a_file(repo: tuple[Path, Path], tmp_path: Path) -> None:
+    work = repo[1]
+    git(work, "switch", "-q", "main")
+    (work / "docs").mkdir()
+    (work / "docs" / "a.txt").write_text("a\n")
+    git(work, "add", "."); git(work, "commit", "-qm", "docs"); git(work, "push", "-q", "origin", "main")  # noqa: E702
+    result = check_types()["git.file_exists"].run(FileParams(path="docs"), CheckContext({"repo_path": str(repo[0])}))
+    assert result.reason is not None and result.reason.key == "git.no_file"

@@ -107,3 +107,55 @@ def test_git_auth_checks_the_per_repository_password(client: FlaskClient, tmp_pa
     bad = client.get("/git/auth", headers={**uri, "Authorization": "Basic " + b64encode(b"student:nope").decode()})
     assert bad.status_code == 401 and "Basic" in bad.headers["WWW-Authenticate"]
     assert client.get("/git/auth", headers={"X-Original-URI": "/git/../../etc.git/"}).status_code == 403
+
+
+@pytest.mark.parametrize("stamp", ["nan", "NaN", "inf", "-inf", "infinity", "1e9", "+{now}", " {now}", "{now}.5",
+                                   "\uff11\uff12\uff13", "0x10", "-{now}"])
+def test_a_signed_but_malformed_timestamp_is_401_with_a_sentence(client: FlaskClient, tmp_path: Path, stamp: str) -> None:
+    student, run = _started(client, tmp_path)
+    repo = run.context["repo_name"]
+    stamp = stamp.format(now=int(time.time()))
+    body = json.dumps({"repo": repo, "refs": []}).encode()
+    headers = {"X-Lessonbot-Repo": repo, "X-Lessonbot-Timestamp": stamp,
+               "X-Lessonbot-Signature": sign(_key(repo), stamp, body)}
+    response = client.post("/git/hook", data=body, content_type="application/json", headers=headers)
+    assert response.status_code == 401 and response.get_json()["error"] == "bad_signature"
+    assert response.get_json()["message"].endswith(".")
+    assert student.run().step_index == 0  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("signature", ["sha256=\u00e9" + "0" * 63, "\u00ff" * 71, "sha256=\u00a0"])
+def test_a_non_ascii_signature_is_401_with_a_sentence(client: FlaskClient, signature: str) -> None:
+    stamp = str(int(time.time()))
+    headers = {"X-Lessonbot-Repo": "r1", "X-Lessonbot-Timestamp": stamp, "X-Lessonbot-Signature": signature}
+    response = client.post("/git/hook", data=b'{"repo": "r1", "refs": []}', content_type="application/json",
+                           headers=headers)
+    assert response.status_code == 401
+    assert response.get_json()["message"] == "The hook signature does not match the body."
+
+
+def test_a_replayed_event_is_refused_and_queues_no_second_reply(client: FlaskClient, tmp_path: Path) -> None:
+    student, run = _started(client, tmp_path)
+    repo = run.context["repo_name"]
+    stamp = str(int(time.time()))
+    assert _post(client, repo, _key(repo), stamp=stamp)[0] == 200
+    replies = replies_to(student.email)
+    status, answer = _post(client, repo, _key(repo), stamp=stamp)
+    assert status == 401 and "already received" in answer["message"]
+    assert replies_to(student.email) == replies
+
+
+def test_remembered_signatures_are_pruned_once_they_expire(client: FlaskClient) -> None:
+    from datetime import timedelta
+
+    import sqlalchemy as sa
+
+    from app.db import db, utcnow
+    from app.git.models import HookSignature
+    from app.git.service import remember_signature
+
+    db.session.add(HookSignature(signature="sha256=" + "1" * 64, expires_at=utcnow() - timedelta(seconds=1)))
+    db.session.commit()
+    remember_signature("sha256=" + "2" * 64, int(time.time()))
+    db.session.commit()
+    assert db.session.scalars(sa.select(HookSignature.signature)).all() == ["sha256=" + "2" * 64]
