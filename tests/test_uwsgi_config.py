@@ -47,13 +47,12 @@ def rendered_config(directory: Path) -> str:
         "uwsgi_app_dir": str(directory / "current"),
         "uwsgi_module": "victim:app",
         "uwsgi_env_file": str(directory / "lessonbot.env"),
-        "uwsgi_socket": str(directory / "uwsgi.sock"),
-        "uwsgi_runtime_dir": str(directory / "run"),
+        "uwsgi_runtime_dir": str(directory),
         "uwsgi_processes": 1,
         "uwsgi_listen_backlog": 64,
     }
     environment = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
-    # Defaults refer to each other ("{{ uwsgi_runtime_dir }}/stats.sock").
+    # Defaults refer to each other ("{{ uwsgi_runtime_dir }}/uwsgi.sock").
     for _ in range(3):
         variables = {
             name: environment.from_string(value).render(variables) if isinstance(value, str) else value
@@ -70,7 +69,6 @@ def uwsgi(tmp_path: Path) -> Iterator[Path]:
     (app_dir / ".venv").symlink_to(sys.prefix)
     (app_dir / "victim.py").write_text(VICTIM_APP)
     (app_dir / "planted.py").write_text(PLANTED_MODULE)
-    (tmp_path / "run").mkdir()
     config = tmp_path / "uwsgi.ini"
     config.write_text(rendered_config(tmp_path))
     log = (tmp_path / "uwsgi.log").open("w")

@@ -33,6 +33,7 @@ import pytest
 
 from tests.deploy import machine
 from tests.deploy.measurements import MEASUREMENTS
+from tests.git import attacks
 
 # One slow module: the first test alone builds, boots and provisions a machine.
 pytestmark = [pytest.mark.deploy, pytest.mark.timeout(1500)]
@@ -662,33 +663,37 @@ def basic_auth(repo: dict[str, str]) -> dict[str, str]:
     return {"Authorization": f"Basic {token}"}
 
 
+def push_a_commit(repo: dict[str, str], work: Path, cafile: Path, name: str, text: str) -> str:
+    """Clone `repo` with its own credentials into `work`, commit one file, push; the commit id."""
+    url = repo["url"].replace("https://", f"https://{repo['user']}:{repo['password']}@")
+    assert host_git("clone", url, str(work), cwd=work.parent, cafile=cafile).returncode == 0
+    (work / name).write_text(text)
+    for args in (("add", name), ("commit", "-m", f"Add {name}"), ("push", "origin", "HEAD:main")):
+        result = host_git(*args, cwd=work, cafile=cafile)
+        assert result.returncode == 0, result.stderr
+    return host_git("rev-parse", "HEAD", cwd=work, cafile=cafile).stdout.strip()
+
+
 @pytest.fixture(scope="module")
 def two_students(provisioned: machine.TestEnvironment, pebble_roots: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """Student A's and student B's repositories; B's holds a commit only B may see."""
     repo_a = hosted_repo(provisioned, "student-a@lessonbot.test")
     repo_b = hosted_repo(provisioned, "student-b@lessonbot.test")
-    work = tmp_path_factory.mktemp("student-b")
-    url_b = repo_b["url"].replace("https://", f"https://{repo_b['user']}:{repo_b['password']}@")
-    assert host_git("clone", url_b, "b", cwd=work, cafile=pebble_roots).returncode == 0
-    (work / "b/secret.txt").write_text("only student B may read this\n")
-    for args in (("add", "secret.txt"), ("commit", "-m", "B's secret"), ("push", "origin", "HEAD:main")):
-        result = host_git(*args, cwd=work / "b", cafile=pebble_roots)
-        assert result.returncode == 0, result.stderr
-    secret = host_git("rev-parse", "HEAD", cwd=work / "b", cafile=pebble_roots).stdout.strip()
+    work = tmp_path_factory.mktemp("students")
+    push_a_commit(repo_a, work / "a", pebble_roots, "README.md", "student A's work\n")
+    secret = push_a_commit(repo_b, work / "b", pebble_roots, "secret.txt", "only student B may read this\n")
     return {"a": repo_a, "b": repo_b, "b_secret_commit": secret}
 
 
-TRAVERSALS = ["%2e%2e", "%2E%2E", ".%2e", ".."]
-
-
-@pytest.mark.parametrize("dots", TRAVERSALS)
+@pytest.mark.parametrize("traversal", sorted(attacks.TRAVERSALS))
 def test_git_path_traversal_to_another_students_repository_is_refused(
-    provisioned: machine.TestEnvironment, pebble_roots: Path, two_students: dict, dots: str
+    provisioned: machine.TestEnvironment, pebble_roots: Path, two_students: dict, traversal: str
 ) -> None:
     repo_a, repo_b = two_students["a"], two_students["b"]
+    relative = attacks.TRAVERSALS[traversal].format(a=repo_a["name"], b=repo_b["name"])
     # Raw requests, as an attacker sends them: `/../` would otherwise be folded by the client.
     for service in ("git-upload-pack", "git-receive-pack"):
-        path = f"/git/{repo_a['name']}.git/{dots}/{repo_b['name']}.git/info/refs?service={service}"
+        path = f"/git/{relative}/info/refs?service={service}"
         response = https_request("GET", path, pebble_roots, headers=basic_auth(repo_a))
         assert response.status in (400, 401, 403, 404), (path, response.status)
         assert two_students["b_secret_commit"].encode() not in response.body
@@ -716,28 +721,34 @@ def test_git_clone_and_push_through_a_traversal_url_reach_nothing(
     assert "refs/heads/planted" not in refs.split()
 
 
-def half_send_a_push(repo: dict[str, str], cafile: Path) -> None:
-    """An authenticated receive-pack POST that promises 100000 bytes, sends a few and hangs up."""
+def half_send_pushes(repo: dict[str, str], cafile: Path, count: int) -> None:
+    """`count` authenticated receive-pack POSTs at once, each promising 100000 bytes and
+    sending four; held open until the server has started on them, then all dropped."""
     context = ssl.create_default_context(cafile=str(cafile))
-    with socket.create_connection((machine.GUEST_ADDRESS, 443), timeout=10) as raw, context.wrap_socket(
-        raw, server_hostname=machine.DOMAIN
-    ) as tls:
-        head = (
-            f"POST /git/{repo['name']}.git/git-receive-pack HTTP/1.1\r\n"
-            f"Host: {machine.DOMAIN}\r\n"
-            f"Authorization: {basic_auth(repo)['Authorization']}\r\n"
-            "Content-Type: application/x-git-receive-pack-request\r\n"
-            "Content-Length: 100000\r\n\r\n"
-        )
-        tls.sendall(head.encode() + b"0000")
+    head = (
+        f"POST /git/{repo['name']}.git/git-receive-pack HTTP/1.1\r\n"
+        f"Host: {machine.DOMAIN}\r\n"
+        f"Authorization: {basic_auth(repo)['Authorization']}\r\n"
+        "Content-Type: application/x-git-receive-pack-request\r\n"
+        "Content-Length: 100000\r\n\r\n"
+    ).encode()
+    connections = []
+    try:
+        for _ in range(count):
+            raw = socket.create_connection((machine.GUEST_ADDRESS, 443), timeout=10)
+            connections.append(context.wrap_socket(raw, server_hostname=machine.DOMAIN))
+            connections[-1].sendall(head + b"0000")
+        time.sleep(0.5)
+    finally:
+        for connection in connections:
+            connection.close()
 
 
 def test_half_sent_pushes_do_not_stop_anyone_cloning(
     provisioned: machine.TestEnvironment, pebble_roots: Path, two_students: dict, metrics: dict[str, object], tmp_path: Path
 ) -> None:
     repo_a, repo_b = two_students["a"], two_students["b"]
-    for _ in range(HALF_SENT_PUSHES):
-        half_send_a_push(repo_a, pebble_roots)
+    half_send_pushes(repo_a, pebble_roots, HALF_SENT_PUSHES)
     time.sleep(1)
     url_b = repo_b["url"].replace("https://", f"https://{repo_b['user']}:{repo_b['password']}@")
     started = time.monotonic()
@@ -749,3 +760,8 @@ def test_half_sent_pushes_do_not_stop_anyone_cloning(
     metrics["clone_after_half_sent_pushes_seconds"] = round(seconds, 1)
     assert cloned.returncode == 0, cloned.stderr
     assert seconds <= CLONE_AFTER_HALF_SENT_PUSHES_SECONDS
+    # And nothing is left spinning on the abandoned pushes.
+    deadline = time.monotonic() + 15
+    while left := on_machine(provisioned, "ps -o pid=,time=,args= -C git-http-backend || true").strip():
+        assert time.monotonic() < deadline, f"git-http-backend still running:\n{left}"
+        time.sleep(1)
