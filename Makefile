@@ -20,10 +20,10 @@ $(STAMP): requirements.lock requirements-dev.lock
 	$(BIN)/pip install --quiet --require-hashes -r requirements-dev.lock
 	touch $(STAMP)
 
-# The locks are resolved for Debian 12 (Python 3.11, Linux) whatever machine runs this;
+# The locks are resolved for Debian 12 (its Python 3.11.2, Linux) whatever machine runs this;
 # each is constrained by the one before it, so the tests use the versions production runs.
 UV_COMPILE = $(BIN)/uv pip compile --quiet --upgrade --generate-hashes --native-tls \
-	--python-version 3.11 --python-platform linux --custom-compile-command 'make pins'
+	--python-version 3.11.2 --python-platform linux --custom-compile-command 'make pins'
 
 pins: $(STAMP)  ## Re-resolve requirements*.lock from requirements*.txt (all packages, hashes).
 	$(UV_COMPILE) -o requirements.lock requirements.txt
