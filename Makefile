@@ -7,17 +7,28 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: help demo test test-fast lint bench vm vm-stop clean
+.PHONY: help demo test test-fast lint bench vm vm-stop clean pins
 
 help:  ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
 
-$(STAMP): requirements.txt requirements-dev.txt
+# Every package, transitive ones included, comes from the lock with its hashes: pip
+# refuses anything unpinned or whose download does not match (pip itself is Debian's).
+$(STAMP): requirements.lock requirements-dev.lock
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Lessonbot needs Python 3.11"'
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -r requirements-dev.txt
+	$(BIN)/pip install --quiet --require-hashes -r requirements-dev.lock
 	touch $(STAMP)
+
+# The locks are resolved for Debian 12 (its Python 3.11.2, Linux) whatever machine runs this;
+# each is constrained by the one before it, so the tests use the versions production runs.
+UV_COMPILE = $(BIN)/uv pip compile --quiet --upgrade --generate-hashes --native-tls \
+	--python-version 3.11.2 --python-platform linux --custom-compile-command 'make pins'
+
+pins: $(STAMP)  ## Re-resolve requirements*.lock from requirements*.txt (all packages, hashes).
+	$(UV_COMPILE) -o requirements.lock requirements.txt
+	$(UV_COMPILE) -c requirements.lock -o requirements-dev.lock requirements-dev.txt
+	$(UV_COMPILE) -c requirements-dev.lock -o requirements-deploy.lock requirements-deploy.txt
 
 demo:  ## Run Lessonbot locally: SQLite + a console chat, guided through git-basics.
 	@.ci/system-deps.sh demo

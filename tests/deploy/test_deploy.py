@@ -14,10 +14,12 @@ the ones before left (first run, second run, deploy, rollback).
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import os
 import re
+import shlex
 import shutil
 import socket
 import ssl
@@ -31,6 +33,7 @@ import pytest
 
 from tests.deploy import machine
 from tests.deploy.measurements import MEASUREMENTS
+from tests.git import attacks
 
 # One slow module: the first test alone builds, boots and provisions a machine.
 pytestmark = [pytest.mark.deploy, pytest.mark.timeout(1500)]
@@ -73,6 +76,9 @@ def snapshot(tmp_path_factory: pytest.TempPathFactory) -> Path:
         destination = target / name
         destination.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(machine.REPO_ROOT / name, destination, follow_symlinks=False)
+    # A release is packed from the tracked files of a checkout: make the copy one.
+    for command in (["git", "init", "-q"], ["git", "add", "-A"]):
+        subprocess.run(command, cwd=target, check=True, capture_output=True)
     return target
 
 
@@ -309,14 +315,24 @@ import json
 from app.git.repos import create_repo
 from app.settings import load_settings
 settings = load_settings()
-repo = create_repo(settings.git_root, "deploy-test", "ops@lessonbot.test",
+repo = create_repo(settings.git_root, "deploy-test", "STUDENT_EMAIL",
                    hook_secret=settings.git_hook_secret.get_secret_value(),
                    hook_url=settings.hook_url, public_url=settings.git_public_url)
 print(json.dumps({"name": repo.name, "url": repo.clone_url, "user": repo.user, "password": repo.password}))
 """
 
 
-def host_git(*args: str, cwd: Path, cafile: Path) -> subprocess.CompletedProcess:
+def hosted_repo(environment: machine.TestEnvironment, student_email: str = "ops@lessonbot.test") -> dict[str, str]:
+    """A hosted repository made by the app itself, as the app user: name, url, user, password."""
+    created = on_machine(
+        environment,
+        "cd /opt/lessonbot/current && sudo -u lessonbot LESSONBOT_ENV_FILE=/etc/lessonbot/lessonbot.env "
+        f".venv/bin/python -c '{CREATE_REPO.replace('STUDENT_EMAIL', student_email)}'",
+    )
+    return json.loads(created.strip().splitlines()[-1])
+
+
+def host_git(*args: str, cwd: Path, cafile: Path, timeout: float = 60) -> subprocess.CompletedProcess:
     return subprocess.run(
         [
             "git",
@@ -329,7 +345,7 @@ def host_git(*args: str, cwd: Path, cafile: Path) -> subprocess.CompletedProcess
         cwd=cwd,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=timeout,
         stdin=subprocess.DEVNULL,
         env=dict(
             os.environ,
@@ -346,13 +362,7 @@ def host_git(*args: str, cwd: Path, cafile: Path) -> subprocess.CompletedProcess
 def test_git_over_https_needs_the_run_credentials_and_accepts_a_push(
     provisioned: machine.TestEnvironment, pebble_roots: Path, tmp_path: Path
 ) -> None:
-    # A hosted repository made by the app itself, as the app user.
-    created = on_machine(
-        provisioned,
-        "cd /opt/lessonbot/current && sudo -u lessonbot LESSONBOT_ENV_FILE=/etc/lessonbot/lessonbot.env "
-        f".venv/bin/python -c '{CREATE_REPO}'",
-    )
-    repo = json.loads(created.strip().splitlines()[-1])
+    repo = hosted_repo(provisioned)
     assert repo["url"].startswith(f"https://{machine.DOMAIN}/git/")
 
     anonymous = host_git("clone", repo["url"], "anonymous", cwd=tmp_path, cafile=pebble_roots)
@@ -386,9 +396,9 @@ def test_every_supervisor_worker_is_running(provisioned: machine.TestEnvironment
     assert "lessonbot:poller" in states
 
 
-def test_env_file_is_private_to_the_app_user(provisioned: machine.TestEnvironment) -> None:
+def test_env_file_is_readable_by_the_app_user_and_belongs_to_root(provisioned: machine.TestEnvironment) -> None:
     mode = on_machine(provisioned, "stat -c '%a %U %G' /etc/lessonbot/lessonbot.env").split()
-    assert mode == ["600", APP_USER, APP_USER]
+    assert mode == ["640", "root", APP_USER]
 
 
 def test_only_ssh_http_and_https_listen_outside(provisioned: machine.TestEnvironment) -> None:
@@ -475,3 +485,283 @@ def test_rollback_serves_the_previous_release(provisioned: machine.TestEnvironme
     response = https_get("/health", pebble_roots)
     assert response.status == 200 and response.json()["status"] == "ok"
     test_every_supervisor_worker_is_running(provisioned)
+
+
+# --- attacks from outside the deployed machine (issue 9) --------------------
+# Each performs the attack the security review made, the way it would be made:
+# over HTTPS from the network, or over SSH as a local user of the machine.
+
+ATTACKER = "mallory"
+UWSGI_SOCKET = "/run/lessonbot/uwsgi.sock"
+# Half-sent pushes before a clone (production runs 4 git-http-backend slots),
+# and how long that clone may then take.
+HALF_SENT_PUSHES = 6
+CLONE_AFTER_HALF_SENT_PUSHES_SECONDS = 15
+
+# Sent to the uWSGI socket: a raw uwsgi packet asking uWSGI to load an "app"
+# from UWSGI_FILE=exec://<command>, which runs the command (as the app user)
+# unless uWSGI refuses to load a second app. Prints what happened as JSON.
+UWSGI_EXEC_ATTACK = r"""
+import json, socket, struct, sys
+
+def packet(variables):
+    body = b"".join(struct.pack("<H", len(k)) + k + struct.pack("<H", len(v)) + v
+                    for k, v in ((k.encode(), v.encode()) for k, v in variables.items()))
+    return struct.pack("<BHB", 0, len(body), 0) + body
+
+variables = {
+    "REQUEST_METHOD": "GET", "REQUEST_URI": "/health", "PATH_INFO": "/health", "QUERY_STRING": "",
+    "SERVER_NAME": "lessonbot.test", "SERVER_PORT": "443", "SERVER_PROTOCOL": "HTTP/1.1",
+    "SCRIPT_NAME": "/attack", "UWSGI_APPID": "attack", "UWSGI_FILE": "exec://" + sys.argv[2],
+}
+try:
+    with socket.socket(socket.AF_UNIX) as connection:
+        connection.settimeout(20)
+        connection.connect(sys.argv[1])
+        connection.sendall(packet(variables))
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+    print(json.dumps({"connected": True, "answer": answer[:300].decode("latin-1")}))
+except OSError as error:
+    print(json.dumps({"connected": False, "error": f"{type(error).__name__}: {error}"}))
+"""
+
+
+def ssh_as(environment: machine.TestEnvironment, user: str, command: str, stdin: str = "") -> subprocess.CompletedProcess:
+    """Run a shell command on the machine over SSH as `user`, feeding it stdin."""
+    assert environment.machine is not None
+    return subprocess.run(
+        ["ssh", *environment.machine.ssh_options(), f"{user}@{machine.GUEST_ADDRESS}", command],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.fixture(scope="module")
+def attacker(provisioned: machine.TestEnvironment) -> str:
+    """An unprivileged local account (no group of the app's or nginx's) that logs in over SSH."""
+    on_machine(
+        provisioned,
+        f"id {ATTACKER} >/dev/null 2>&1 || useradd --create-home --shell /bin/bash {ATTACKER}; "
+        f"install -d -m 700 -o {ATTACKER} -g {ATTACKER} /home/{ATTACKER}/.ssh && "
+        f"install -m 600 -o {ATTACKER} -g {ATTACKER} /root/.ssh/authorized_keys /home/{ATTACKER}/.ssh/",
+    )
+    assert ssh_as(provisioned, ATTACKER, "id -un").stdout.strip() == ATTACKER
+    return ATTACKER
+
+
+def as_local_user(environment: machine.TestEnvironment, attacker: str, who: str, command: str, stdin: str = "") -> str:
+    """Run `command` on the machine as `who`: the attacker logs in over SSH; system
+    users without a login shell (the app's, nginx's) are entered with runuser."""
+    if who == attacker:
+        result = ssh_as(environment, attacker, command, stdin)
+    else:
+        result = ssh_as(environment, "root", f"runuser -u {who} -- sh -c {shlex.quote(command)}", stdin)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+def test_uwsgi_socket_belongs_to_nginx_alone_and_no_tcp_port_speaks_uwsgi(provisioned: machine.TestEnvironment) -> None:
+    assert on_machine(provisioned, f"stat -c '%a %U %G' {UWSGI_SOCKET}").split() == ["600", "www-data", "www-data"]
+    # uWSGI listens on nothing itself, not even on loopback, where any local user could reach it.
+    listeners = on_machine(provisioned, "ss -Hltnup").splitlines()
+    assert [line for line in listeners if "uwsgi" in line] == []
+    assert "www-data" not in on_machine(provisioned, "id -Gn lessonbot").split()
+
+
+@pytest.mark.parametrize("who", ["attacker", APP_USER, "www-data"])
+def test_uwsgi_magic_variables_run_no_command(provisioned: machine.TestEnvironment, attacker: str, who: str) -> None:
+    user = attacker if who == "attacker" else who
+    marker = f"/var/lib/lessonbot/uwsgi-exec-by-{user}"
+    on_machine(provisioned, f"rm -f {marker}")
+    output = as_local_user(
+        provisioned,
+        attacker,
+        user,
+        f"python3 - {UWSGI_SOCKET} {shlex.quote(f'touch {marker}')}",
+        stdin=UWSGI_EXEC_ATTACK,
+    )
+    outcome = json.loads(output.strip().splitlines()[-1])
+    time.sleep(1)
+    executed = provisioned.machine.ssh(f"test -e {marker}", check=False).returncode == 0
+    assert not executed, f"{user} ran a command through the uWSGI socket: {outcome}"
+    if user == "www-data":
+        # nginx's user may connect (that is how requests arrive): uWSGI answers with
+        # the one app it has and loads nothing else.
+        assert outcome["connected"] and outcome["answer"].startswith("HTTP/1.1 200"), outcome
+        assert "cannot load more than 1 apps" in on_machine(provisioned, "journalctl -u lessonbot-uwsgi --since=-2min")
+    else:
+        assert not outcome["connected"] and "PermissionError" in outcome["error"], outcome
+
+
+# What the app user must not be able to change (its code, its virtualenv, its
+# settings, how it is started) and what it must be able to write (its data).
+APP_READ_ONLY = ("/opt/lessonbot", "/etc/lessonbot", "/etc/supervisor", "/etc/systemd/system", "/etc/nginx")
+APP_WRITABLE = ("/var/lib/lessonbot", "/var/lib/lessonbot/git", "/var/log/lessonbot")
+APP_WRITE_ATTEMPTS = r"""
+import json, os, sys
+attempts = {}
+def attempt(name, action):
+    try:
+        action()
+        attempts[name] = "written"
+    except OSError as error:
+        attempts[name] = type(error).__name__
+release = os.path.realpath("/opt/lessonbot/current")
+venv = os.path.realpath("/opt/lessonbot/current/.venv")
+attempt("env file", lambda: open("/etc/lessonbot/lessonbot.env", "a").close())
+attempt("new settings file", lambda: open("/etc/lessonbot/extra.env", "x").close())
+attempt("release code", lambda: open(release + "/app/__init__.py", "a").close())
+attempt("new module in the release", lambda: open(release + "/app/planted.py", "x").close())
+attempt("virtualenv python", lambda: open(venv + "/bin/python3", "a").close())
+attempt("virtualenv site-packages", lambda: open(venv + "/lib/python3.11/site-packages/planted.pth", "x").close())
+attempt("current link", lambda: os.symlink("/tmp", "/opt/lessonbot/planted"))
+attempt("uwsgi config", lambda: open("/etc/lessonbot/uwsgi.ini", "a").close())
+attempt("read env file", lambda: open("/etc/lessonbot/lessonbot.env").read(1))
+print(json.dumps(attempts))
+"""
+
+
+def test_app_user_cannot_change_its_code_virtualenv_or_settings(provisioned: machine.TestEnvironment, attacker: str) -> None:
+    # git-http-backend (fcgiwrap) and the hooks run as the app user too.
+    assert on_machine(provisioned, "ps -o user:32= -C fcgiwrap | sort -u").split() in ([], [APP_USER])
+    attempts = json.loads(as_local_user(provisioned, attacker, APP_USER, "python3 -", stdin=APP_WRITE_ATTEMPTS))
+    written = {name for name, outcome in attempts.items() if outcome == "written"}
+    assert written == {"read env file"}, attempts
+    find_writable = f"find {' '.join(APP_READ_ONLY)} ! -type l -writable 2>/dev/null || true"
+    writable = as_local_user(provisioned, attacker, APP_USER, find_writable)
+    assert writable.split() == []
+    for directory in APP_WRITABLE:
+        as_local_user(provisioned, attacker, APP_USER, f"test -w {directory}")
+
+
+def https_request(
+    method: str, path: str, cafile: Path, headers: dict[str, str] | None = None, body: bytes | None = None, timeout: float = 30
+) -> Response:
+    """A raw HTTPS request: the path goes out exactly as written (no client-side normalising)."""
+    context = ssl.create_default_context(cafile=str(cafile))
+    connection = http.client.HTTPSConnection(machine.GUEST_ADDRESS, 443, context=context, timeout=timeout)
+    connection.sock = context.wrap_socket(
+        socket.create_connection((machine.GUEST_ADDRESS, 443), timeout=timeout), server_hostname=machine.DOMAIN
+    )
+    try:
+        connection.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
+        for name, value in {"Host": machine.DOMAIN, "Connection": "close", **(headers or {})}.items():
+            connection.putheader(name, value)
+        connection.endheaders(body)
+        answer = connection.getresponse()
+        return Response(answer.status, {k.lower(): v for k, v in answer.getheaders()}, answer.read())
+    finally:
+        connection.close()
+
+
+def basic_auth(repo: dict[str, str]) -> dict[str, str]:
+    token = base64.b64encode(f"{repo['user']}:{repo['password']}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
+def push_a_commit(repo: dict[str, str], work: Path, cafile: Path, name: str, text: str) -> str:
+    """Clone `repo` with its own credentials into `work`, commit one file, push; the commit id."""
+    url = repo["url"].replace("https://", f"https://{repo['user']}:{repo['password']}@")
+    assert host_git("clone", url, str(work), cwd=work.parent, cafile=cafile).returncode == 0
+    (work / name).write_text(text)
+    for args in (("add", name), ("commit", "-m", f"Add {name}"), ("push", "origin", "HEAD:main")):
+        result = host_git(*args, cwd=work, cafile=cafile)
+        assert result.returncode == 0, result.stderr
+    return host_git("rev-parse", "HEAD", cwd=work, cafile=cafile).stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def two_students(provisioned: machine.TestEnvironment, pebble_roots: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Student A's and student B's repositories; B's holds a commit only B may see."""
+    repo_a = hosted_repo(provisioned, "student-a@lessonbot.test")
+    repo_b = hosted_repo(provisioned, "student-b@lessonbot.test")
+    work = tmp_path_factory.mktemp("students")
+    push_a_commit(repo_a, work / "a", pebble_roots, "README.md", "student A's work\n")
+    secret = push_a_commit(repo_b, work / "b", pebble_roots, "secret.txt", "only student B may read this\n")
+    return {"a": repo_a, "b": repo_b, "b_secret_commit": secret}
+
+
+@pytest.mark.parametrize("traversal", sorted(attacks.TRAVERSALS))
+def test_git_path_traversal_to_another_students_repository_is_refused(
+    provisioned: machine.TestEnvironment, pebble_roots: Path, two_students: dict, traversal: str
+) -> None:
+    repo_a, repo_b = two_students["a"], two_students["b"]
+    relative = attacks.TRAVERSALS[traversal].format(a=repo_a["name"], b=repo_b["name"])
+    # Raw requests, as an attacker sends them: `/../` would otherwise be folded by the client.
+    for service in ("git-upload-pack", "git-receive-pack"):
+        path = f"/git/{relative}/info/refs?service={service}"
+        response = https_request("GET", path, pebble_roots, headers=basic_auth(repo_a))
+        assert response.status in (400, 401, 403, 404), (path, response.status)
+        assert two_students["b_secret_commit"].encode() not in response.body
+
+
+@pytest.mark.parametrize("dots", ["%2e%2e", "%2E%2E"])
+def test_git_clone_and_push_through_a_traversal_url_reach_nothing(
+    provisioned: machine.TestEnvironment, pebble_roots: Path, two_students: dict, dots: str, tmp_path: Path
+) -> None:
+    repo_a, repo_b = two_students["a"], two_students["b"]
+    credentials_a = f"https://{repo_a['user']}:{repo_a['password']}@"
+    traversal = repo_a["url"].replace("https://", credentials_a) + f"/{dots}/{repo_b['name']}.git"
+    cloned = host_git("clone", traversal, "stolen", cwd=tmp_path, cafile=pebble_roots)
+    assert cloned.returncode != 0, "student A cloned student B's repository"
+    local = tmp_path / "attack"
+    local.mkdir()
+    host_git("init", "-q", cwd=local, cafile=pebble_roots)
+    (local / "planted.txt").write_text("planted by student A\n")
+    host_git("add", "planted.txt", cwd=local, cafile=pebble_roots)
+    host_git("commit", "-m", "planted", cwd=local, cafile=pebble_roots)
+    pushed = host_git("push", traversal, "HEAD:refs/heads/planted", cwd=local, cafile=pebble_roots)
+    assert pushed.returncode != 0, "student A pushed into student B's repository"
+    git_dir = f"/var/lib/lessonbot/git/{repo_b['name']}.git"
+    refs = on_machine(provisioned, f"git --git-dir={git_dir} for-each-ref --format='%(refname)'")
+    assert "refs/heads/planted" not in refs.split()
+
+
+def half_send_pushes(repo: dict[str, str], cafile: Path, count: int) -> None:
+    """`count` authenticated receive-pack POSTs at once, each promising 100000 bytes and
+    sending four; held open until the server has started on them, then all dropped."""
+    context = ssl.create_default_context(cafile=str(cafile))
+    head = (
+        f"POST /git/{repo['name']}.git/git-receive-pack HTTP/1.1\r\n"
+        f"Host: {machine.DOMAIN}\r\n"
+        f"Authorization: {basic_auth(repo)['Authorization']}\r\n"
+        "Content-Type: application/x-git-receive-pack-request\r\n"
+        "Content-Length: 100000\r\n\r\n"
+    ).encode()
+    connections = []
+    try:
+        for _ in range(count):
+            raw = socket.create_connection((machine.GUEST_ADDRESS, 443), timeout=10)
+            connections.append(context.wrap_socket(raw, server_hostname=machine.DOMAIN))
+            connections[-1].sendall(head + b"0000")
+        time.sleep(0.5)
+    finally:
+        for connection in connections:
+            connection.close()
+
+
+def test_half_sent_pushes_do_not_stop_anyone_cloning(
+    provisioned: machine.TestEnvironment, pebble_roots: Path, two_students: dict, metrics: dict[str, object], tmp_path: Path
+) -> None:
+    repo_a, repo_b = two_students["a"], two_students["b"]
+    half_send_pushes(repo_a, pebble_roots, HALF_SENT_PUSHES)
+    time.sleep(1)
+    url_b = repo_b["url"].replace("https://", f"https://{repo_b['user']}:{repo_b['password']}@")
+    started = time.monotonic()
+    try:
+        cloned = host_git("clone", url_b, "b", cwd=tmp_path, cafile=pebble_roots, timeout=60)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"a clone after {HALF_SENT_PUSHES} half-sent pushes did not finish in 60 s")
+    seconds = time.monotonic() - started
+    metrics["clone_after_half_sent_pushes_seconds"] = round(seconds, 1)
+    assert cloned.returncode == 0, cloned.stderr
+    assert seconds <= CLONE_AFTER_HALF_SENT_PUSHES_SECONDS
+    # And nothing is left spinning on the abandoned pushes.
+    deadline = time.monotonic() + 15
+    while left := on_machine(provisioned, "ps -o pid=,time=,args= -C git-http-backend || true").strip():
+        assert time.monotonic() < deadline, f"git-http-backend still running:\n{left}"
+        time.sleep(1)

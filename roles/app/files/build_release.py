@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """Pack the local checkout into a release archive; runs on the Ansible controller.
 
-The archive holds what git would ship: tracked files plus untracked files that
-.gitignore does not exclude (``git ls-files --cached --others --exclude-standard``),
-never .venv, instance/, .git or caches.  It is reproducible: the same tree gives
-the same bytes and the same content hash, so an unchanged checkout is not
+The archive holds the files git tracks (``git ls-files``), as they are in the
+working tree, and nothing else: an untracked file (a decrypted
+``vault.plain.yml``, a local ``.env``) never ships, whatever .gitignore says.
+Every file is owned by root with mode 0644 (0755 if executable), so the app
+user can read its code but not change it.  It is reproducible: the same tree
+gives the same bytes and the same content hash, so an unchanged checkout is not
 deployed again.
 
 Prints one JSON object: archive path, content hash, requirements hash, a UTC
@@ -40,23 +42,24 @@ EXCLUDED_PARTS = {
 EXCLUDED_SUFFIXES = (".pyc", ".pyo")
 
 
+class NotACheckout(Exception):
+    """The source is not a git checkout of the app: nothing can say which files are tracked."""
+
+
 def release_files(source: Path) -> list[str]:
-    """Relative paths of the files that make up a release, sorted."""
+    """Relative paths of the tracked files that make up a release, sorted."""
     try:
-        listing = (
-            subprocess.run(
-                ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                cwd=source,
-                check=True,
-                capture_output=True,
-            )
-            .stdout.decode()
-            .split("\0")
-        )
-    except (OSError, subprocess.CalledProcessError):
-        listing = [str(path.relative_to(source)) for path in source.rglob("*")]
+        listing = subprocess.run(
+            ["git", "ls-files", "-z", "--cached"],
+            cwd=source,
+            check=True,
+            capture_output=True,
+        ).stdout.decode()
+    except (OSError, subprocess.CalledProcessError) as error:
+        detail = getattr(error, "stderr", b"") or str(error).encode()
+        raise NotACheckout(f"{source} is not a git checkout ({detail.decode().strip()})") from None
     files = set()
-    for name in filter(None, listing):
+    for name in filter(None, listing.split("\0")):
         path = source / name
         parts = Path(name).parts
         if EXCLUDED_PARTS.intersection(parts) or name.endswith(EXCLUDED_SUFFIXES):
@@ -108,9 +111,13 @@ def main() -> int:
     parser.add_argument("--output", type=Path, required=True, help="directory for the archive")
     options = parser.parse_args()
     source = options.source.resolve()
-    files = release_files(source)
-    if "requirements.txt" not in files:
-        print(f"{source} has no requirements.txt: not an app checkout", file=sys.stderr)
+    try:
+        files = release_files(source)
+    except NotACheckout as error:
+        print(f"{error}: a release is packed from the tracked files of a checkout", file=sys.stderr)
+        return 1
+    if "requirements.lock" not in files:
+        print(f"{source} tracks no requirements.lock: not an app checkout", file=sys.stderr)
         return 1
     tree_hash = content_hash(source, files)[:12]
     archive = options.output / f"lessonbot-{tree_hash}.tar.gz"
@@ -118,7 +125,8 @@ def main() -> int:
         for old in options.output.glob("lessonbot-*.tar.gz"):
             old.unlink()
         write_archive(source, files, archive)
-    requirements = (source / "requirements.txt").read_bytes()
+    # The virtualenv is shared by the releases with the same lock.
+    requirements = (source / "requirements.lock").read_bytes()
     print(
         json.dumps(
             {
