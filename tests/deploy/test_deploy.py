@@ -396,6 +396,65 @@ def test_every_supervisor_worker_is_running(provisioned: machine.TestEnvironment
     assert "lessonbot:poller" in states
 
 
+BACKUP_IDENTITY = Path(__file__).with_name("backup-test-key.txt")  # TEST ONLY; its public key is in inventory/test
+MANAGE = ("cd /opt/lessonbot/current && sudo -u lessonbot LESSONBOT_ENV_FILE=/etc/lessonbot/lessonbot.env "
+          ".venv/bin/python manage.py")
+COUNTED_TABLES = ("students", "lesson_runs", "inbound_messages", "outbox")
+
+
+def _row_counts(environment: machine.TestEnvironment) -> dict[str, int]:
+    query = " UNION ALL ".join(f"SELECT '{t}', count(*) FROM {t}" for t in COUNTED_TABLES)
+    output = on_machine(environment, f"sudo -u postgres psql -d lessonbot -AtF' ' -c {shlex.quote(query)}")
+    return {name: int(count) for name, count in (line.split() for line in output.strip().splitlines())}
+
+
+def _chat(environment: machine.TestEnvironment, number: int) -> None:
+    """A student message through the core's loopback endpoint, as the receiver hands it over."""
+    body = json.dumps({"message_id": f"backup-{number}", "sender_email": f"b{number}@lessonbot.test",
+                       "sender_full_name": f"Backup {number}", "sender_id": 90_000 + number, "content": "start git-basics"})
+    on_machine(environment, "token=$(sed -n 's/^LESSONBOT_INTERNAL_TOKEN=//p' /etc/lessonbot/lessonbot.env); "
+               "curl -sf -o /dev/null -H \"Authorization: Bearer $token\" -H 'Content-Type: application/json' "
+               f"--data {shlex.quote(body)} http://127.0.0.1/internal/messages")
+
+
+def test_backup_then_drop_then_restore_finds_the_same_rows(provisioned: machine.TestEnvironment,
+                                                           pebble_roots: Path, metrics: dict[str, object]) -> None:
+    for number in range(12):
+        _chat(provisioned, number)
+    before = _row_counts(provisioned)
+    assert before["students"] >= 12 and before["lesson_runs"] >= 12
+
+    started = time.monotonic()
+    on_machine(provisioned, "systemctl start lessonbot-backup.service")  # what the nightly timer runs
+    metrics["backup_seconds"] = round(time.monotonic() - started, 1)
+    assert "lessonbot-backup.timer" in on_machine(provisioned, "systemctl list-timers --all --no-legend")
+    [backup] = on_machine(provisioned, "cd /var/lib/lessonbot/backups && ls *.dump.age").split()
+    listing = on_machine(provisioned, "stat -c '%a %U' /var/lib/lessonbot/backups /var/lib/lessonbot/backups/" + backup)
+    assert listing.split() == ["700", APP_USER, "600", APP_USER]
+
+    assert provisioned.machine is not None
+    key = base64.b64encode(BACKUP_IDENTITY.read_bytes()).decode()  # ops bring the private key for the restore only
+    on_machine(provisioned, f"umask 077; echo {key} | base64 -d > /run/lessonbot-restore.key; "
+               "chown lessonbot /run/lessonbot-restore.key")
+    on_machine(provisioned, "supervisorctl stop 'lessonbot:*' >/dev/null; systemctl stop lessonbot-uwsgi.service "
+               "lessonbot-uwsgi.socket; sudo -u postgres dropdb lessonbot; sudo -u postgres createdb -O lessonbot lessonbot")
+    assert on_machine(provisioned, "sudo -u postgres psql -d lessonbot -Atc \"SELECT count(*) FROM pg_tables "
+                                   "WHERE schemaname = 'public'\"").strip() == "0"
+    started = time.monotonic()
+    restored = provisioned.machine.ssh(f"{MANAGE} backup restore /var/lib/lessonbot/backups/{backup} "
+                                       "--identity /run/lessonbot-restore.key", check=False)
+    metrics["restore_seconds"] = round(time.monotonic() - started, 1)
+    on_machine(provisioned, "shred -u /run/lessonbot-restore.key; systemctl start lessonbot-uwsgi.socket "
+               "lessonbot-uwsgi.service; supervisorctl start 'lessonbot:*' >/dev/null")
+    assert restored.returncode == 0, restored.stdout + restored.stderr
+    assert "at migration" in restored.stdout
+    assert _row_counts(provisioned) == before
+    deadline = time.monotonic() + 30
+    while https_get("/health", pebble_roots).status != 200:
+        assert time.monotonic() < deadline, "the restored system does not answer /health"
+        time.sleep(1)
+
+
 def test_env_file_is_readable_by_the_app_user_and_belongs_to_root(provisioned: machine.TestEnvironment) -> None:
     mode = on_machine(provisioned, "stat -c '%a %U %G' /etc/lessonbot/lessonbot.env").split()
     assert mode == ["640", "root", APP_USER]
