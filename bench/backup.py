@@ -65,20 +65,9 @@ def run(command: list[str], env: dict[str, str], **kwargs: Any) -> None:
     subprocess.run(command, env=env, check=True, capture_output=True, **kwargs)
 
 
-def counts(url: str) -> dict[str, int]:
-    from app.settings import sqlalchemy_url
-
-    engine = sa.create_engine(sqlalchemy_url(url))
-    with engine.connect() as connection:
-        tables = sa.inspect(connection).get_table_names()
-        result = {t: int(connection.execute(sa.text(f'SELECT count(*) FROM "{t}"')).scalar() or 0) for t in tables}
-    engine.dispose()
-    return result
-
-
 def bench(students: int) -> None:
     from app import create_app
-    from app.backup.service import BackupFolder, create_backup, libpq_environment, restore_backup, upload_backup
+    from app.backup.service import BackupFolder, create_backup, libpq_environment, restore_backup, row_counts, upload_backup
     from app.db import db
     from app.google.tokens import store_authorization
     from app.settings import Settings
@@ -109,7 +98,7 @@ def bench(students: int) -> None:
                     _, seed_s = timed(f"seeding {students} students", lambda: _seed(students))
                     store_authorization(settings, "ops@example.com", scopes, refresh)
                     db.session.commit()
-                    before = counts(url)
+                    before = row_counts(url)
                     env = libpq_environment(url)
                     _, plain_dump_s = timed("plain pg_dump -Fc (baseline)",
                                             lambda: run(["pg_dump", "-Fc", "-f", str(root / "plain.dump")], env))

@@ -327,7 +327,7 @@ def restore_backup(settings: Settings, path: Path, identity: Path, target_url: s
         _pipeline(decrypt, restore, env, "age --decrypt | pg_restore")
         with engine.connect() as connection:
             revision = str(connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalar())
-            rows = {t: int(connection.execute(sa.text(f'SELECT count(*) FROM "{t}"')).scalar() or 0) for t in _tables(connection)}
+            rows = _row_counts(connection)
     finally:
         engine.dispose()
     expected = expected_revision()
@@ -339,3 +339,17 @@ def restore_backup(settings: Settings, path: Path, identity: Path, target_url: s
 
 def _tables(connection: sa.Connection) -> list[str]:
     return sorted(sa.inspect(connection).get_table_names())
+
+
+def _row_counts(connection: sa.Connection) -> dict[str, int]:
+    return {t: int(connection.execute(sa.text(f'SELECT count(*) FROM "{t}"')).scalar() or 0) for t in _tables(connection)}
+
+
+def row_counts(database_url: str) -> dict[str, int]:
+    """Rows per table of a database (what a restore is compared by)."""
+    engine = sa.create_engine(sqlalchemy_url(database_url))
+    try:
+        with engine.connect() as connection:
+            return _row_counts(connection)
+    finally:
+        engine.dispose()

@@ -19,7 +19,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from app.backup.retention import to_keep
-from app.backup.service import LOCK_KEY, BackupError, BackupFolder, create_backup, expected_revision, restore_backup
+from app.backup.service import LOCK_KEY, BackupError, BackupFolder, create_backup, expected_revision, restore_backup, row_counts
 from app.db import db
 from app.settings import Settings, sqlalchemy_url
 from tests.google.conftest import GoogleWorld
@@ -72,20 +72,11 @@ def _seed(client: FlaskClient, students: int) -> None:
         post_message(client, email, "git log" if number % 2 else "wrong answer")
 
 
-def _counts(url: str) -> dict[str, int]:
-    engine = sa.create_engine(sqlalchemy_url(url))
-    with engine.connect() as connection:
-        tables = sa.inspect(connection).get_table_names()
-        counts = {t: int(connection.execute(sa.text(f'SELECT count(*) FROM "{t}"')).scalar() or 0) for t in tables}
-    engine.dispose()
-    return counts
-
-
 def test_a_backup_is_encrypted_uploaded_verified_and_restores_the_same_rows(
         app: Flask, client: FlaskClient, backup_settings: Settings, authorized: GoogleWorld, age_keys: tuple[str, Path],
         database_url: str, empty_database: str) -> None:
     _seed(client, 12)
-    before = _counts(database_url)
+    before = row_counts(database_url)
     assert before["students"] == 12 and before["lesson_runs"] == 12
 
     backup = create_backup(backup_settings, db.engine)
@@ -101,7 +92,7 @@ def test_a_backup_is_encrypted_uploaded_verified_and_restores_the_same_rows(
     report = restore_backup(backup_settings, local, age_keys[1], empty_database)
 
     assert report.revision == expected_revision()
-    assert report.rows == before == _counts(empty_database)
+    assert report.rows == before == row_counts(empty_database)
 
 
 def test_restore_refuses_a_database_that_is_not_empty(backup_settings: Settings, age_keys: tuple[str, Path],
@@ -118,7 +109,7 @@ def test_restore_with_the_wrong_key_says_so_and_leaves_the_database_empty(
     subprocess.run(["age-keygen", "-o", str(stranger)], check=True, capture_output=True)
     with pytest.raises(BackupError, match=r"age --decrypt \| pg_restore failed: age exited 1: .*no identity matched"):
         restore_backup(backup_settings, backup_settings.backup_dir / backup.name, stranger, empty_database)
-    assert _counts(empty_database) == {}
+    assert row_counts(empty_database) == {}
 
 
 def test_a_second_backup_while_one_runs_is_refused(backup_settings: Settings) -> None:
