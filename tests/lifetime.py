@@ -13,8 +13,8 @@ network namespace, an nft table) would then poison the next run. Two mechanisms:
    credentials first, through Popen's `user=`/`group=`, which run before
    `preexec_fn`), it is not inherited across fork (so a server must stay our
    direct child: `postgres -D …`, never `pg_ctl start`), and "the parent" is the
-   *thread* that started the child (start long-lived children from the main
-   thread).
+   *thread* that started the child (so every tied child is started by one
+   spawner thread that lives as long as the process, whichever thread asks).
 
 2. **A record of what cannot die by itself**, swept by the next session. Every
    process that starts something records it in `RUNS_DIR/<pid>-<start time>/`
@@ -31,6 +31,7 @@ network namespace, an nft table) would then poison the next run. Two mechanisms:
 from __future__ import annotations
 
 import atexit
+import concurrent.futures
 import contextlib
 import ctypes
 import hashlib
@@ -118,6 +119,12 @@ def _exit_with_parent(parent: int) -> Callable[[], None]:
             os.kill(os.getpid(), signal.SIGKILL)
 
     return preexec
+
+
+# PR_SET_PDEATHSIG fires when the parent *thread* ends, not the process: a worker restarted
+# from a short-lived test thread would be killed as soon as that thread returns. Every tied
+# child is therefore started by this one thread, which lives as long as the process.
+_SPAWNER = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="lifetime-spawner")
 
 
 def _tied(kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -234,7 +241,10 @@ class Record:
 
     def popen(self, args: Sequence[str], **kwargs: Any) -> subprocess.Popen[Any]:
         """Start a child (tied to this process unless the record is detached) and record it."""
-        process = subprocess.Popen(args, **kwargs) if self.detached else subprocess.Popen(args, **_tied(kwargs))
+        if self.detached:
+            process = subprocess.Popen(args, **kwargs)
+        else:
+            process = _SPAWNER.submit(lambda: subprocess.Popen(args, **_tied(kwargs))).result()
         self.add_process(process.pid)
         return process
 

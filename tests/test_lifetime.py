@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -193,3 +194,18 @@ def test_sweep_spares_what_was_created_again_under_the_same_name(runs: Path, tmp
     finally:
         stranger.kill()
         stranger.wait()
+
+
+def test_a_child_started_from_a_short_lived_thread_outlives_that_thread() -> None:
+    """PDEATHSIG follows the parent *thread*: a worker restarted from a helper thread must not die with it."""
+    started: list[subprocess.Popen[bytes]] = []
+    helper = threading.Thread(target=lambda: started.append(lifetime.popen(["sleep", "30"])))
+    helper.start()
+    helper.join()
+    [child] = started
+    time.sleep(0.5)
+    try:
+        assert child.poll() is None, "the child died with the thread that started it"
+    finally:
+        child.kill()
+        child.wait()
