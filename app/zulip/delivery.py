@@ -115,9 +115,18 @@ class ReplyDelivery:
         return max((due - utcnow()).total_seconds(), 0.0)
 
     def close(self) -> None:
-        if self._lock_connection is not None:
+        """Give the partition up. The advisory lock belongs to the database session, not to the
+        checkout: returning the connection to the pool with the lock still held would keep the
+        partition from the sender started next, so unlock first, or drop the connection."""
+        if self._lock_connection is None:
+            return
+        try:
+            self._lock_connection.execute(sa.text("SELECT pg_advisory_unlock(:c, :p)"),
+                                          {"c": LOCK_CLASS, "p": self.partition})
             self._lock_connection.close()
-            self._lock_connection = None
+        except sa.exc.DBAPIError:
+            self._lock_connection.invalidate()  # the session (and its lock) ends with the connection
+        self._lock_connection = None
 
     def send(self, item: OutboxItem) -> SendOutcome:
         """One attempt at one reply; the caller commits the outcome.
