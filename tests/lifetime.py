@@ -307,16 +307,35 @@ class Record:
         """
         entries = self.entries()
         processes = [entry for entry in entries if entry["kind"] == "process"]
+        # A machine's init leads a PID namespace; the kernel kills the rest of it when init
+        # dies, but not at once: wait for the namespace to empty, so the next run starts clean.
+        namespaces = {_pid_namespace(pid) for pid, started in map(_identity, processes) if running(pid, started)}
+        namespaces -= {_pid_namespace(os.getpid()), ""}
         if grace:
             _signal_running([_identity(entry) for entry in processes if entry.get("terminate", True)], signal.SIGTERM)
             _wait_gone([_identity(entry) for entry in processes], grace)
         _signal_running([_identity(entry) for entry in processes], signal.SIGKILL)
         _wait_gone([_identity(entry) for entry in processes], 5.0)
+        deadline = time.monotonic() + 10.0
+        while namespaces and any(_pid_namespace_members(ns) for ns in namespaces) and time.monotonic() < deadline:
+            time.sleep(0.05)
         for entry in entries:
             if entry["kind"] != "process":
                 with contextlib.suppress(OSError, subprocess.SubprocessError, ValueError, KeyError):
                     UNDO[entry["kind"]](entry)
         shutil.rmtree(self.path, ignore_errors=True)
+
+
+def _pid_namespace(pid: int) -> str:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/pid")
+    except OSError:
+        return ""
+
+
+def _pid_namespace_members(namespace: str) -> list[int]:
+    pids = [int(name) for name in os.listdir("/proc") if name.isdigit()]
+    return [pid for pid in pids if _pid_namespace(pid) == namespace]
 
 
 def _kill(pid: int, signum: int) -> None:
