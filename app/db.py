@@ -67,3 +67,17 @@ def upsert_insert(table: Any, dialect: str | None = None) -> Any:
     else:
         from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
     return insert(table)
+
+
+def expected_revision() -> str:
+    """The newest migration this release has: what the database must be at."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from app.settings import PROJECT_ROOT
+
+    config = Config()
+    config.set_main_option("script_location", str(PROJECT_ROOT / "migrations"))
+    head = ScriptDirectory.from_config(config).get_current_head()
+    assert head is not None
+    return head

@@ -26,12 +26,12 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from alembic.script import ScriptDirectory
 
 from app.backup.retention import to_keep
+from app.db import expected_revision
 from app.logship.drive import DriveUploader
 from app.logship.files import digest
-from app.settings import PROJECT_ROOT, Settings, sqlalchemy_url
+from app.settings import Settings, sqlalchemy_url
 
 log = logging.getLogger(__name__)
 
@@ -294,17 +294,6 @@ def fetch_from_drive(settings: Settings, file_id: str, destination: Path) -> Pat
         raise BackupError(f"the download of {meta['name']} does not match Drive's md5; try again")
     os.replace(partial, target)
     return target
-
-
-def expected_revision() -> str:
-    """The newest migration this release has."""
-    from alembic.config import Config
-
-    config = Config()
-    config.set_main_option("script_location", str(PROJECT_ROOT / "migrations"))
-    head = ScriptDirectory.from_config(config).get_current_head()
-    assert head is not None
-    return head
 
 
 def restore_backup(settings: Settings, path: Path, identity: Path, target_url: str) -> RestoreReport:

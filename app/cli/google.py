@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import click
 from flask.cli import AppGroup
-from google.auth.transport.requests import Request
 from rich.console import Console
 
 from app import state
 from app.cli.errors import one_line_errors
 from app.db import db
 from app.google import signin
-from app.google.client import classify, credentials
-from app.google.tokens import authorized_at, load_authorization
+from app.google.client import google_status
 from app.settings import Settings
 
 google_cli = AppGroup("google", help="Authorize Lessonbot's Google account and check it.")
@@ -32,27 +28,6 @@ def start_authorization(settings: Settings) -> str:
     url = signin.authorization_url(settings, request)
     db.session.commit()
     return url
-
-
-@dataclass(frozen=True)
-class Status:
-    email: str
-    scopes: tuple[str, ...]
-    authorized_at: str | None
-    refreshes: bool
-    problem: str | None
-
-
-def google_status(settings: Settings) -> Status | None:
-    """The stored authorization and whether its token refreshes now; None if there is none."""
-    stored = load_authorization(settings)
-    if stored is None:
-        return None
-    try:
-        credentials(settings).refresh(Request())
-    except Exception as error:
-        return Status(stored.email, stored.scopes, authorized_at(), False, str(classify(error, "refreshing the token")))
-    return Status(stored.email, stored.scopes, authorized_at(), True, None)
 
 
 @google_cli.command("auth")

@@ -8,23 +8,10 @@ import click
 from flask.cli import AppGroup
 
 from app import state
-from app.settings import Settings
 from app.zulip.api import NotConfigured, ZulipError
-from app.zulip.connect import connect
+from app.zulip.connect import describe_bot
 
 zulip_cli = AppGroup("zulip", help="Check the bot's Zulip account and server.")
-
-
-def describe_bot(settings: Settings) -> list[str]:
-    """Lines about the bot and its server; raises NotConfigured or ZulipError."""
-    api = connect(settings)
-    me = api.call("users/me", "GET", timeout=10)
-    server = api.call("server_settings", "GET", timeout=10)
-    return [
-        f"bot:     {me.get('full_name')} <{me.get('email')}> (user id {me.get('user_id')})",
-        f"server:  {server.get('realm_name', '?')} at {settings.zulip_site}",
-        f"version: Zulip {server.get('zulip_version', '?')} (feature level {server.get('zulip_feature_level', '?')})",
-    ]
 
 
 @zulip_cli.command("check")

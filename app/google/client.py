@@ -11,12 +11,12 @@ from typing import Any
 import httplib2
 import requests
 from google.auth.exceptions import RefreshError, TransportError
-from google.auth.transport.requests import AuthorizedSession
+from google.auth.transport.requests import AuthorizedSession, Request
 from google.oauth2.credentials import Credentials
 from googleapiclient.discovery import build
 from googleapiclient.errors import HttpError
 
-from app.google.tokens import load_authorization
+from app.google.tokens import authorized_at, load_authorization
 from app.settings import Settings
 
 # httplib2 silently sends a request again when the connection drops, even a PATCH that Google
@@ -149,3 +149,24 @@ def _write_once(request: Any) -> Any:
         headers = {key.lower(): value for key, value in response.headers.items()}
         raise HttpError(httplib2.Response({**headers, "status": response.status_code}), response.content, uri=request.uri)
     return response.json() if response.content else {}
+
+
+@dataclass(frozen=True)
+class Status:
+    email: str
+    scopes: tuple[str, ...]
+    authorized_at: str | None
+    refreshes: bool
+    problem: str | None
+
+
+def google_status(settings: Settings) -> Status | None:
+    """The stored authorization and whether its token refreshes now; None if there is none."""
+    stored = load_authorization(settings)
+    if stored is None:
+        return None
+    try:
+        credentials(settings).refresh(Request())
+    except Exception as error:
+        return Status(stored.email, stored.scopes, authorized_at(), False, str(classify(error, "refreshing the token")))
+    return Status(stored.email, stored.scopes, authorized_at(), True, None)

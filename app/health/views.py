@@ -12,6 +12,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from app import state
 from app.db import db, utcnow
 from app.outbox.service import count_pending
+from app.status.service import stale_after
 from app.workers.models import WorkerStatus
 from app.zulip.deadletters import count_dead_letters
 
@@ -21,7 +22,7 @@ WORKERS = ("poller",)
 REPORTED = ("error", "errors", "alive", "threads", "restarts")  # what a worker's heartbeat may tell /health
 
 
-def _workers(stale_after: timedelta) -> dict[str, dict[str, object]]:
+def _workers(limit: timedelta) -> dict[str, dict[str, object]]:
     beats = {row.name: row for row in db.session.scalars(sa.select(WorkerStatus))}
     now = utcnow()
     report: dict[str, dict[str, object]] = {}
@@ -32,7 +33,7 @@ def _workers(stale_after: timedelta) -> dict[str, dict[str, object]]:
             continue
         age = (now - row.beat_at).total_seconds()
         info = row.info or {}
-        status = "stale" if age > stale_after.total_seconds() else "error" if info.get("status") == "error" else "ok"
+        status = "stale" if age > limit.total_seconds() else "error" if info.get("status") == "error" else "ok"
         report[name] = {"status": status, "seconds_since_beat": round(age, 1),
                         **{key: info[key] for key in REPORTED if info.get(key) is not None}}
     return report
@@ -46,7 +47,7 @@ def health() -> tuple[Response, int]:
         db.session.execute(sa.text("SELECT 1"))
         components["database"] = {"status": "ok", "dialect": db.engine.dialect.name}
         components["outbox"] = {"status": "ok", "pending": count_pending()}
-        components["workers"] = _workers(timedelta(seconds=max(60.0, settings.poll_interval_seconds * 6)))
+        components["workers"] = _workers(stale_after(settings))
         dead = count_dead_letters()
         components["dead_letters"] = {"status": "attention" if dead else "ok", "count": dead}
     except SQLAlchemyError as error:

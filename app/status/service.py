@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
 
 from app import state
-from app.db import db, utcnow
+from app.db import db, expected_revision, utcnow
 from app.outbox.models import OutboxItem, OutboxKind, OutboxStatus
 from app.settings import Settings
 from app.workers.models import WorkerStatus
@@ -98,8 +98,6 @@ def _sentence(error: BaseException) -> str:
 
 
 def _database() -> Check:
-    from app.backup.service import expected_revision
-
     try:
         current = db.session.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
     except SQLAlchemyError as error:
@@ -116,8 +114,8 @@ def _database() -> Check:
 
 
 def _zulip(settings: Settings) -> Check:
-    from app.cli.zulip import describe_bot
     from app.zulip.api import ZulipError
+    from app.zulip.connect import describe_bot
 
     if not settings.zulip_site:
         return Check("zulip", Level.OFF, "not configured (LESSONBOT_ZULIP_SITE unset)")
@@ -129,7 +127,7 @@ def _zulip(settings: Settings) -> Check:
 
 
 def _google(settings: Settings) -> Check:
-    from app.cli.google import google_status
+    from app.google.client import google_status
 
     if not settings.google_client_id:
         return Check("google", Level.OFF, "not configured (LESSONBOT_GOOGLE_CLIENT_ID unset)")

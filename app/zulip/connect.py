@@ -62,3 +62,15 @@ def shared_api(settings: Settings, stopping: Callable[[], bool] = lambda: False)
         if api is None:
             api = _apis[key] = connect(settings, stopping)
         return api
+
+
+def describe_bot(settings: Settings) -> list[str]:
+    """Lines about the bot and its server; raises NotConfigured or ZulipError."""
+    api = connect(settings)
+    me = api.call("users/me", "GET", timeout=10)
+    server = api.call("server_settings", "GET", timeout=10)
+    return [
+        f"bot:     {me.get('full_name')} <{me.get('email')}> (user id {me.get('user_id')})",
+        f"server:  {server.get('realm_name', '?')} at {settings.zulip_site}",
+        f"version: Zulip {server.get('zulip_version', '?')} (feature level {server.get('zulip_feature_level', '?')})",
+    ]

@@ -19,8 +19,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from app.backup.retention import to_keep
-from app.backup.service import LOCK_KEY, BackupError, BackupFolder, create_backup, expected_revision, restore_backup, row_counts
-from app.db import db
+from app.backup.service import LOCK_KEY, BackupError, BackupFolder, create_backup, restore_backup, row_counts
+from app.db import db, expected_revision
 from app.settings import Settings, sqlalchemy_url
 from tests.google.conftest import GoogleWorld
 from tests.google_server import FaultKind

@@ -9,8 +9,9 @@ import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
-from app.cli.google import google_status, start_authorization
+from app.cli.google import start_authorization
 from app.db import db
+from app.google.client import google_status
 from app.google.models import GoogleAuthorization, GoogleLink, OAuthRequest
 from app.google.signin import add_admin
 from app.google.tokens import load_authorization

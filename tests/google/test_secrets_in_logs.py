@@ -15,9 +15,10 @@ import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
-from app.cli.google import google_status, start_authorization
+from app.cli.google import start_authorization
 from app.courses.service import add_course, create_assignment
 from app.db import db
+from app.google.client import google_status
 from app.google.models import OAuthRequest
 from app.google.tokens import load_authorization
 from app.logs import OWN_LOGGERS, THIRD_PARTY_LOGGERS, JsonFormatter, RedactSecrets, configure_logging

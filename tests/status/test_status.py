@@ -14,8 +14,8 @@ from flask import Flask
 from pydantic import SecretStr
 
 from app import create_app
-from app.backup.service import create_backup, expected_revision
-from app.db import db, utcnow
+from app.backup.service import create_backup
+from app.db import db, expected_revision, utcnow
 from app.outbox.models import OutboxItem, OutboxKind, OutboxStatus
 from app.settings import Settings
 from app.status.service import Level, Report, system_status
