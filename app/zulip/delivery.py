@@ -244,12 +244,12 @@ def run_delivery_loop(delivery: ReplyDelivery, stop: StopFlag, idle_seconds: flo
     Trouble with Zulip itself (unreachable, a refused key) is one log line per attempt and
     a back-off: the next attempt builds the client again with the key configured then.
     """
-    if not delivery.claim_partition(stop):
-        delivery.close()
-        return
-    listener = OutboxListener(db.engine) if is_postgresql() else None
+    listener: OutboxListener | None = None
     errors = 0
-    try:
+    try:  # whatever ends the sender (a failed claim or LISTEN among them) gives its partition back
+        if not delivery.claim_partition(stop):
+            return
+        listener = OutboxListener(db.engine) if is_postgresql() else None
         while not stop.stopping:
             try:
                 sent = delivery.run_once()

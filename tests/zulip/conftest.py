@@ -111,6 +111,9 @@ def workers(zulip_app: Flask, database_url: str, tmp_path: Path) -> Iterator[Wor
     running = Workers(worker_env(zulip_app, database_url, tmp_path), tmp_path)
     yield running
     running.stop_all()
+    # pytest shows this only when the test failed: the workers' own account of what went wrong.
+    for log in sorted(tmp_path.glob("*.log")):
+        print(f"--- {log.name} (last 60 lines) ---", *log.read_text(errors="replace").splitlines()[-60:], sep="\n")
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
