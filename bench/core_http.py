@@ -16,15 +16,14 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.request import urlopen
 
 from app.settings import PROJECT_ROOT
 from tests.pg import PgCluster, free_port
+from tests.stack import wait_answering
 
 BENCH_DIR = Path(__file__).resolve().parent
 TOKEN = "bench-internal-token-0123456789"
@@ -96,18 +95,6 @@ def wrk(url: str, connections: int, seconds: int, tag: str) -> str:
     return subprocess.run(command, env=env, capture_output=True, text=True, check=True, timeout=seconds + 30).stdout
 
 
-def _wait_http(url: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urlopen(url, timeout=2):
-                return
-        except Exception:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
-
-
 @contextmanager
 def stack(root: Path, database_url: str, processes: int, threads: int = 1) -> Iterator[tuple[str, str]]:
     """uWSGI (core and bare) behind one nginx; yields the two base URLs."""
@@ -130,8 +117,8 @@ def stack(root: Path, database_url: str, processes: int, threads: int = 1) -> It
         subprocess.run(["nginx", "-c", str(conf), "-p", str(root)], check=True)
         nginx_started = True
         core, bare = f"http://127.0.0.1:{core_port}", f"http://127.0.0.1:{bare_port}"
-        _wait_http(f"{core}/health")
-        _wait_http(f"{bare}/ok")
+        wait_answering(f"{core}/health", timeout=30)
+        wait_answering(f"{bare}/ok", timeout=30)
         yield core, bare
     finally:
         if nginx_started:

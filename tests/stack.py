@@ -18,10 +18,11 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.error import HTTPError
 from urllib.request import urlopen
 
 import jinja2
@@ -159,7 +160,13 @@ def _start_fcgiwrap(root: Path, socket_path: Path, children: int) -> subprocess.
         listener.close()
 
 
-def _wait_ready(url: str, context: ssl.SSLContext, processes: list[subprocess.Popen[bytes]], timeout: float = 60) -> None:
+UPSTREAM_NOT_READY = (502, 504)
+
+
+def wait_answering(url: str, context: ssl.SSLContext | None = None, processes: Sequence[subprocess.Popen[bytes]] = (),
+                   timeout: float = 60) -> None:
+    """Wait until the app behind ``url`` answers, whatever its status (/health is 503 while no worker beats);
+    nginx's own 502 and 504 mean the app is not up yet."""
     deadline = time.monotonic() + timeout
     while True:
         for process in processes:
@@ -168,10 +175,14 @@ def _wait_ready(url: str, context: ssl.SSLContext, processes: list[subprocess.Po
         try:
             with urlopen(url, timeout=2, context=context):
                 return
-        except Exception:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
+        except HTTPError as error:
+            if error.code not in UPSTREAM_NOT_READY:
+                return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{url} did not answer within {timeout:g} s")
+        time.sleep(0.2)
 
 
 def _stop(stack_root: Path, processes: list[subprocess.Popen[bytes]]) -> None:
@@ -248,7 +259,7 @@ def running_stack(database_url: str, secrets: dict[str, str], *, app_settings: d
         processes.append(lifetime.popen(["nginx", "-c", str(conf / "nginx.conf"), "-p", str(root)], stdout=log,
                                           stderr=log, env=_process_env(root), start_new_session=True))
         stack = Stack(root, https_url, http_url, git_root, certificate, secrets["git_hook_secret"], processes)
-        _wait_ready(f"{https_url}/health", stack.ssl_context(), processes)
+        wait_answering(f"{https_url}/health", stack.ssl_context(), processes)
         yield stack
     finally:
         _stop(root, processes)

@@ -20,7 +20,7 @@ from app import state
 from app.db import db, expected_revision, utcnow
 from app.outbox.models import OutboxItem, OutboxKind, OutboxStatus
 from app.settings import Settings
-from app.workers.models import WorkerStatus
+from app.workers.health import WorkerHealth, worker_states
 
 log = logging.getLogger(__name__)
 OUTBOX_MAX_AGE = timedelta(minutes=10)
@@ -141,39 +141,30 @@ def _google(settings: Settings) -> Check:
     return Check("google", Level.OK, f"{status.email}, {len(status.scopes)} scopes, token refreshes")
 
 
-def required_workers(settings: Settings) -> list[str]:
-    """The workers that must beat: the poller always, the others when their feature is on."""
-    required = ["poller"]
-    if settings.zulip_site:
-        required.append("receiver")
-    if settings.log_dir and settings.google_drive_folder_id:
-        required.append("log_shipper")
-    return required
-
-
-def stale_after(settings: Settings) -> timedelta:
-    return timedelta(seconds=max(60.0, settings.poll_interval_seconds * 6))
+FIXES = {
+    WorkerHealth.NEVER_SEEN: "supervisorctl start lessonbot:{name}",
+    WorkerHealth.STALE: "supervisorctl status lessonbot:{name}; its log in /var/log/supervisor/",
+    WorkerHealth.DEAD: "see its log for why its threads ended; supervisorctl restart lessonbot:{name}",
+    WorkerHealth.ERROR: "see its log; fix the cause",
+}
 
 
 def _workers(settings: Settings) -> list[Check]:
-    beats = {row.name: row for row in db.session.scalars(sa.select(WorkerStatus))}
-    now, limit = utcnow(), stale_after(settings)
     checks = []
-    for name in sorted(set(required_workers(settings)) | set(beats)):
-        row = beats.get(name)
-        if row is None:
-            checks.append(Check(f"worker {name}", Level.FAIL, "never started", f"supervisorctl start lessonbot:{name}"))
+    for worker in worker_states(settings):
+        name = f"worker {worker.name}"
+        if worker.seconds_since_beat is None:
+            checks.append(Check(name, Level.FAIL, "never started", FIXES[worker.health].format(name=worker.program)))
             continue
-        age = now - row.beat_at
-        error = (row.info or {}).get("error") if (row.info or {}).get("status") == "error" else None
-        detail = f"last heartbeat {age.total_seconds():.0f} s ago"
-        if age > limit:
-            checks.append(Check(f"worker {name}", Level.FAIL, detail,
-                                f"supervisorctl status lessonbot:{name}; its log in /var/log/supervisor/"))
-        elif error:
-            checks.append(Check(f"worker {name}", Level.FAIL, f"{detail}, stuck on: {error}", "see its log; fix the cause"))
+        detail = f"last heartbeat {worker.seconds_since_beat:.0f} s ago"
+        if worker.health is WorkerHealth.DEAD:
+            detail += f", {worker.info.get('alive')} of {worker.info.get('threads')} threads running"
+        elif worker.health is WorkerHealth.ERROR:
+            detail += f", stuck on: {worker.info.get('error') or '; '.join(worker.info.get('errors') or [])}"
+        if worker.health is WorkerHealth.OK:
+            checks.append(Check(name, Level.OK, detail))
         else:
-            checks.append(Check(f"worker {name}", Level.OK, detail))
+            checks.append(Check(name, Level.FAIL, detail, FIXES[worker.health].format(name=worker.program)))
     return checks
 
 

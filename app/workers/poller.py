@@ -134,7 +134,8 @@ class Poller:
 
     def _heartbeat(self, did: int) -> None:
         record_heartbeat("poller", {"last_pass_items": did})
-        if self.senders is not None and self.senders.threads:
+        if self.senders is not None and self.senders.threads and not self.stop.stopping:
+            # Not while stopping: senders that end with the process are not dead ones.
             self.senders.ensure_running()
             record_heartbeat("reply-senders", self.senders.status())
         db.session.commit()

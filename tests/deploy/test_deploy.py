@@ -124,14 +124,21 @@ def provisioned(environment: machine.TestEnvironment, metrics: dict[str, object]
     metrics["site_first_run_seconds"] = round(time.monotonic() - started, 1)
     metrics["site_first_run_recap"] = recap(result.stdout)
     assert result.returncode == 0, tail(result)
-    response = https_get("/health", pebble_roots)
-    assert response.status == 200
+    wait_healthy(pebble_roots, "the first install")
     minutes = (time.monotonic() - environment.booted_at) / 60
     metrics["bare_machine_to_https_minutes"] = round(minutes, 2)
     return environment
 
 
 # --- helpers ---------------------------------------------------------------
+
+
+def wait_healthy(pebble_roots: Path, what: str, timeout: float = 90) -> None:
+    """/health answers 200 once every required worker beats (503 "degraded" before)."""
+    deadline = time.monotonic() + timeout
+    while (response := https_get("/health", pebble_roots)).status != 200:
+        assert time.monotonic() < deadline, f"{what}: /health still answers {response.status}: {response.body[:500]!r}"
+        time.sleep(1)
 
 
 @dataclass
@@ -449,10 +456,7 @@ def test_backup_then_drop_then_restore_finds_the_same_rows(provisioned: machine.
     assert restored.returncode == 0, restored.stdout + restored.stderr
     assert "at migration" in restored.stdout
     assert _row_counts(provisioned) == before
-    deadline = time.monotonic() + 30
-    while https_get("/health", pebble_roots).status != 200:
-        assert time.monotonic() < deadline, "the restored system does not answer /health"
-        time.sleep(1)
+    wait_healthy(pebble_roots, "the restored system")
 
 
 def test_env_file_is_readable_by_the_app_user_and_belongs_to_root(provisioned: machine.TestEnvironment) -> None:

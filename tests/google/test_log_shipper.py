@@ -17,6 +17,7 @@ from typing import Any
 
 from flask import Flask
 
+from app.db import db
 from app.logship.files import Layout, load_state
 from app.logship.shipper import LogShipper
 from app.settings import Settings
@@ -189,6 +190,31 @@ def test_shipper_stops_cleanly_on_sigterm(app: Flask, authorized: GoogleWorld, s
     finally:
         worker.kill()
     assert worker.stderr is not None and b"log shipper stopped" in worker.stderr.read()
+
+
+def test_health_sees_the_shipper_beat_and_go_stale_once_it_is_killed(
+        app: Flask, authorized: GoogleWorld, settings: Settings, database_url: str, lessons_dir: Path) -> None:
+    # Stale after 1 s x 6 + its 1 s interval; the shipper beats after every pass.
+    settings = _shipping(settings, authorized.gs).model_copy(update={"worker_stale_seconds": 1, "log_ship_interval_seconds": 1})
+    app.extensions["lessonbot.settings"] = settings
+    client = app.test_client()
+
+    def shipper() -> dict[str, Any]:
+        db.session.rollback()
+        body = client.get("/health").get_json()
+        return {"degraded": "log_shipper" in body.get("degraded", []), **body["components"]["workers"]["log_shipper"]}
+
+    assert shipper() == {"degraded": True, "status": "never_seen", "required": True}
+    env = _shipper_env(settings, database_url, authorized.gs, lessons_dir) | {"LESSONBOT_LOG_SHIP_INTERVAL_SECONDS": "1"}
+    worker = lifetime.popen([sys.executable, "-m", "app.workers.log_shipper"], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_for(lambda: shipper()["status"] == "ok" and not shipper()["degraded"])
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(timeout=10)
+        _wait_for(lambda: shipper()["status"] == "stale" and shipper()["degraded"])
+    finally:
+        worker.kill()
 
 
 def test_logs_ship_without_a_folder_is_one_clear_line(app: Flask, runner: Any, authorized: GoogleWorld,
