@@ -5,7 +5,7 @@ set -euo pipefail
 
 declare -A PACKAGES=(
   [demo]="git gcc python3-dev python3-venv"
-  [test]="git gcc python3-dev python3-venv postgresql age nginx-light fcgiwrap openssl"
+  [test]="git gcc python3-dev python3-venv postgresql age nginx-light fcgiwrap openssl chromium chromium-driver"
   [bench]="git gcc python3-dev python3-venv postgresql age nginx-light wrk"
 )
 target="${1:?usage: $0 demo|test|bench}"
