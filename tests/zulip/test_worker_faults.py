@@ -155,17 +155,25 @@ def test_five_students_cost_one_server_settings_call_per_process(zulip_app: Flas
     assert len(calls) <= 3  # one client per process: receiver, poller (senders and checks) and the core
 
 
+def _listening() -> list[int]:
+    """The reply senders' LISTEN connections. A fresh transaction each time: PostgreSQL keeps one
+    snapshot of pg_stat_activity for a whole transaction, so asking again inside it sees nothing new."""
+    db.session.rollback()
+    pids = db.session.scalars(sa.text("SELECT pid FROM pg_stat_activity WHERE query LIKE 'LISTEN lessonbot_outbox%' "
+                                      "AND pid <> pg_backend_pid()")).all()
+    db.session.rollback()
+    return list(pids)
+
+
 def test_a_reply_sender_that_dies_is_started_again_and_replies_keep_leaving(
         zulip_app: Flask, zs: ZulipTestServer, bot: User, workers: Workers, client: FlaskClient) -> None:
     student = zs.add_user("max@example.com", "Max Student")
     workers.start("receiver", "app.workers.receiver")
     workers.start("poller", "app.workers.poller")
     wait_until(lambda: bool(zs.queue_ids(bot)), 60, "the receiver to register")
-    listening = sa.text("SELECT pid FROM pg_stat_activity WHERE query LIKE 'LISTEN lessonbot_outbox%' "
-                        "AND pid <> pg_backend_pid()")
-    wait_until(lambda: len(db.session.execute(listening).all()) >= 1, 60, "the reply senders to listen")
+    wait_until(lambda: len(_listening()) >= 1, 60, "the reply senders to listen")
     # The database drops the senders' LISTEN connections (as a PostgreSQL restart would): the threads end.
-    for (pid,) in db.session.execute(listening).all():
+    for pid in _listening():
         db.session.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
     db.session.commit()
     wait_until(lambda: int(str(_health_worker(client, "reply-senders").get("restarts", 0))) >= 1, 60,
