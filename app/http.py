@@ -45,7 +45,7 @@ def _describe(item: ErrorDetails) -> str:
     return f"{where}: {item['msg']}"
 
 
-def _is_loopback(address: str | None) -> bool:
+def is_loopback(address: str | None) -> bool:
     try:
         return address is not None and ipaddress.ip_address(address).is_loopback
     except ValueError:
@@ -54,7 +54,7 @@ def _is_loopback(address: str | None) -> bool:
 
 def require_internal() -> None:
     """Only loopback callers holding the internal token."""
-    if not _is_loopback(request.remote_addr):
+    if not is_loopback(request.remote_addr):
         raise ApiError(403, "forbidden", "Internal endpoints answer loopback callers only.")
     expected = state.settings().internal_token.get_secret_value()
     header = request.headers.get("Authorization", "")

@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 
 import sqlalchemy as sa
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response, jsonify, request
 from sqlalchemy.exc import SQLAlchemyError
 
 from app import state
 from app.db import db
+from app.http import is_loopback
 from app.outbox.service import count_pending
+from app.settings import Settings
 from app.workers.health import worker_states
 from app.zulip.deadletters import count_dead_letters
 
@@ -21,8 +23,15 @@ log = logging.getLogger(__name__)
 @bp.get("/health")
 def health() -> tuple[Response, int]:
     """ok (200); degraded (503) when a required worker is stale, dead, stuck or never started;
-    error (503) when the database cannot be reached."""
-    settings = state.settings()
+    error (503) when the database cannot be reached. Only callers on the machine itself (a
+    monitoring agent, an admin's curl) get the components: the world learns just the status."""
+    status, body, code = _health(state.settings())
+    if not is_loopback(request.remote_addr):
+        return jsonify(status=status), code
+    return jsonify(status=status, **body), code
+
+
+def _health(settings: Settings) -> tuple[str, dict[str, object], int]:
     components: dict[str, object] = {"lessons": {"status": "ok", "count": len(state.catalog())}}
     try:
         db.session.execute(sa.text("SELECT 1"))
@@ -36,10 +45,10 @@ def health() -> tuple[Response, int]:
         db.session.rollback()
         log.warning("health: database unavailable: %s", error.__class__.__name__)
         components["database"] = {"status": "error", "error": "database unavailable"}
-        return jsonify(status="error", components=components), 503
+        return "error", {"components": components}, 503
     finally:
         db.session.remove()
     degraded = sorted(worker.name for worker in workers if worker.degrades)
     if degraded:
-        return jsonify(status="degraded", degraded=degraded, components=components), 503
-    return jsonify(status="ok", components=components), 200
+        return "degraded", {"degraded": degraded, "components": components}, 503
+    return "ok", {"components": components}, 200

@@ -129,3 +129,14 @@ def test_health_is_503_when_the_database_is_down(tmp_path: Path) -> None:
     body = response.get_json()
     assert body["status"] == "error" and body["components"]["database"]["status"] == "error"
     assert "postgres@" not in response.get_data(as_text=True)  # no connection details leak
+
+
+def test_the_world_learns_only_the_status(app: Flask, client: FlaskClient, settings: Settings) -> None:
+    _use(app, settings)
+    outside = {"REMOTE_ADDR": "203.0.113.9"}
+    assert client.get("/health", environ_base=outside).get_json() == {"status": "degraded"}
+    _beat("poller")
+    response = client.get("/health", environ_base=outside)
+    assert response.status_code == 200 and response.get_json() == {"status": "ok"}
+    for loopback in ("127.0.0.1", "::1"):
+        assert "components" in client.get("/health", environ_base={"REMOTE_ADDR": loopback}).get_json()
