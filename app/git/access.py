@@ -31,7 +31,7 @@ class GitAccessDenied(Exception):
 
 
 class GitBadCredentials(Exception):
-    """The repository exists but the user name or password is not the run's."""
+    """The password is not the one for the repository named (whether or not it exists)."""
 
 
 def requested_repo(uri: str) -> str:
@@ -51,12 +51,17 @@ def requested_repo(uri: str) -> str:
 
 
 def authorize(uri: str, authorization: str, git_root: Path, hook_secret: str) -> str:
-    """The repository the caller may use; GitAccessDenied or GitBadCredentials otherwise."""
+    """The repository the caller may use; GitAccessDenied or GitBadCredentials otherwise.
+
+    The password comes first: without it a missing repository and an existing one get the
+    same 401, so nobody can probe which names exist. (Each password is derived from its
+    repository's name, so only someone the bot gave one can learn that a repository is gone.)
+    """
     name = requested_repo(uri)
-    if repo_path(git_root, name) is None:
-        raise GitAccessDenied("No such repository.")
     if not _basic_password_matches(authorization, repo_password(hook_secret, name)):
         raise GitBadCredentials("Use the user name and password the bot gave you.")
+    if repo_path(git_root, name) is None:
+        raise GitAccessDenied("No such repository.")
     return name
 
 

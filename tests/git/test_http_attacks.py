@@ -257,3 +257,16 @@ def test_a_huge_file_that_packs_small_does_not_grow_the_core(stack: Stack, targe
 
 def test_a_push_body_over_the_limit_is_refused_before_it_is_read(target: Target, attacker: Account) -> None:
     assert attacks.declared_push_status(target, attacker.name, "student", attacker.password, 80 * 1024 * 1024) == 413
+
+
+def test_repository_names_cannot_be_probed(target: Target, victim: Account, stack: Stack) -> None:
+    """A wrong password gets the same 401 and the same sentence whether the repository exists or not."""
+    existing = attacks.raw_refs(target, f"{victim.name}.git", "student", "guess")
+    missing = attacks.raw_refs(target, "git-basics-nobody-0123456789ab.git", "student", "guess")
+    assert existing[0] == missing[0] == 401
+    assert existing[1] == missing[1]
+    # The repository's own password still opens it, and names a repository that is gone.
+    assert attacks.raw_refs(target, f"{victim.name}.git", "student", victim.password)[0] == 200
+    gone = "git-basics-gone-0123456789ab"
+    password = repo_password(stack.hook_secret, gone)
+    assert attacks.raw_refs(target, f"{gone}.git", "student", password)[0] == 403
