@@ -140,3 +140,18 @@ def test_the_world_learns_only_the_status(app: Flask, client: FlaskClient, setti
     assert response.status_code == 200 and response.get_json() == {"status": "ok"}
     for loopback in ("127.0.0.1", "::1"):
         assert "components" in client.get("/health", environ_base={"REMOTE_ADDR": loopback}).get_json()
+
+
+def test_the_first_request_after_a_database_restart_succeeds(app: Flask, client: FlaskClient, settings: Settings) -> None:
+    """A PostgreSQL restart ends every pooled connection; the next request must not be the one that finds out."""
+    _use(app, settings)
+    _beat("poller")
+    assert client.get("/health").status_code == 200  # leaves its connection in the pool
+    outside = sa.create_engine(db.engine.url, poolclass=sa.pool.NullPool)  # not one of the app's connections
+    with outside.connect() as admin:
+        ended = admin.scalar(sa.text("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                                     "WHERE datname = current_database() AND pid <> pg_backend_pid()"))
+    outside.dispose()
+    assert ended >= 1
+    response = client.get("/health")
+    assert response.status_code == 200, response.get_json()
