@@ -81,7 +81,8 @@ def render_role_template(role: str, template: str, overrides: dict[str, Any]) ->
     return environment.get_template(template).render(values)
 
 
-def _self_signed(directory: Path) -> tuple[Path, Path]:
+def self_signed(directory: Path) -> tuple[Path, Path]:
+    """(certificate, key) for 127.0.0.1 and localhost, valid for a day, signed by itself."""
     certificate, key = directory / "stack.crt", directory / "stack.key"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
                     "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", str(key), "-out", str(certificate)],
@@ -203,12 +204,17 @@ def _stop(stack_root: Path, processes: list[subprocess.Popen[bytes]]) -> None:
 
 @contextlib.contextmanager
 def running_stack(database_url: str, secrets: dict[str, str], *, app_settings: dict[str, str] | None = None,
-                  nginx: dict[str, Any] | None = None, uwsgi: dict[str, Any] | None = None) -> Iterator[Stack]:
-    """Start nginx + uWSGI + fcgiwrap on loopback ports against `database_url` (already migrated)."""
+                  nginx: dict[str, Any] | None = None, uwsgi: dict[str, Any] | None = None,
+                  uwsgi_environment: dict[str, str] | None = None) -> Iterator[Stack]:
+    """Start nginx + uWSGI + fcgiwrap on loopback ports against `database_url` (already migrated).
+
+    `uwsgi_environment` adds to the app's process environment what is not a setting, such as
+    REQUESTS_CA_BUNDLE naming a test server's CA (production trusts the system's CAs).
+    """
     root = lifetime.this_process_record().tempdir("stack-")  # removed by the next session if we are killed
     root.chmod(0o755)
     http_port, https_port = free_port(), free_port()
-    certificate, key = _self_signed(root)
+    certificate, key = self_signed(root)
     git_root = root / "git"
     git_root.mkdir()
     https_url, http_url = f"https://127.0.0.1:{https_port}", f"http://127.0.0.1:{http_port}"
@@ -249,8 +255,8 @@ def running_stack(database_url: str, secrets: dict[str, str], *, app_settings: d
         if not Path(uwsgi_binary).exists():
             uwsgi_binary = str(Path(sys.executable).parent / "uwsgi")
         log = open(root / "uwsgi.log", "wb")  # noqa: SIM115 - owned by the process
-        processes.append(lifetime.popen([uwsgi_binary, "--ini", str(ini)], cwd=PROJECT_ROOT, stdout=log,
-                                          stderr=log, env=_process_env(root), start_new_session=True))
+        processes.append(lifetime.popen([uwsgi_binary, "--ini", str(ini)], cwd=PROJECT_ROOT, stdout=log, stderr=log,
+                                          env=_process_env(root, **(uwsgi_environment or {})), start_new_session=True))
         children = {**role_defaults("nginx"), **nginx_values}["nginx_git_fcgiwrap_children"]
         processes.append(_start_fcgiwrap(root, Path(nginx_values["nginx_git_socket"]), int(children)))
         subprocess.run(["nginx", "-t", "-q", "-c", str(conf / "nginx.conf"), "-p", str(root)], check=True,
