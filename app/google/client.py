@@ -49,10 +49,15 @@ class NotAuthorized(GoogleError):
 
 
 def credentials(settings: Settings) -> Credentials:
-    """Refresh-token credentials of the account Lessonbot acts as."""
+    """Refresh-token credentials of the account Lessonbot acts as.
+
+    A missing Web client is named before a missing authorization (`google auth` needs the
+    client first); the stored authorization is read before either, so that an unreachable
+    database is reported as such.
+    """
+    stored = load_authorization(settings)
     if not settings.google_client_id or settings.google_client_secret is None:
         raise NotAuthorized(NOT_CONFIGURED)
-    stored = load_authorization(settings)
     if stored is None:
         if authorized_at() is not None:  # stored, but it no longer decrypts: the secret key changed
             raise NotAuthorized(f"the stored Google authorization cannot be read (LESSONBOT_SECRET_KEY changed?): "
