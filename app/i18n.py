@@ -77,6 +77,11 @@ MESSAGES: dict[str, dict[str, str]] = {
     },
     "restart.none": {"ru": "Нечего начинать заново: вы ещё не проходили уроков. Напишите `уроки`.", "en": "Nothing to restart: you have not taken a lesson yet. Say `lessons`."},
     "restart.ok": {"ru": "Начинаем урок `{lesson}` заново с первого шага.", "en": "Starting lesson `{lesson}` again from step 1."},
+    "admin.stopped": {
+        "ru": "Преподаватель остановил ваш урок `{lesson}`; набранные баллы ({points}) сохранены в истории. Начать снова: `начать {lesson}`.",
+        "en": "Your teacher stopped your lesson `{lesson}`; your {points} points stay on record. To begin again: `start {lesson}`.",
+    },
+    "admin.restarted": {"ru": "Преподаватель начал ваш урок `{lesson}` заново: снова с первого шага.", "en": "Your teacher restarted your lesson `{lesson}`: you begin again from step 1."},
     "completed": {
         "ru": "🎉 Урок «{title}» пройден! Итог: {points} из {max_points}.",
         "en": "🎉 You finished “{title}”! Score: {points} of {max_points}.",

@@ -19,7 +19,8 @@ from app.lessons.engine import Checker, PassedStep, RunState, current_step, defa
 from app.lessons.platforms import Workspace
 from app.lessons.schema import Lesson
 
-__all__ = ["COMMANDS", "ChatState", "Command", "Outcome", "RunEnded", "handle", "parse", "strip_mention"]
+__all__ = ["COMMANDS", "ChatState", "Command", "Outcome", "RunEnded", "handle", "parse", "restarted_by_admin",
+           "stopped_by_admin", "strip_mention"]
 
 @dataclass(frozen=True)
 class ChatState:
@@ -154,10 +155,27 @@ def _restart(command: Command, state: ChatState, catalog: Catalog, workspace: Wo
     lesson = catalog.get(lesson_id) if lesson_id else None
     if lesson is None:
         return Outcome(state, [Text("restart.none")])
+    return _begin_again(lesson, state, workspace, Text("restart.ok", lesson=lesson.id))
+
+
+def _begin_again(lesson: Lesson, state: ChatState, workspace: Workspace, intro: Text) -> Outcome:
+    """The active run (if any) ends as stopped and a new run of the lesson starts at step 1."""
     ended = RunEnded("stopped") if state.run else None
-    outcome = _begin(lesson, replace(state, run=None), workspace, [Text("restart.ok", lesson=lesson.id)])
+    outcome = _begin(lesson, replace(state, run=None), workspace, [intro])
     outcome.ended = ended
     return outcome
+
+
+def stopped_by_admin(state: ChatState) -> Outcome:
+    """An admin ended the student's active run; the student is told, as if they had said `stop`."""
+    assert state.run is not None
+    text = Text("admin.stopped", lesson=state.run.lesson_id, points=state.run.points)
+    return Outcome(replace(state, run=None), [text], ended=RunEnded("stopped"))
+
+
+def restarted_by_admin(lesson: Lesson, state: ChatState, workspace: Workspace) -> Outcome:
+    """An admin started the lesson again for the student, as if they had said `restart`."""
+    return _begin_again(lesson, state, workspace, Text("admin.restarted", lesson=lesson.id))
 
 
 def _lang(command: Command, state: ChatState, *_: object) -> Outcome:

@@ -16,8 +16,10 @@ def command_groups() -> list[click.Command]:
     from app.cli.lessons import lessons_cli
     from app.cli.logs import logs_cli
     from app.cli.outbox import outbox_cli
+    from app.cli.runs import runs_cli
     from app.cli.status import status_command
+    from app.cli.students import students_cli
     from app.cli.zulip import zulip_cli
 
     return [status_command, lessons_cli, chat_command, outbox_cli, deadletters_cli, zulip_cli, google_cli, admins_cli,
-            courses_cli, assignments_cli, grades_cli, logs_cli, backup_cli]
+            courses_cli, assignments_cli, grades_cli, students_cli, runs_cli, logs_cli, backup_cli]

@@ -39,11 +39,36 @@ def list_command() -> None:
     Console().print(table)
 
 
+@courses_cli.command("rename")
+@click.argument("old")
+@click.argument("new")
+@one_line_errors
+def rename_command(old: str, new: str) -> None:
+    """Call the course OLD by the alias NEW from now on (roster, assignments and grades stay with it)."""
+    course = service.rename_course(old, new)
+    db.session.commit()
+    click.echo(f"{old} is now {course.alias} (“{course.classroom_name}”)")
+
+
+@courses_cli.command("remove")
+@click.argument("alias")
+@click.option("--force", is_flag=True, help="Remove it even though its students have runs or grades not yet delivered.")
+@one_line_errors
+def remove_command(alias: str, force: bool) -> None:
+    """Forget the course ALIAS: its roster and assignment records go; students, runs and grades stay.
+
+    Nothing changes in Classroom. Grades not yet delivered then go only to the students' other
+    courses (or wait for one); refused without --force while there are any, or runs.
+    """
+    use = service.remove_course(alias, force)
+    db.session.commit()
+    click.echo(f"removed {alias} (roster of {use.students}); kept {use.runs} runs and {use.grades_waiting} waiting grades")
+
+
 def sync_courses(settings: Settings, alias: str | None) -> dict[str, int]:
     """Import each course's roster (or one course's); {alias: students}."""
-    courses = [service.get_course(alias)] if alias else list(db.session.scalars(sa.select(Course).order_by(Course.alias)))
     counts = {}
-    for course in courses:
+    for course in service.courses_for(settings, alias):
         counts[course.alias] = service.sync_roster(settings, course)
         db.session.commit()
     return counts
@@ -78,14 +103,18 @@ def create_command(alias: str, lesson_id: str, title: str | None) -> None:
 @one_line_errors
 def assignments_list_command(alias: str | None) -> None:
     """Show each lesson's assignment in Classroom and whether Lessonbot may grade it."""
-    courses = [service.get_course(alias)] if alias else list(db.session.scalars(sa.select(Course).order_by(Course.alias)))
     table = Table("course", "lesson", "title", "courseWork", "associatedWithDeveloper", "note")
     lessons = list(state.catalog())
+    courses = service.courses_for(state.settings(), alias)
     for course in courses:
         for work in service.classroom_assignments(state.settings(), course, lessons):
             lesson_id = work.lesson.id if work.lesson else _recorded_lesson(course, work.coursework_id)
             note = "" if work.associated else service.not_ours_reason(course, lesson_id, work.title)
             table.add_row(course.alias, lesson_id, work.title, work.coursework_id, str(work.associated).lower(), note)
+    if not table.row_count:
+        click.echo(f"no lesson has an assignment in {', '.join(c.alias for c in courses)} yet: "
+                   f"./manage.py assignments create --course ALIAS --lesson LESSON")
+        return
     Console(width=200).print(table)
 
 

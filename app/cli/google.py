@@ -67,6 +67,16 @@ def admins_add_command(email: str) -> None:
     click.echo(f"{email.strip().lower()} {'added' if added else 'was already an admin'}")
 
 
+@admins_cli.command("remove")
+@click.argument("email")
+@one_line_errors
+def admins_remove_command(email: str) -> None:
+    """Stop EMAIL from signing in to the admin pages; their open sessions end too."""
+    signin.remove_admin(email)
+    db.session.commit()
+    click.echo(f"{email.strip().lower()} removed; their admin sessions have ended")
+
+
 @admins_cli.command("list")
 def admins_list_command() -> None:
     """List the admins."""

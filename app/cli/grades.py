@@ -11,10 +11,11 @@ from rich.progress import Progress
 from rich.table import Table
 
 from app import state
-from app.cli.errors import one_line_errors
+from app.cli.errors import one_line_errors, operator
 from app.courses.service import get_course
 from app.db import db
 from app.grading import delivery, sheets
+from app.grading import service as grading_service
 from app.grading.service import list_grades, retry_failed
 from app.lessons.catalog import Catalog
 from app.outbox.models import OutboxStatus
@@ -76,3 +77,15 @@ def export_command(sheet_id: str, alias: str | None) -> None:
     """Write one row per student and lesson into the sheet's first tab."""
     count = sheets.export(state.settings(), state.catalog(), sheet_id, get_course(alias) if alias else None)
     click.echo(f"wrote {count} rows")
+
+
+@grades_cli.command("regrade")
+@click.argument("run_id", metavar="RUN", type=int)
+@one_line_errors
+def regrade_command(run_id: int) -> None:
+    """Send a completed run's grade to Classroom again (through the outbox, like every grade)."""
+    regrade = grading_service.regrade(run_id, operator())
+    db.session.commit()
+    item, points, email = regrade.item, regrade.item.payload["points"], regrade.item.payload["student_email"]
+    what = "queued for Classroom again" if regrade.new else "had not reached Classroom yet; queued again now"
+    click.echo(f"run {run_id}: the grade of {email} ({points} points) {what} (outbox item {item.id})")

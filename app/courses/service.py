@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -11,10 +12,15 @@ import sqlalchemy as sa
 
 from app.courses.models import Assignment, Course, CourseStudent
 from app.db import db, utcnow
-from app.google.client import call, service
+from app.google.client import call, credentials, service
+from app.grading.service import GRADE_KINDS
 from app.lessons.schema import Lesson
+from app.outbox.models import OutboxItem, OutboxStatus
+from app.runs.models import LessonRun
 from app.settings import Settings
+from app.students.service import in_course
 
+ALIAS = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 PLATFORM_NAMES = {"git": "Git", "github": "GitHub", "gitlab": "GitLab", "zulip": "Zulip"}
 TITLE_PREFIX = "Интерактивный урок по"
 
@@ -60,8 +66,32 @@ def get_course(alias: str) -> Course:
     return course
 
 
+def check_alias(alias: str) -> str:
+    """An alias is typed in commands (`--course git1`): a short word, nothing a shell would split or expand."""
+    if not ALIAS.fullmatch(alias):
+        raise CourseError(f"{alias!r} cannot be a course alias: use up to 64 letters, digits, '.', '_' or '-', "
+                          f"starting with a letter or digit (e.g. git-2024)")
+    return alias
+
+
+def courses_for(settings: Settings, alias: str | None) -> list[Course]:
+    """The course ALIAS, or every course, for a command that asks Classroom about them.
+
+    Google's state is checked first, so that an install without Google says so instead
+    of finding no courses and printing nothing.
+    """
+    credentials(settings)
+    if alias:
+        return [get_course(alias)]
+    courses = list(db.session.scalars(sa.select(Course).order_by(Course.alias)))
+    if not courses:
+        raise CourseError('no courses yet: add one with ./manage.py courses add ALIAS "Classroom course name"')
+    return courses
+
+
 def add_course(settings: Settings, alias: str, name: str) -> Course:
     """Find the Classroom course by its exact name (ignoring case) and remember it under the alias."""
+    check_alias(alias)
     classroom = service(settings, "classroom")
     found = [c for c in _pages(lambda t: classroom.courses().list(pageToken=t, pageSize=100, courseStates=["ACTIVE"]),
                                "courses", "listing courses")
@@ -77,6 +107,53 @@ def add_course(settings: Settings, alias: str, name: str) -> Course:
     db.session.add(course)
     db.session.flush()
     return course
+
+
+def rename_course(old: str, new: str) -> Course:
+    """Give a course another alias; its roster, assignments and grades stay with it (the caller commits)."""
+    course = get_course(old)
+    check_alias(new)
+    if new == old:
+        raise CourseError(f"course {old} is already called {new}")
+    taken = db.session.scalars(sa.select(Course).where(Course.alias == new)).first()
+    if taken is not None:
+        raise CourseError(f"the alias {new!r} is taken by “{taken.classroom_name}”; pick another, or remove that one first")
+    course.alias = new
+    db.session.flush()
+    return course
+
+
+@dataclass(frozen=True)
+class CourseUse:
+    """What still refers to a course's students: their runs and the grades not yet in Classroom."""
+
+    students: int
+    runs: int
+    grades_waiting: int
+
+
+def course_use(course: Course) -> CourseUse:
+    on_roster = db.session.scalar(sa.select(sa.func.count()).where(CourseStudent.course_id == course.id)) or 0
+    runs = db.session.scalar(sa.select(sa.func.count(LessonRun.id)).where(LessonRun.student_id.in_(in_course(course))))
+    waiting = db.session.scalar(sa.select(sa.func.count(OutboxItem.id)).where(
+        OutboxItem.kind.in_(GRADE_KINDS), OutboxItem.status != OutboxStatus.SENT,
+        OutboxItem.student_id.in_(in_course(course))))
+    return CourseUse(int(on_roster), int(runs or 0), int(waiting or 0))
+
+
+def remove_course(alias: str, force: bool = False) -> CourseUse:
+    """Forget a course: its roster and the record of its assignments go; students, runs and grades stay.
+
+    A course whose students have runs or undelivered grades is removed only with ``force``:
+    their grades then go only to the students' other courses (or wait for one).
+    """
+    course = get_course(alias)
+    use = course_use(course)
+    if not force and (use.runs or use.grades_waiting):
+        raise CourseError(f"course {alias} has {use.runs} runs of its students and {use.grades_waiting} grades not yet "
+                          f"in Classroom; they are kept, but no grade goes to {alias} any more: add --force to remove it")
+    db.session.execute(sa.delete(Course).where(Course.id == course.id))  # the roster and assignments cascade
+    return use
 
 
 def list_courses() -> list[tuple[Course, int]]:

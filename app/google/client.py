@@ -25,7 +25,10 @@ httplib2.RETRIES = 1
 log = logging.getLogger(__name__)
 
 VERSIONS = {"classroom": "v1", "drive": "v3", "sheets": "v4", "oauth2": "v2"}
-REAUTHORIZE = "run `./manage.py google auth` to authorize Lessonbot again"
+AUTHORIZE = "run `./manage.py google auth` to authorize Lessonbot"
+REAUTHORIZE = f"{AUTHORIZE} again"
+NOT_CONFIGURED = ("Google is not configured: set LESSONBOT_GOOGLE_CLIENT_ID and LESSONBOT_GOOGLE_CLIENT_SECRET (the Web "
+                  "OAuth client, see README), then run `./manage.py google auth`")
 
 
 class GoogleError(Exception):
@@ -46,12 +49,20 @@ class NotAuthorized(GoogleError):
 
 
 def credentials(settings: Settings) -> Credentials:
-    """Refresh-token credentials of the account Lessonbot acts as."""
+    """Refresh-token credentials of the account Lessonbot acts as.
+
+    A missing Web client is named before a missing authorization (`google auth` needs the
+    client first); the stored authorization is read before either, so that an unreachable
+    database is reported as such.
+    """
     stored = load_authorization(settings)
-    if stored is None:
-        raise NotAuthorized(f"Lessonbot has no Google authorization yet: {REAUTHORIZE}")
     if not settings.google_client_id or settings.google_client_secret is None:
-        raise NotAuthorized("LESSONBOT_GOOGLE_CLIENT_ID and LESSONBOT_GOOGLE_CLIENT_SECRET are not set")
+        raise NotAuthorized(NOT_CONFIGURED)
+    if stored is None:
+        if authorized_at() is not None:  # stored, but it no longer decrypts: the secret key changed
+            raise NotAuthorized(f"the stored Google authorization cannot be read (LESSONBOT_SECRET_KEY changed?): "
+                                f"{REAUTHORIZE}")
+        raise NotAuthorized(f"Lessonbot has no Google authorization yet: {AUTHORIZE}")
     return Credentials(None, refresh_token=stored.refresh_token, client_id=settings.google_client_id,
                        client_secret=settings.google_client_secret.get_secret_value(),
                        token_uri=settings.google_token_uri, scopes=list(stored.scopes))

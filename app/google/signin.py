@@ -256,6 +256,14 @@ def add_admin(email: str) -> bool:
     return True
 
 
+def remove_admin(email: str) -> None:
+    """Take an email off the allowlist (the caller commits): its open sessions stop working at their next request."""
+    email = email.strip().lower()
+    removed = db.session.execute(sa.delete(Admin).where(Admin.email == email)).rowcount  # type: ignore[attr-defined]
+    if not removed:
+        raise SignInError(f"{email} is not an admin (see ./manage.py admins list)")
+
+
 def admin_session_valid(settings: Settings, email: str | None, version: Any, signed_in_at: Any) -> bool:
     """The session's admin is still allowed, did not sign out since, and signed in less than the lifetime ago."""
     if not email or not isinstance(version, int) or not isinstance(signed_in_at, (int, float)):

@@ -8,24 +8,27 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from app.courses.models import Course, CourseStudent
+from app.courses.models import Course
 from app.db import db
 from app.google.client import call, service
 from app.google.models import GoogleLink
+from app.grading.service import grade_items
 from app.lessons.catalog import Catalog
 from app.outbox.models import OutboxItem, OutboxKind
 from app.runs.models import LessonRun, RunStatus
 from app.settings import Settings
 from app.students.models import Student
+from app.students.service import in_course
 
 HEADER = ["Student", "Emails", "Lesson", "Points", "Max points", "Completed at", "Classroom status", "Run"]
 COLUMNS = "A1:H"
 
 
 def _classroom_status(run_id: int) -> str:
-    item = db.session.scalars(sa.select(OutboxItem).where(OutboxItem.dedupe_key == f"grade:run:{run_id}")).first()
-    if item is None:
+    items = grade_items(run_id)
+    if not items:
         return "not queued"
+    item = items[-1]  # after a regrade, the newest says where the grade is
     if item.status.value == "failed":
         return f"failed: {item.last_error or ''}"[:300]
     return "returned" if item.status.value == "sent" else "pending"
@@ -47,9 +50,7 @@ def _latest_completed(course: Course | None) -> Iterator[LessonRun]:
               .group_by(LessonRun.student_id, LessonRun.lesson_id))
     query = sa.select(LessonRun).join(Student).where(LessonRun.id.in_(newest)).order_by(Student.email, LessonRun.lesson_id)
     if course is not None:
-        linked = sa.select(GoogleLink.google_email).where(GoogleLink.student_id == Student.id).scalar_subquery()
-        roster = sa.select(CourseStudent.email).where(CourseStudent.course_id == course.id)
-        query = query.where(sa.or_(Student.email.in_(roster), linked.in_(roster)))
+        query = query.where(Student.id.in_(in_course(course)))
     yield from db.session.scalars(query)
 
 

@@ -1,4 +1,4 @@
-"""Finding and creating students."""
+"""Finding and creating students, and what admins see of them."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ from functools import lru_cache
 
 import sqlalchemy as sa
 
+from app.courses.models import Course, CourseStudent
 from app.db import db, upsert_insert
+from app.google.models import GoogleLink
 from app.students.models import Student
 
 STUDENTS = Student.__table__
@@ -74,3 +76,48 @@ def get_or_create_student(email: str, full_name: str, zulip_user_id: int | None,
 
 def set_language(student_id: int, language: str) -> None:
     db.session.execute(sa.update(STUDENTS).where(STUDENTS.c.id == student_id).values(language=language))
+
+
+class StudentNotFound(LookupError):
+    """No student has this email; the message says where to look."""
+
+
+def in_course(course: Course) -> sa.Select[int]:
+    """The ids of the course's students, found as grading finds them: by chat email, or by the linked Google account."""
+    roster = sa.select(CourseStudent.email).where(CourseStudent.course_id == course.id)
+    user_ids = sa.select(CourseStudent.classroom_user_id).where(CourseStudent.course_id == course.id)
+    linked = sa.select(GoogleLink.student_id).where(
+        sa.or_(GoogleLink.google_email.in_(roster), GoogleLink.google_user_id.in_(user_ids)))
+    return sa.select(Student.id).where(sa.or_(Student.email.in_(roster), Student.id.in_(linked)))
+
+
+def search_students(course: Course | None = None, search: str | None = None, limit: int = 200) -> list[Student]:
+    """Students by email, optionally on one course and whose email or name contains ``search`` (any case)."""
+    query = sa.select(Student).order_by(Student.email).limit(limit)
+    if course is not None:
+        query = query.where(Student.id.in_(in_course(course)))
+    if search:
+        query = query.where(sa.or_(Student.email.icontains(search, autoescape=True),
+                                   Student.full_name.icontains(search, autoescape=True)))
+    return list(db.session.scalars(query))
+
+
+def find_student(email: str) -> Student:
+    student = db.session.scalars(sa.select(Student).where(Student.email == email.strip().lower())).first()
+    if student is None:
+        raise StudentNotFound(f"no student with email {email.strip()!r}; see ./manage.py students list --search TEXT")
+    return student
+
+
+def courses_of(student: Student) -> list[Course]:
+    """The courses whose synced roster holds the student (chat email or linked Google account)."""
+    link = google_link(student)
+    matches: sa.ColumnElement[bool] = CourseStudent.email.in_([student.email, *([link.google_email] if link else [])])
+    if link is not None and link.google_user_id:
+        matches = sa.or_(matches, CourseStudent.classroom_user_id == link.google_user_id)
+    query = sa.select(Course).where(Course.id.in_(sa.select(CourseStudent.course_id).where(matches))).order_by(Course.alias)
+    return list(db.session.scalars(query))
+
+
+def google_link(student: Student) -> GoogleLink | None:
+    return db.session.scalars(sa.select(GoogleLink).where(GoogleLink.student_id == student.id)).first()

@@ -21,6 +21,9 @@ COMMANDS = [
     ["assignments", "list"], ["assignments", "create", "--course", "git", "--lesson", "git-basics"], ["google", "auth"],
     ["google", "status"], ["admins", "add", "a@example.com"], ["admins", "list"], ["grades", "list"], ["grades", "sync"],
     ["grades", "export", "--sheet", "x"], ["db", "upgrade"], ["db", "current"],
+    ["admins", "remove", "a@example.com"], ["courses", "rename", "git", "git2"], ["courses", "remove", "git"],
+    ["students", "list"], ["students", "show", "a@example.com"], ["runs", "list"], ["runs", "stop", "1"],
+    ["runs", "restart", "1"], ["grades", "regrade", "1"],
 ]
 
 

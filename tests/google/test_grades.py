@@ -226,6 +226,35 @@ def test_a_grade_goes_to_every_course_of_the_student_that_has_the_assignment(
     assert "ann@example.com" in runner.invoke(args=["grades", "list"]).output
 
 
+def test_regrade_sends_a_delivered_grade_again_through_the_outbox_to_a_course_added_since(
+        app: Flask, client: FlaskClient, runner: Any, authorized: GoogleWorld, settings: Settings, tmp_path: Path) -> None:
+    """The student joined a second course after their grade went out: `grades regrade` queues a new grade item,
+    the next delivery writes it there, and the first course's grade is not written twice."""
+    gs = authorized.gs
+    course_1, work_1 = _classroom(authorized, settings, app, ["ann@example.com"])
+    run = _finish_quiz(client, "ann@example.com", tmp_path).run()
+    assert run is not None
+    catalog = app.extensions["lessonbot.catalog"]
+    deliver_due(settings, catalog)
+    course_2 = gs.add_course("Git 2")
+    gs.add_student(course_2, "ann@example.com", "Ann")
+    second = add_course(settings, "git2", "Git 2")
+    work_2 = create_assignment(settings, second, catalog.get("git-quiz")).coursework_id
+    sync_roster(settings, second)
+    db.session.commit()
+
+    result = runner.invoke(args=["grades", "regrade", str(run.id)])
+    assert result.exit_code == 0 and "queued for Classroom again" in result.output, result.output
+    assert gs.submissions(course_2, work_2)[0].get("assignedGrade") is None  # nothing went to Classroom directly
+    [first, again] = _grades()
+    assert first.status == OutboxStatus.SENT and again.status == OutboxStatus.PENDING
+
+    deliver_due(settings, catalog)
+    assert gs.submission_for(course_2, work_2, "ann@example.com")["assignedGrade"] == 10
+    assert len(gs.grade_history(course_1, str(work_1))) == 1
+    assert [item.status for item in _grades()] == [OutboxStatus.SENT, OutboxStatus.SENT]
+
+
 def test_grades_waiting_for_authorization_go_out_at_the_next_poll_after_google_auth(
         app: Flask, client: FlaskClient, runner: Any, authorized: GoogleWorld, settings: Settings, tmp_path: Path) -> None:
     gs = authorized.gs
