@@ -26,7 +26,13 @@ class OutboxStatus(enum.StrEnum):
 
 class OutboxItem(db.Model):  # type: ignore[name-defined]
     __tablename__ = "outbox"
-    __table_args__ = (sa.Index("ix_outbox_pending", "status", "next_attempt_at"),)
+    # Only unsent items are indexed (migration 0007): history never slows a claim or a count.
+    __table_args__ = (
+        sa.Index("ix_outbox_pending", "kind", "next_attempt_at", "id",
+                 postgresql_where=sa.text("status = 'pending'"), sqlite_where=sa.text("status = 'pending'")),
+        sa.Index("ix_outbox_failed", "kind", "id",
+                 postgresql_where=sa.text("status = 'failed'"), sqlite_where=sa.text("status = 'failed'")),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     kind: Mapped[OutboxKind] = mapped_column(enum_column(OutboxKind))

@@ -19,17 +19,28 @@ class RunStatus(enum.StrEnum):
     COMPLETED = "completed"
 
 
+ACTIVE = "status = 'active'"
+
+
 class LessonRun(db.Model):  # type: ignore[name-defined]
     __tablename__ = "lesson_runs"
     __table_args__ = (
-        sa.Index("ix_lesson_runs_due", "status", "next_check_at"),
+        # The poller's claims (migration 0007): each index holds only active runs, in claim order.
+        sa.Index("ix_lesson_runs_active_due", "next_check_at",
+                 postgresql_where=sa.text(f"{ACTIVE} AND next_check_at IS NOT NULL"),
+                 sqlite_where=sa.text(f"{ACTIVE} AND next_check_at IS NOT NULL")),
+        sa.Index("ix_lesson_runs_active_idle", "last_activity_at",
+                 postgresql_where=sa.text(ACTIVE), sqlite_where=sa.text(ACTIVE)),
+        sa.Index("ix_lesson_runs_unreminded", "last_activity_at",
+                 postgresql_where=sa.text(f"{ACTIVE} AND reminded_at IS NULL"),
+                 sqlite_where=sa.text(f"{ACTIVE} AND reminded_at IS NULL")),
         # At most one active run per student.
         sa.Index(
             "uq_lesson_runs_one_active",
             "student_id",
             unique=True,
-            postgresql_where=sa.text("status = 'active'"),
-            sqlite_where=sa.text("status = 'active'"),
+            postgresql_where=sa.text(ACTIVE),
+            sqlite_where=sa.text(ACTIVE),
         ),
     )
 

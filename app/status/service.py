@@ -171,7 +171,8 @@ def _workers(settings: Settings) -> list[Check]:
 def _outbox() -> list[Check]:
     rows = db.session.execute(
         sa.select(OutboxItem.kind, OutboxItem.status, sa.func.count(), sa.func.min(OutboxItem.created_at))
-        .where(OutboxItem.status != OutboxStatus.SENT).group_by(OutboxItem.kind, OutboxItem.status)).all()
+        .where(OutboxItem.status.in_((OutboxStatus.PENDING, OutboxStatus.FAILED)))  # partial indexes, not history
+        .group_by(OutboxItem.kind, OutboxItem.status)).all()
     found = {(kind, status): (count, oldest) for kind, status, count, oldest in rows}
     now, checks = utcnow(), []
     for kind in OutboxKind:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -24,6 +25,7 @@ from app.i18n import Text, render_all
 from app.lessons.catalog import Catalog
 from app.lessons.engine import evaluate
 from app.outbox.service import queue_reply
+from app.retention import prune_history
 from app.runs.models import LessonRun, RunStatus
 from app.runs.service import apply_progress, run_state, schedule_check
 from app.settings import Settings
@@ -34,6 +36,7 @@ from app.zulip.delivery import ReplyDelivery, run_delivery_loop
 
 log = logging.getLogger(__name__)
 BATCH = 50
+PRUNE_EVERY_SECONDS = 3600.0
 
 
 class Poller:
@@ -42,6 +45,7 @@ class Poller:
         self.catalog = catalog
         self.stop = stop or StopFlag()
         self.senders: ReplySenders | None = None
+        self.next_prune = 0.0  # the first pass prunes
 
     def run_once(self) -> bool:
         """One pass: due checks, then reminders and timeouts. True if it did anything."""
@@ -50,8 +54,23 @@ class Poller:
         did += self._drain(self._claim_timeout, self.time_out)
         did += self._drain(self._claim_reminder, self.remind)
         did += deliver_due(self.settings, self.catalog, BATCH, lambda: self.stop.stopping)  # grades, sheet rows
+        self._prune_when_due()
         self._heartbeat(did)
         return did > 0
+
+    def _prune_when_due(self) -> None:
+        """Once an hour, delete history past keeping (app/retention.py); a failure waits for the next hour."""
+        if time.monotonic() < self.next_prune:
+            return
+        self.next_prune = time.monotonic() + PRUNE_EVERY_SECONDS
+        try:
+            pruned = prune_history(self.settings)
+        except Exception:
+            db.session.rollback()
+            log.exception("pruning history failed; trying again in an hour")
+            return
+        if pruned.total:
+            log.info("pruned history: %s", ", ".join(f"{count} {what}" for what, count in pruned.counts.items() if count))
 
     def _drain(self, claim: Callable[[], LessonRun | None], handle: Callable[[LessonRun], None]) -> int:
         done = 0
@@ -64,21 +83,24 @@ class Poller:
             done += 1
         return done
 
-    def _claim(self, *conditions: Any) -> LessonRun | None:
-        query = sa.select(LessonRun).where(LessonRun.status == RunStatus.ACTIVE, *conditions).order_by(LessonRun.id).limit(1)
+    def _claim(self, order: Any, *conditions: Any) -> LessonRun | None:
+        """The first active run meeting ``conditions`` in ``order``: the column of the partial index
+        that holds exactly those runs (runs/models.py), so a claim never walks finished history."""
+        query = sa.select(LessonRun).where(LessonRun.status == RunStatus.ACTIVE, *conditions).order_by(order).limit(1)
         if is_postgresql():
             query = query.with_for_update(skip_locked=True)
         return db.session.scalars(query).first()
 
     def _claim_due_check(self) -> LessonRun | None:
-        return self._claim(LessonRun.next_check_at <= utcnow())
+        return self._claim(LessonRun.next_check_at, LessonRun.next_check_at <= utcnow())
 
     def _claim_timeout(self) -> LessonRun | None:
-        return self._claim(LessonRun.last_activity_at <= utcnow() - timedelta(days=self.settings.run_timeout_days))
+        idle = utcnow() - timedelta(days=self.settings.run_timeout_days)
+        return self._claim(LessonRun.last_activity_at, LessonRun.last_activity_at <= idle)
 
     def _claim_reminder(self) -> LessonRun | None:
         idle = utcnow() - timedelta(hours=self.settings.reminder_after_hours)
-        return self._claim(LessonRun.reminded_at.is_(None), LessonRun.last_activity_at <= idle)
+        return self._claim(LessonRun.last_activity_at, LessonRun.reminded_at.is_(None), LessonRun.last_activity_at <= idle)
 
     def _process(self, run: LessonRun, handle: Callable[[LessonRun], None]) -> None:
         """Handle one claimed run in its own transaction; a failure is logged and rescheduled."""
