@@ -200,3 +200,21 @@ def test_tests_and_deployment_use_the_versions_production_runs() -> None:
                      if name in entries and entries[name][0] != version}
         assert differing == {}, other
     assert set(runtime) <= set(lock_entries(REPO_ROOT / "requirements-dev.lock"))
+
+
+def _make_would_install(target: str, venv: Path) -> list[str]:
+    """The locks `make TARGET` installs into a virtualenv that has none yet (make -n: nothing runs)."""
+    plan = subprocess.run(["make", "-n", target, f"VENV={venv}"], cwd=REPO_ROOT, capture_output=True, text=True,
+                          timeout=60, check=True).stdout
+    return re.findall(r"pip install --quiet --require-hashes -r (\S+)", plan)
+
+
+def test_demo_installs_the_runtime_lock_and_the_tests_the_dev_lock(tmp_path: Path) -> None:
+    """A newcomer's first `make demo` does not wait for ansible, mypy and the rest of the toolchain."""
+    venv = tmp_path / "venv"
+    assert _make_would_install("demo", venv) == ["requirements.lock"]
+    assert _make_would_install("test-fast", venv) == ["requirements-dev.lock"]
+    venv.mkdir()
+    (venv / ".installed-runtime").touch()  # after a demo: the tests still get their tools, a rerun installs nothing
+    assert _make_would_install("test-fast", venv) == ["requirements-dev.lock"]
+    assert _make_would_install("demo", venv) == []
