@@ -115,6 +115,7 @@ def test_start_of_the_lesson_under_way_resumes_it_with_the_steps_task(
     reply = student.say("start git-basics")
     assert "Welcome back to “Interactive lesson on Git”: you are at step 2 of 7, with 20 of 100 points" in reply
     assert "**Step 2 of 7.** Question: which Git command shows the history of commits?" in reply
+    assert first is not None and f"git clone {first.context['clone_url']}\n" in reply  # the clone may be gone
     assert "already" not in reply
     resumed = student.run()
     assert resumed is not None and first is not None and resumed.id == first.id and resumed.points == 20

@@ -100,7 +100,7 @@ def _start(command: Command, state: ChatState, catalog: Catalog, workspace: Work
     if lesson is None:
         return Outcome(state, [Text("start.unknown", lesson=quote_inline(command.argument, 40))])
     if state.run is not None and state.run.lesson_id == lesson.id:
-        return _resume(lesson, state)
+        return _resume(lesson, state, workspace)
     if state.run is not None:
         active = catalog.get(state.run.lesson_id)
         total = len(active.steps) if active else 0
@@ -109,7 +109,7 @@ def _start(command: Command, state: ChatState, catalog: Catalog, workspace: Work
     return _begin(lesson, state, workspace, [intro])
 
 
-def _resume(lesson: Lesson, state: ChatState) -> Outcome:
+def _resume(lesson: Lesson, state: ChatState, workspace: Workspace) -> Outcome:
     """`start` of the lesson already under way: where the student is and the step's task, not a refusal.
 
     A student who comes back days later types `start` again; the run goes on where it was.
@@ -117,7 +117,7 @@ def _resume(lesson: Lesson, state: ChatState) -> Outcome:
     assert state.run is not None
     welcome = Text("start.resume", title=lesson.title, step=state.run.step_index + 1, total=len(lesson.steps),
                    points=state.run.points, max_points=lesson.max_points)
-    return Outcome(state, [welcome, step_text(lesson, state.run.step_index)])
+    return Outcome(state, [welcome, *workspace.recall(lesson, state.run.context), step_text(lesson, state.run.step_index)])
 
 
 def _check(state: ChatState, lesson: Lesson, checker: Checker, answer: str | None = None) -> Outcome:

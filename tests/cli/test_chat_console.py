@@ -154,7 +154,7 @@ def test_demo_rerun_speaks_english_resumes_the_step_in_the_clone_with_hooks_on_a
     resumed = again.expect(f"`$` runs in {tmp_path / 'demo' / folder} now")
     assert "Welcome back to “Interactive lesson on Git”: you are at step 2 of 7, with 20 of 100 points" in resumed
     assert "**Step 2 of 7.** Question: which Git command shows the history of commits?" in resumed
-    assert "already in lesson" not in resumed
+    assert f"git clone {clone_url[1]}\n" in resumed and "already in lesson" not in resumed
     again.type("$ git log --format=%s-in-the-clone")
     again.expect("Add README-in-the-clone")
     again.type("git log")
