@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+RUNTIME_STAMP := $(VENV)/.installed-runtime
+DEMO_LANGUAGE ?= en
 PYTEST_ARGS ?=
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
@@ -14,11 +16,24 @@ help:  ## List the targets.
 
 # Every package, transitive ones included, comes from the lock with its hashes: pip
 # refuses anything unpinned or whose download does not match (pip itself is Debian's).
-$(STAMP): requirements.lock requirements-dev.lock
+# Each stamp says which lock the venv holds: the demo needs only the runtime lock, the tests
+# and tools the dev lock (the runtime one plus pytest, mypy, ansible, …).
+define install_lock
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Lessonbot needs Python 3.11"'
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --require-hashes -r requirements-dev.lock
-	touch $(STAMP)
+	$(BIN)/pip install --quiet --require-hashes -r $(1)
+	touch $@
+endef
+
+$(STAMP): requirements.lock requirements-dev.lock
+	$(call install_lock,requirements-dev.lock)
+
+# The demo leaves out uWSGI too: the console chat serves its own hooks, and uWSGI ships only as
+# source, a build of a minute or more on a newcomer's first run.
+$(RUNTIME_STAMP): requirements.lock
+	@mkdir -p $(VENV)
+	awk '/^uwsgi==/ {skip = 1} skip && !/\\$$/ {skip = 0; next} !skip' requirements.lock > $(VENV)/requirements-demo.lock
+	$(call install_lock,$(VENV)/requirements-demo.lock)
 
 # The locks are resolved for Debian 12 (its Python 3.11.2, Linux) whatever machine runs this;
 # each is constrained by the one before it, so the tests use the versions production runs.
@@ -30,13 +45,14 @@ pins: $(STAMP)  ## Re-resolve requirements*.lock from requirements*.txt (all pac
 	$(UV_COMPILE) -c requirements.lock -o requirements-dev.lock requirements-dev.txt
 	$(UV_COMPILE) -c requirements-dev.lock -o requirements-deploy.lock requirements-deploy.txt
 
-demo:  ## Run Lessonbot locally: SQLite + a console chat, guided through git-basics.
+demo:  ## Run Lessonbot locally: SQLite + a console chat, guided through git-basics (DEMO_LANGUAGE=ru for Russian).
 	@.ci/system-deps.sh demo
-	@$(MAKE) --no-print-directory $(STAMP)
+	@$(MAKE) --no-print-directory $(RUNTIME_STAMP)
 	@mkdir -p instance
 	@$(BIN)/python -m app.cli.devenv .env
 	@$(BIN)/python manage.py db upgrade 2>&1 | grep -v '^INFO' || true
-	$(BIN)/python manage.py chat --student demo@example.com --name "Demo Student" --workdir instance/demo --start git-basics
+	$(BIN)/python manage.py chat --student demo@example.com --name "Demo Student" --workdir instance/demo \
+		--language $(DEMO_LANGUAGE) --start git-basics
 
 test:  ## The whole suite, deploy test included (installs what it needs; the deploy test needs root).
 	@.ci/system-deps.sh test

@@ -57,6 +57,10 @@ MESSAGES: dict[str, dict[str, str]] = {
         "ru": "Вы уже проходите урок `{lesson}` (шаг {step} из {total}). Напишите `стоп`, чтобы закончить его, или `заново`, чтобы начать сначала.",
         "en": "You are already in lesson `{lesson}` (step {step} of {total}). Say `stop` to end it, or `restart` to begin it again.",
     },
+    "start.resume": {
+        "ru": "С возвращением в урок «{title}»: вы на шаге {step} из {total}, баллы: {points} из {max_points}. Продолжаем (начать сначала: `заново`).",
+        "en": "Welcome back to “{title}”: you are at step {step} of {total}, with {points} of {max_points} points. Let us go on (to begin again: `restart`).",
+    },
     "start.ok": {"ru": "Начинаем урок «{title}». Шагов: {total}, баллов: {max_points}.", "en": "Starting “{title}”: {total} steps, {max_points} points."},
     "step.say": {"ru": "**Шаг {step} из {total}.** {text}", "en": "**Step {step} of {total}.** {text}"},
     "step.passed": {"ru": "✅ Шаг {step} пройден (+{points}). Баллы: {total_points}.", "en": "✅ Step {step} passed (+{points}). Points: {total_points}."},
@@ -143,6 +147,10 @@ MESSAGES: dict[str, dict[str, str]] = {
     },
     "link.unavailable": {"ru": "Связать аккаунт Google сейчас нельзя: Google не настроен. Сообщите преподавателю.", "en": "Linking a Google account is not possible right now: Google is not set up. Please tell your teacher."},
     "link.done": {"ru": "Аккаунт Google связан с вами. Оценки пойдут в Classroom. Если это были не вы, напишите `связать` и войдите в свой аккаунт.", "en": "A Google account is now linked to you. Grades will go to Classroom. If that was not you, say `link` and sign in with your own account."},
+    "grade.kept": {
+        "ru": "Ваша оценка за урок «{title}», {points} из {max_points}, сохранена. Этот Lessonbot пока не подключён к Google: когда администратор его подключит, оценка попадёт в задание урока в вашем курсе Google Classroom. Вам ничего делать не нужно.",
+        "en": "Your grade for “{title}”, {points} of {max_points}, is kept. This Lessonbot is not connected to Google yet: once an administrator connects it, the grade goes to the lesson's assignment in your Google Classroom course. There is nothing for you to do.",
+    },
     "grade.not_enrolled": {
         "ru": "Оценку за урок `{lesson}` пока некуда записать: я не нашёл вас ни в одном курсе Google Classroom. Напишите `link` и войдите в аккаунт Google, с которым вы в курсе; оценка подождёт.",
         "en": "Your grade for `{lesson}` has nowhere to go yet: I did not find you in any Google Classroom course. Say `link` and sign in with the Google account you use in the course; the grade will wait.",

@@ -187,6 +187,11 @@ class Settings(BaseSettings):
     def is_postgresql(self) -> bool:
         return self.database_url.startswith(("postgresql", "postgres://"))
 
+    @property
+    def has_google_client(self) -> bool:
+        """Whether the Web OAuth client is set: without it students cannot `link` and no grade reaches Classroom."""
+        return bool(self.google_client_id) and self.google_client_secret is not None
+
 
 def sqlalchemy_url(database_url: str) -> str:
     """The URL with our driver: SQLAlchemy 2.1 would pick psycopg 3 for a bare postgresql://."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import shlex
 from pathlib import Path
 
 from flask import Flask
@@ -85,7 +87,7 @@ def test_hint_status_stop_and_restart(client: FlaskClient, live_server: str, tmp
     student.git("push", "-q", "origin", "main")
     assert "step 2 of 7, 20 of 100 points" in student.say("status")
 
-    assert "already in lesson `git-basics` (step 2 of 7)" in student.say("start git-basics")
+    assert "already in lesson `git-basics` (step 2 of 7)" in student.say("start zulip-basics")
     assert "stopped without a grade; your 20 points stay on record" in student.say("stop")
     first = student.run()
     assert first is not None and first.status == RunStatus.STOPPED and first.points == 20
@@ -98,3 +100,51 @@ def test_hint_status_stop_and_restart(client: FlaskClient, live_server: str, tmp
     assert second.points == 0 and second.context["repo_name"] != first.context["repo_name"]
     assert "again from step 1" in student.say("restart")  # restart while active: a fresh run again
     assert student.run().id not in (first.id, second.id)  # type: ignore[union-attr]
+
+
+def test_start_of_the_lesson_under_way_resumes_it_with_the_steps_task(
+        client: FlaskClient, live_server: str, tmp_path: Path) -> None:
+    student = ChatStudent(client, "eve@example.com", tmp_path)
+    student.say("start git-basics")
+    student.clone_repo()
+    student.commit_file("README.md", "# x\n", "Add README")
+    student.git("push", "-q", "origin", "main")
+    student.new_replies()
+    first = student.run()
+
+    reply = student.say("start git-basics")
+    assert "Welcome back to “Interactive lesson on Git”: you are at step 2 of 7, with 20 of 100 points" in reply
+    assert "**Step 2 of 7.** Question: which Git command shows the history of commits?" in reply
+    assert first is not None and f"git clone {first.context['clone_url']}\n" in reply  # the clone may be gone
+    assert "already" not in reply
+    resumed = student.run()
+    assert resumed is not None and first is not None and resumed.id == first.id and resumed.points == 20
+    assert "Step 2 passed (+10)" in student.say("git log")
+
+
+def test_fast_forwarded_student_recovers_by_following_the_merge_hint(
+        client: FlaskClient, live_server: str, tmp_path: Path) -> None:
+    student = ChatStudent(client, "fay@example.com", tmp_path)
+    student.say("start git-basics")
+    student.clone_repo()
+    student.commit_file("README.md", "# x\n", "Add README")
+    student.git("push", "-q", "origin", "main")
+    student.say("git log")
+    student.git("switch", "-qc", "feature")
+    student.commit_file("hello.txt", "Hello, Git!\n", "Say hello")
+    student.git("push", "-q", "origin", "feature")
+    assert "Step 5 of 7" in student.new_replies()
+
+    student.git("switch", "-q", "main")
+    student.git("merge", "-q", "feature")  # no --no-ff: main only moves forward
+    student.git("push", "-q", "origin", "main")
+    assert "no merge commit on branch `main`" in student.new_replies()
+    assert "Already up to date" in student.git("merge", "--no-ff", "feature", "-m", "Merge feature")
+
+    hint = student.say("hint")
+    assert "Already up to date" in hint
+    commands = re.search(r"```\n(.*?)```", hint, re.DOTALL)
+    assert commands is not None
+    for line in commands[1].strip().splitlines():
+        student.git(*shlex.split(line)[1:])
+    assert "Step 5 passed (+20)" in student.new_replies()

@@ -200,3 +200,36 @@ def test_tests_and_deployment_use_the_versions_production_runs() -> None:
                      if name in entries and entries[name][0] != version}
         assert differing == {}, other
     assert set(runtime) <= set(lock_entries(REPO_ROOT / "requirements-dev.lock"))
+
+
+def _make_plan(target: str, venv: Path) -> str:
+    """What `make TARGET` would run with this virtualenv (make -n: nothing runs)."""
+    return subprocess.run(["make", "-n", target, f"VENV={venv}"], cwd=REPO_ROOT, capture_output=True, text=True,
+                          timeout=60, check=True).stdout
+
+
+def _installs(plan: str) -> list[str]:
+    return [Path(lock).name for lock in re.findall(r"pip install --quiet --require-hashes -r (\S+)", plan)]
+
+
+def _locked_names(lock: str) -> set[str]:
+    return set(re.findall(r"^([a-z0-9][a-z0-9._-]*)==\S+ \\$", lock, re.MULTILINE))
+
+
+def test_demo_installs_the_runtime_lock_but_uwsgi_and_the_tests_the_dev_lock(tmp_path: Path) -> None:
+    """A newcomer's first `make demo` waits neither for the toolchain (ansible, mypy, …) nor for a uWSGI build."""
+    venv = tmp_path / "venv"
+    plan = _make_plan("demo", venv)
+    assert _installs(plan) == ["requirements-demo.lock"]
+    [write_lock] = [line for line in plan.splitlines() if "requirements-demo.lock" in line and "pip" not in line]
+    venv.mkdir()
+    subprocess.run(["bash", "-c", write_lock], cwd=REPO_ROOT, check=True, timeout=60)
+    demo_lock = (venv / "requirements-demo.lock").read_text()
+    runtime = (REPO_ROOT / "requirements.lock").read_text()
+    assert _locked_names(demo_lock) == _locked_names(runtime) - {"uwsgi"} and "uwsgi" in _locked_names(runtime)
+    assert demo_lock.count("--hash=sha256:") == runtime.count("--hash=sha256:") - 1  # every other hash kept
+    assert _installs(_make_plan("test-fast", venv)) == ["requirements-dev.lock"]
+
+    (venv / ".installed-runtime").touch()  # after a demo: the tests still get their tools, a rerun installs nothing
+    assert _installs(_make_plan("test-fast", venv)) == ["requirements-dev.lock"]
+    assert _installs(_make_plan("demo", venv)) == []

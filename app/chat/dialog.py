@@ -100,12 +100,25 @@ def _start(command: Command, state: ChatState, catalog: Catalog, workspace: Work
     lesson = catalog.get(command.argument)
     if lesson is None:
         return Outcome(state, [Text("start.unknown", lesson=quote_inline(command.argument, 40))])
+    if state.run is not None and state.run.lesson_id == lesson.id:
+        return _resume(lesson, state, workspace)
     if state.run is not None:
         active = catalog.get(state.run.lesson_id)
         total = len(active.steps) if active else 0
         return Outcome(state, [Text("start.busy", lesson=state.run.lesson_id, step=state.run.step_index + 1, total=total)])
     intro = Text("start.ok", title=lesson.title, total=len(lesson.steps), max_points=lesson.max_points)
     return _begin(lesson, state, workspace, [intro])
+
+
+def _resume(lesson: Lesson, state: ChatState, workspace: Workspace) -> Outcome:
+    """`start` of the lesson already under way: where the student is and the step's task, not a refusal.
+
+    A student who comes back days later types `start` again; the run goes on where it was.
+    """
+    assert state.run is not None
+    welcome = Text("start.resume", title=lesson.title, step=state.run.step_index + 1, total=len(lesson.steps),
+                   points=state.run.points, max_points=lesson.max_points)
+    return Outcome(state, [welcome, *workspace.recall(lesson, state.run.context), step_text(lesson, state.run.step_index)])
 
 
 def _check(state: ChatState, lesson: Lesson, checker: Checker, answer: str | None = None) -> Outcome:

@@ -8,10 +8,12 @@ runs a dialog file non-interactively (see README, "Lesson authoring").
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
 import os
 import shlex
+import socket
 import subprocess
 import sys
 import threading
@@ -19,7 +21,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import urlparse, urlunparse
 
 import click
 import sqlalchemy as sa
@@ -31,6 +33,8 @@ from werkzeug.serving import BaseWSGIServer, make_server
 
 from app.chat.service import InboundChat, normalize_email, receive_message
 from app.db import db
+from app.git.repos import GitError, git, repo_path
+from app.i18n import LANGUAGES
 from app.outbox.service import pending_replies
 from app.runs.service import active_run
 from app.settings import Settings
@@ -56,6 +60,7 @@ class ConsoleChat:
     replies: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     echo: bool = True
+    show_commands: bool = True  # off when a terminal already shows the `$` line as it is typed
 
     def send(self, text: str) -> str | None:
         """Hand one line to the core as a chat message; the reason when the core would refuse it (too long, NUL)."""
@@ -91,6 +96,21 @@ class ConsoleChat:
             run = active_run(student.id) if student else None
             return str(run.context.get("clone_url", "")) if run else ""
 
+    def enter_clone(self) -> bool:
+        """Move `$` into the student's clone of the active run's repository, if there is one here.
+
+        A student who comes back (`make demo` again) continues where they stopped, and their
+        commands run where their work is, as in the terminal they left.
+        """
+        url = self.clone_url()
+        if not url:
+            return False
+        for candidate in (self.workdir, *sorted(path for path in self.workdir.iterdir() if path.is_dir())):
+            if _origin_url(candidate) == url.rstrip("/"):
+                self.workdir = candidate
+                return True
+        return False
+
     def shell(self, command: str) -> int:
         """Run a shell command in the work directory; `cd DIR` moves it. ShellLineError: it cannot be split into words."""
         try:
@@ -106,7 +126,8 @@ class ConsoleChat:
             return 0
         env = {**os.environ, "LESSONBOT_REPO": self.clone_url(), "GIT_TERMINAL_PROMPT": "0"}
         command = command.replace("{repo}", self.clone_url())
-        click.echo(click.style(f"$ {command}", fg="cyan"))
+        if self.show_commands:
+            click.echo(click.style(f"$ {command}", fg="cyan"))
         return subprocess.run(command, shell=True, cwd=self.workdir, env=env).returncode
 
 
@@ -128,18 +149,70 @@ class Background(threading.Thread):
                     self.poller.run_once()
 
 
-def serve_hooks(app: Flask, hook_url: str) -> BaseWSGIServer:
-    """Serve the app on the hook URL's loopback port so the repositories' hooks reach us."""
+def _origin_url(clone: Path) -> str | None:
+    """The origin URL of a git work tree (not of a repository around it), without a trailing slash."""
+    if not (clone / ".git").exists():
+        return None
+    found = subprocess.run(["git", "-C", str(clone), "config", "--get", "remote.origin.url"],
+                           capture_output=True, text=True, check=False)
+    return found.stdout.strip().rstrip("/") or None
+
+
+def serve_hooks(app: Flask, hook_url: str, *, any_port_if_busy: bool = False) -> BaseWSGIServer:
+    """Serve the app on the hook URL's loopback port so the repositories' hooks reach us.
+
+    With `any_port_if_busy`, a port already taken (another demo, another program) gives way
+    to a free one; the caller points the hooks there.
+    """
     parsed = urlparse(hook_url)
     host, port = parsed.hostname or "127.0.0.1", parsed.port or 80
     try:
-        server = make_server(host, port, app, threaded=True)
+        listening = _listen(host, port)
     except OSError as error:
-        raise click.ClickException(
-            f"cannot listen on {host}:{port} for git hooks ({error.strerror}); pass --port or stop what uses it"
-        ) from None
+        if not (any_port_if_busy and error.errno == errno.EADDRINUSE):
+            raise click.ClickException(
+                f"cannot listen on {host}:{port} for git hooks ({error.strerror}); pass --port or stop what uses it"
+            ) from None
+        listening = _listen(host, 0)
+    with listening:  # werkzeug serves a duplicate of it (its own bind would sys.exit on a busy port)
+        server = make_server(host, listening.getsockname()[1], app, threaded=True, fd=listening.fileno())
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listening = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listening.bind((host, port))
+        listening.listen(128)
+    except OSError:
+        listening.close()
+        raise
+    return listening
+
+
+def _with_port(url: str, port: int) -> str:
+    parsed = urlparse(url)
+    return urlunparse(parsed._replace(netloc=f"{parsed.hostname or '127.0.0.1'}:{port}"))
+
+
+def _point_hooks_here(settings: Settings, email: str) -> None:
+    """Aim the hook of the student's active repository at this console's port.
+
+    A repository keeps the hook URL it was made with; the previous session may have listened
+    on another port (the usual one was busy then), and its pushes would go unheard.
+    """
+    student = db.session.scalars(sa.select(Student).where(Student.email == email)).one_or_none()
+    run = active_run(student.id) if student else None
+    repo = repo_path(settings.git_root, run.repo_name) if run and run.repo_name else None
+    if repo is None:
+        return
+    try:
+        git(repo, "config", "lessonbot.hookurl", settings.hook_url)
+    except GitError as error:
+        click.echo(f"could not point {repo}'s hook at {settings.hook_url}: {error}; say `check` after a push", err=True)
 
 
 def _check_database() -> None:
@@ -191,24 +264,33 @@ def _read_script(path: Path) -> list[str]:
               help="Run a dialog script instead of reading the keyboard.")
 @click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default="instance/work",
               show_default=True, help="Where `$ command` lines (and you) run git.")
-@click.option("--port", type=click.IntRange(1, 65535), help="Loopback port for git hooks (default: from LESSONBOT_HOOK_URL).")
+@click.option("--port", type=click.IntRange(1, 65535),
+              help="Loopback port for git hooks (default: from LESSONBOT_HOOK_URL, or a free one when that is busy).")
+@click.option("--language", type=click.Choice(LANGUAGES),
+              help="The language of a new student (default: LESSONBOT_DEFAULT_LANGUAGE); `lang` changes it later.")
 @click.option("--start", "start_lesson", help="Send `start LESSON` first (the guided demo).")
 @click.option("--timeout", default=15.0, show_default=True, callback=_finite_seconds,
               help="Seconds a script waits for an expected reply.")
 @with_appcontext
 def chat_command(email: str, name: str, script: Path | None, workdir: Path, port: int | None,
-                 start_lesson: str | None, timeout: float) -> None:
+                 language: str | None, start_lesson: str | None, timeout: float) -> None:
     """Talk to Lessonbot from the console, as a student would in Zulip."""
     lines = _read_script(script) if script is not None else None
     _check_database()
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     settings: Settings = app.extensions["lessonbot.settings"]
+    if language is not None:
+        settings = settings.model_copy(update={"default_language": language})
     if port is not None:
         settings = settings.model_copy(update={"hook_url": f"http://127.0.0.1:{port}/git/hook"})
-        app.extensions["lessonbot.settings"] = settings
     workdir = _prepare_workdir(workdir)
-    server = serve_hooks(app, settings.hook_url)
+    server = serve_hooks(app, settings.hook_url, any_port_if_busy=port is None)
+    if server.port != urlparse(settings.hook_url).port:
+        click.echo(f"{settings.hook_url} is busy; git hooks reach this chat on port {server.port}.")
+        settings = settings.model_copy(update={"hook_url": _with_port(settings.hook_url, server.port)})
+    app.extensions["lessonbot.settings"] = settings
+    _point_hooks_here(settings, email)
     chat = ConsoleChat(app, email, name, workdir)
     poller = Poller(settings, app.extensions["lessonbot.catalog"])
     background = Background(chat, poller)
@@ -227,12 +309,16 @@ def chat_command(email: str, name: str, script: Path | None, workdir: Path, port
 
 
 def _interactive(chat: ConsoleChat, start_lesson: str | None) -> None:
+    chat.show_commands = not sys.stdin.isatty()
     click.echo(f"Chatting as {chat.email}. Type chat messages; `$ command` runs a shell command in {chat.workdir}")
     click.echo("(`$ cd DIR` moves there); Ctrl-D or /quit ends. Try: help\n")
     if start_lesson:
         click.echo(click.style(f"you> start {start_lesson}", bold=True))
         chat.send(f"start {start_lesson}")
-        click.echo(f"Run git in {chat.workdir} (here with `$ …`, or in another terminal).\n")
+        if chat.enter_clone():
+            click.echo(f"`$` runs in {chat.workdir} now, your clone of the lesson's repository.\n")
+        else:
+            click.echo(f"Run git in {chat.workdir} (here with `$ …`, or in another terminal).\n")
     while True:
         try:
             line = input()

@@ -180,11 +180,17 @@ def create_repo(root: Path, lesson_id: str, student_email: str, *, hook_secret: 
     written into the repository's config, so a later change of the setting applies to new runs).
     """
     name = f"{lesson_id}-{_slug(student_email.split('@')[0])}-{secrets.token_hex(4)}"
-    path = (root / f"{name}.git").resolve()
-    shutil.copytree(_template(root, quota_bytes), path, symlinks=True)
-    with open(path / "config", "a", encoding="utf-8") as config:
+    repo = hosted_repo(root, name, hook_secret=hook_secret, public_url=public_url)
+    shutil.copytree(_template(root, quota_bytes), repo.path, symlinks=True)
+    with open(repo.path / "config", "a", encoding="utf-8") as config:
         config.write(f"[lessonbot]\n\trepo = {name}\n\thookkey = {repo_hook_key(hook_secret, name)}\n"
                      f"\thookurl = {hook_url}\n\tquota = {quota_bytes}\n[http]\n\treceivepack = true\n")
+    return repo
+
+
+def hosted_repo(root: Path, name: str, *, hook_secret: str, public_url: str | None) -> HostedRepo:
+    """How a student reaches the hosted repository `name`: by path locally, over HTTPS with its own credentials."""
+    path = (root / f"{name}.git").resolve()
     if public_url:
         return HostedRepo(name, path, f"{public_url.rstrip('/')}/{name}.git", "student", repo_password(hook_secret, name))
     return HostedRepo(name, path, str(path))

@@ -12,7 +12,7 @@ from app.students.models import Student
 
 def student_link_url(settings: Settings, student_email: str) -> str | None:
     """A one-time sign-in URL for the student (in the message's transaction); None without a Web client."""
-    if not settings.google_client_id or settings.google_client_secret is None:
+    if not settings.has_google_client:
         return None
     student_id = db.session.scalar(sa.select(Student.id).where(Student.email == student_email.strip().lower()))
     if student_id is None:

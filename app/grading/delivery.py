@@ -168,13 +168,24 @@ def _is_quota(error: GoogleError) -> bool:
     return error.status == 429 or error.reason in QUOTA_REASONS
 
 
-def _tell_not_enrolled(item: OutboxItem) -> None:
+def _tell_not_enrolled(item: OutboxItem, settings: Settings, catalog: Catalog) -> None:
+    """Tell the student once why the grade waits, and what they can do.
+
+    Without a Web OAuth client `link` cannot work, so the student is not asked to write it:
+    they hear that the grade is kept and where it goes once Google is set up (the demo).
+    """
     if item.payload.get("told_not_enrolled") or item.student_id is None:
         return
     student = db.session.get(Student, item.student_id)
-    if student is not None:
-        queue_reply(student, Text("grade.not_enrolled", lesson=item.payload["lesson_id"]).render(student.language))
-        item.payload = {**item.payload, "told_not_enrolled": True}
+    if student is None:
+        return
+    lesson = catalog.get(str(item.payload["lesson_id"]))
+    if lesson is not None and not settings.has_google_client:
+        text = Text("grade.kept", title=lesson.title, points=item.payload["points"], max_points=lesson.max_points)
+    else:
+        text = Text("grade.not_enrolled", lesson=item.payload["lesson_id"])
+    queue_reply(student, text.render(student.language))
+    item.payload = {**item.payload, "told_not_enrolled": True}
 
 
 def attempt(item: OutboxItem, settings: Settings, catalog: Catalog) -> str:
@@ -190,7 +201,7 @@ def attempt(item: OutboxItem, settings: Settings, catalog: Catalog) -> str:
     except NotAuthorized as error:
         return _wait(item, str(error), NOT_AUTHORIZED_WAIT)
     except Waiting as error:
-        _tell_not_enrolled(item)
+        _tell_not_enrolled(item, settings, catalog)
         return _wait(item, str(error), NOT_ENROLLED_WAIT)
     except GoogleError as error:
         if not error.transient:

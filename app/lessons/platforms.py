@@ -22,6 +22,10 @@ class Workspace(Protocol):
 
     def prepare(self, lesson: Lesson, student_email: str) -> Prepared: ...
 
+    def recall(self, lesson: Lesson, context: dict[str, Any]) -> list[Text]:
+        """What `prepare` told the student, again, for one who comes back (their clone may be gone)."""
+        ...
+
     def link_url(self, student_email: str) -> str | None:
         """A one-time URL that links the student's Google account; None when Google is not set up."""
         ...

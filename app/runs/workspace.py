@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
-from app.git.repos import create_repo
+from app.git.repos import HostedRepo, create_repo, hosted_repo
 from app.i18n import Text
 from app.lessons.platforms import Prepared
 from app.lessons.schema import Lesson
@@ -29,12 +30,25 @@ class PlatformWorkspace:
             hook_url=self.settings.hook_url, public_url=self.settings.git_public_url,
             quota_bytes=self.settings.git_repo_quota_bytes,
         )
-        texts = [Text("git.clone", url=repo.clone_url)]
-        if repo.user and repo.password:
-            texts.append(Text("git.clone_credentials", user=repo.user, password=repo.password))
-        return Prepared({"repo_name": repo.name, "repo_path": str(repo.path), "clone_url": repo.clone_url}, texts)
+        context = {"repo_name": repo.name, "repo_path": str(repo.path), "clone_url": repo.clone_url}
+        return Prepared(context, _clone_texts(repo))
+
+    def recall(self, lesson: Lesson, context: dict[str, Any]) -> list[Text]:
+        if lesson.platform != "git" or not context.get("repo_name"):
+            return []
+        repo = hosted_repo(self.settings.git_root, str(context["repo_name"]),
+                           hook_secret=self.settings.git_hook_secret.get_secret_value(),
+                           public_url=self.settings.git_public_url)
+        return _clone_texts(repo)
 
     def link_url(self, student_email: str) -> str | None:
         from app.google.linking import student_link_url
 
         return student_link_url(self.settings, student_email)
+
+
+def _clone_texts(repo: HostedRepo) -> list[Text]:
+    texts = [Text("git.clone", url=repo.clone_url)]
+    if repo.user and repo.password:
+        texts.append(Text("git.clone_credentials", user=repo.user, password=repo.password))
+    return texts

@@ -129,6 +129,22 @@ def test_recorded_assignment_that_another_project_owns_gets_the_same_reason(
     assert item.status == OutboxStatus.FAILED and "Classroom lets only the Google project" in str(item.last_error)
 
 
+def test_without_google_the_student_hears_the_grade_is_kept_not_to_link(
+        app: Flask, client: FlaskClient, settings: Settings, tmp_path: Path) -> None:
+    """The demo has no Google: `link` would answer "Google is not set up", so the grade's note does not ask for it."""
+    no_google = settings.model_copy(update={"google_client_id": None, "google_client_secret": None})
+    student = _finish_quiz(client, "zed@example.com", tmp_path)
+    catalog = app.extensions["lessonbot.catalog"]
+    deliver_due(no_google, catalog)
+    [item] = _grades()
+    assert item.status == OutboxStatus.PENDING
+    told = student.new_replies()
+    assert "Your grade for “Interactive lesson on Git”, 10 of 10, is kept" in told
+    assert "the grade goes to the lesson's assignment in your Google Classroom course" in told
+    assert "`link`" not in told
+    assert deliver_due(no_google, catalog) == 0 and student.new_replies() == ""  # told once; the grade waits
+
+
 def test_student_in_no_course_is_told_and_the_grade_waits_until_enrolled(
         app: Flask, client: FlaskClient, authorized: GoogleWorld, settings: Settings, tmp_path: Path) -> None:
     gs = authorized.gs
