@@ -72,6 +72,8 @@ class Settings(BaseSettings):
     check_interval_max_seconds: float = Field(default=900.0, gt=0, description="Cap of the check backoff.")
     reminder_after_hours: float = Field(default=24.0, gt=0, description="Idle time before a reminder.")
     run_timeout_days: float = Field(default=14.0, gt=0, description="Idle time before a run is stopped.")
+    stuck_after_hours: float = Field(default=24.0, gt=0, description=(
+        "The admin pages call a run stuck when it has been on the same step this long."))
     worker_stale_seconds: float = Field(default=120.0, ge=1, description=(
         "A worker silent this long is stale and /health answers 503 (the log shipper gets six times it plus its interval)."))
 
