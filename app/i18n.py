@@ -76,6 +76,8 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "Lesson `{lesson}` stopped without a grade; your {points} points stay on record. To begin again: `start {lesson}`.",
     },
     "restart.none": {"ru": "Нечего начинать заново: вы ещё не проходили уроков. Напишите `уроки`.", "en": "Nothing to restart: you have not taken a lesson yet. Say `lessons`."},
+    "admin.restarted": {"ru": "Преподаватель начал ваш урок `{lesson}` заново: вы снова на первом шаге.", "en": "A teacher restarted your lesson `{lesson}`: you are back on step 1."},
+    "admin.stopped": {"ru": "Преподаватель остановил ваш урок `{lesson}` (баллов: {points}). Начать снова: `начать {lesson}`.", "en": "A teacher stopped your lesson `{lesson}` ({points} points). To begin again: `start {lesson}`."},
     "restart.ok": {"ru": "Начинаем урок `{lesson}` заново с первого шага.", "en": "Starting lesson `{lesson}` again from step 1."},
     "completed": {
         "ru": "🎉 Урок «{title}» пройден! Итог: {points} из {max_points}.",
