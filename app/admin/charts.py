@@ -7,6 +7,7 @@ so the page works under a strict Content-Security-Policy and on a machine with n
 
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import Any
 
 import pygal
@@ -60,4 +61,4 @@ def _duration(minutes: int) -> str:
 
 def bucket_labels() -> list[str]:
     bounds = [_duration(minutes) for minutes in COMPLETION_BUCKETS]
-    return [f"< {bounds[0]}", *(f"{low}–{high}" for low, high in zip(bounds, bounds[1:], strict=False)), f"≥ {bounds[-1]}"]
+    return [f"< {bounds[0]}", *(f"{low}–{high}" for low, high in pairwise(bounds)), f"≥ {bounds[-1]}"]

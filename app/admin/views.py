@@ -12,8 +12,18 @@ from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
-from flask import (Blueprint, Response, flash, get_flashed_messages, redirect, render_template, request, session,
-                   stream_with_context, url_for)
+from flask import (
+    Blueprint,
+    Response,
+    flash,
+    get_flashed_messages,
+    redirect,
+    render_template,
+    request,
+    session,
+    stream_with_context,
+    url_for,
+)
 
 from app import state
 from app.admin import actions, charts, queries

@@ -9,8 +9,8 @@ from functools import lru_cache
 from typing import Annotated, Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Row
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from sqlalchemy.engine import Row
 
 from app.chat import dialog
 from app.chat.models import InboundMessage

@@ -94,7 +94,8 @@ def apply_outcome(student: StudentRef, run: LessonRun | None, outcome: Outcome, 
             run.check_failures = 0
         _record_passed(run, outcome.passed, "chat", now)
         for note in outcome.notes:
-            db.session.add(StepEvent(run_id=run.id, step_id=note.step_id, kind=StepEventKind(note.kind), detail=note.detail, at=now))
+            db.session.add(StepEvent(run_id=run.id, step_id=note.step_id, kind=StepEventKind(note.kind), detail=note.detail,
+                                     at=now))
         if outcome.progressed is not None:
             run.step_index = outcome.progressed.step_index
             run.points = outcome.progressed.points

@@ -1,4 +1,4 @@
-"""Admin pages: the actions admins took, and what happened on steps short of passing
+"""Admin pages: the actions admins took, what happened on steps short of passing, rosters by Classroom user id
 
 Revision ID: 0007_admin_pages
 Revises: 0006_zulip_dead_letters
@@ -47,8 +47,14 @@ def upgrade():
     with op.batch_alter_table('step_events', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_step_events_run_id'), ['run_id'], unique=False)
 
+    with op.batch_alter_table('course_students', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_course_students_classroom_user_id'), ['classroom_user_id'], unique=False)
+
 
 def downgrade():
+    with op.batch_alter_table('course_students', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_course_students_classroom_user_id'))
+
     with op.batch_alter_table('step_events', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_step_events_run_id'))
     op.drop_table('step_events')

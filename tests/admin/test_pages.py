@@ -98,7 +98,7 @@ def test_the_language_switch_goes_back_only_to_admin_pages(admin: FlaskClient) -
     assert moved.headers["Location"] == "/admin/"
 
 
-@pytest.mark.parametrize("path", PAGES + ["/admin/students/1", "/admin/grades.csv"])
+@pytest.mark.parametrize("path", [*PAGES, "/admin/students/1", "/admin/grades.csv"])
 def test_someone_not_signed_in_goes_to_the_sign_in_page(client: FlaskClient, path: str) -> None:
     page = client.get(path)
     assert page.status_code == 302 and page.headers["Location"] == "/admin/login"
