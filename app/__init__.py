@@ -66,12 +66,13 @@ def _engine_options(settings: Settings) -> dict[str, Any]:
 
 
 def _register_blueprints(app: Flask) -> None:
+    from app.admin.views import bp as admin_bp
     from app.chat.views import bp as chat_bp
     from app.git.views import bp as git_bp
     from app.google.views import bp as google_bp
     from app.health.views import bp as health_bp
 
-    for blueprint in (health_bp, chat_bp, git_bp, google_bp):
+    for blueprint in (health_bp, chat_bp, git_bp, google_bp, admin_bp):
         app.register_blueprint(blueprint)
 
 

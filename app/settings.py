@@ -74,6 +74,8 @@ class Settings(BaseSettings):
     run_timeout_days: float = Field(default=14.0, gt=0, description="Idle time before a run is stopped.")
     history_keep_days: float = Field(default=120.0, gt=0, description=(
         "Inbound messages and delivered chat replies older than this are deleted (grades are kept)."))
+    stuck_after_hours: float = Field(default=24.0, gt=0, description=(
+        "The admin pages call a run stuck when it has been on the same step this long."))
     worker_stale_seconds: float = Field(default=120.0, ge=1, description=(
         "A worker silent this long is stale and /health answers 503 (the log shipper gets six times it plus its interval)."))
 

@@ -14,13 +14,15 @@ from typing import Literal
 from app.chat.markdown import quote_inline
 from app.i18n import LANGUAGES, Text
 from app.lessons.catalog import Catalog
+from app.lessons.checks import CheckResult
 from app.lessons.commands import COMMANDS, Command, normalize_text, parse
 from app.lessons.engine import Checker, PassedStep, RunState, current_step, default_checker, evaluate, status_text, step_text
 from app.lessons.platforms import Workspace
 from app.lessons.schema import Lesson
 
-__all__ = ["COMMANDS", "ChatState", "Command", "Outcome", "RunEnded", "handle", "parse", "restarted_by_admin",
+__all__ = ["COMMANDS", "ChatState", "Command", "Outcome", "RunEnded", "StepNote", "handle", "parse", "restarted_by_admin",
            "stopped_by_admin", "strip_mention"]
+NOTE_CHARS = 300
 
 @dataclass(frozen=True)
 class ChatState:
@@ -35,6 +37,15 @@ class RunEnded:
     status: Literal["stopped", "completed"]
 
 
+@dataclass(frozen=True)
+class StepNote:
+    """Something that happened on the current step short of passing it, for the lesson funnel."""
+
+    kind: Literal["hint", "not_yet", "wrong_answer"]
+    step_id: str
+    detail: str = ""
+
+
 @dataclass
 class Outcome:
     state: ChatState
@@ -43,6 +54,7 @@ class Outcome:
     ended: RunEnded | None = None          # the active run ends
     passed: list[PassedStep] = field(default_factory=list)
     progressed: RunState | None = None     # the active run after a check, even if it completed
+    notes: list[StepNote] = field(default_factory=list)
 
 
 # A Zulip mention: @**Name**, @**Name|12**, and the silent @_**Name**.
@@ -123,13 +135,24 @@ def _resume(lesson: Lesson, state: ChatState, workspace: Workspace) -> Outcome:
 
 def _check(state: ChatState, lesson: Lesson, checker: Checker, answer: str | None = None) -> Outcome:
     assert state.run is not None
+    step = current_step(lesson, state.run)
     progress = evaluate(lesson, state.run, answer=answer, checker=checker)
     outcome = Outcome(replace(state, run=progress.run), progress.texts, passed=progress.passed,
-                      progressed=progress.run)
+                      progressed=progress.run, notes=_not_yet_notes(step.id, progress.result, answer))
     if progress.completed:
         outcome.ended = RunEnded("completed")
         outcome.state = replace(state, run=None)
     return outcome
+
+
+def _not_yet_notes(step_id: str, result: CheckResult | None, answer: str | None) -> list[StepNote]:
+    """A "not yet" worth counting: the wrong answer itself, or the reason in English (one language to group by)."""
+    if result is None or result.status != "not_yet":
+        return []
+    if answer is not None:
+        return [StepNote("wrong_answer", step_id, normalize_text(answer)[:NOTE_CHARS])]
+    reason = result.reason.render("en") if result.reason else ""
+    return [StepNote("not_yet", step_id, reason[:NOTE_CHARS])]
 
 
 def _check_command(command: Command, state: ChatState, catalog: Catalog, _: Workspace, checker: Checker) -> Outcome:
@@ -146,7 +169,8 @@ def _hint(command: Command, state: ChatState, catalog: Catalog, *_: object) -> O
     if state.run is None or lesson is None:
         return Outcome(state, [Text("no_run")])
     step = current_step(lesson, state.run)
-    return Outcome(state, [Text("hint.text", text=step.hint) if step.hint else Text("hint.none")])
+    text = Text("hint.text", text=step.hint) if step.hint else Text("hint.none")
+    return Outcome(state, [text], notes=[StepNote("hint", step.id)])
 
 
 def _status(command: Command, state: ChatState, catalog: Catalog, *_: object) -> Outcome:

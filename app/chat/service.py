@@ -6,10 +6,11 @@ import logging
 import re
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Annotated
+from typing import Annotated, Any
 
 import sqlalchemy as sa
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from sqlalchemy.engine import Row
 
 from app.chat import dialog
 from app.chat.models import InboundMessage
@@ -20,6 +21,7 @@ from app.outbox.service import queue_reply
 from app.runs.service import apply_outcome, load_chat_state
 from app.runs.workspace import PlatformWorkspace
 from app.settings import Settings
+from app.students.models import Student
 from app.students.service import get_or_create_student
 
 log = logging.getLogger(__name__)
@@ -81,26 +83,38 @@ class Received:
 @lru_cache(maxsize=2)
 def _record_statement(dialect: str) -> sa.Insert:
     table = InboundMessage.__table__
+    sender = sa.select(Student.id).where(Student.email == sa.bindparam("email")).scalar_subquery()
     return (upsert_insert(table, dialect)
-            .values(message_id=sa.bindparam("message_id"), content=sa.bindparam("content"), received_at=sa.func.now())
+            .values(message_id=sa.bindparam("message_id"), content=sa.bindparam("content"), received_at=sa.func.now(),
+                    student_id=sender)
             .on_conflict_do_nothing(index_elements=["message_id"])
-            .returning(table.c.id))
+            .returning(table.c.id, table.c.student_id))
 
 
-def _record_inbound(message: InboundChat) -> bool:
-    """Store the message id; False if it was stored before (a concurrent repeat waits, then sees it)."""
-    params = {"message_id": message.message_id, "content": message.content}
-    return db.session.execute(_record_statement(db.engine.dialect.name), params).scalar() is not None
+def _record_inbound(message: InboundChat) -> Row[Any] | None:
+    """Store the message with its sender (if known yet); None if it was stored before (a concurrent repeat
+    waits, then sees it)."""
+    params = {"message_id": message.message_id, "content": message.content, "email": message.sender_email}
+    return db.session.execute(_record_statement(db.engine.dialect.name), params).first()
+
+
+def _attribute_first_message(recorded: Row[Any], student_id: int) -> None:
+    """A new student's first message (or the first after their chat email changed) is stored before the
+    sender is known by that email: give it to them, so the admin pages show their whole conversation."""
+    if recorded.student_id != student_id:
+        db.session.execute(sa.update(InboundMessage).where(InboundMessage.id == recorded.id).values(student_id=student_id))
 
 
 def receive_message(message: InboundChat, catalog: Catalog, settings: Settings) -> Received:
     """Handle a message exactly once: a repeated message id has no second effect."""
-    if not _record_inbound(message):
+    recorded = _record_inbound(message)
+    if recorded is None:
         db.session.rollback()
         log.info("duplicate message %s ignored", message.message_id)
         return Received(duplicate=True)
     student = get_or_create_student(message.sender_email, message.sender_full_name, message.sender_id,
                                     settings.default_language)
+    _attribute_first_message(recorded, student.id)
     state, run = load_chat_state(student)
     outcome = dialog.handle(message.content, state, catalog, PlatformWorkspace(settings), bot_name=settings.zulip_bot_name)
     apply_outcome(student, run, outcome, catalog, settings)

@@ -1,4 +1,4 @@
-"""Google sign-in pages: the OAuth callback, students' one-time link URLs, admin sign-in and the grades page."""
+"""Google sign-in pages: the OAuth callback, students' one-time link URLs, admin sign-in (the admin pages are app.admin)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from app import state
 from app.db import db
 from app.google import signin
 from app.google.csrf import CsrfError, check_csrf, csrf_token
-from app.grading.service import list_grades
 from app.settings import Settings
 
 bp = Blueprint("google", __name__, template_folder="templates")
@@ -68,7 +67,7 @@ def callback() -> Any:
         session.clear()  # a fresh session: nothing from before the sign-in carries over
         session.permanent = True  # the cookie ends with the admin lifetime (PERMANENT_SESSION_LIFETIME)
         session.update(admin_email=done.email, admin_version=done.session_version, admin_signed_in_at=time.time())
-        return redirect(url_for("google.admin_grades"))
+        return redirect(url_for("admin.overview"))
     session[STARTED] = [s for s in _started_here() if s != oauth_state]
     if done.purpose == "service":
         return _page("Lessonbot is authorized", f"Lessonbot now acts as {done.email}. You can close this page.")
@@ -132,6 +131,8 @@ def admin_logout() -> Any:
 
 
 def admin_required(view: Any) -> Any:
+    """Only for a signed-in admin whose sign-in is still good; anyone else goes to the sign-in page."""
+
     @wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         if not signin.admin_session_valid(_settings(), session.get("admin_email"), session.get("admin_version"),
@@ -142,10 +143,3 @@ def admin_required(view: Any) -> Any:
 
     return wrapper
 
-
-@bp.get("/admin/grades")
-@admin_required
-def admin_grades() -> Any:
-    """Every grade and gradebook row, with the reason of any that could not be written."""
-    return render_template("google/grades.html", title="Grades", admin_email=session.get("admin_email"),
-                           grades=list_grades(limit=500))

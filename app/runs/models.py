@@ -70,6 +70,12 @@ class LessonRun(db.Model):  # type: ignore[name-defined]
         return f"<LessonRun {self.id} {self.lesson_id} {self.status} step={self.step_index}>"
 
 
+class StepEventKind(enum.StrEnum):
+    HINT = "hint"
+    NOT_YET = "not_yet"
+    WRONG_ANSWER = "wrong_answer"
+
+
 class StepResult(db.Model):  # type: ignore[name-defined]
     __tablename__ = "step_results"
     __table_args__ = (sa.UniqueConstraint("run_id", "step_id", name="uq_step_results_run_step"),)
@@ -84,3 +90,21 @@ class StepResult(db.Model):  # type: ignore[name-defined]
     source: Mapped[str] = mapped_column(sa.String(16), default="chat")
 
     run: Mapped[LessonRun] = relationship(back_populates="results")
+
+
+class StepEvent(db.Model):  # type: ignore[name-defined]
+    """What happened on a step short of passing it (a hint asked, a "not yet", a wrong answer).
+
+    Kept so that the lesson funnel shows where students struggle and why: the step a teacher
+    should rewrite is the one with many hints and the same reason over and over.
+    """
+
+    __tablename__ = "step_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(sa.ForeignKey("lesson_runs.id", ondelete="CASCADE"), index=True)
+    step_id: Mapped[str] = mapped_column(sa.String(64))
+    kind: Mapped[StepEventKind] = mapped_column(enum_column(StepEventKind))
+    # The reason in English for a "not yet", the answer (normalized) for a wrong one.
+    detail: Mapped[str] = mapped_column(sa.String(300), default="")
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

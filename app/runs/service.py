@@ -19,7 +19,7 @@ from app.lessons.catalog import Catalog
 from app.lessons.engine import PassedStep, Progress, RunState, current_step
 from app.lessons.platforms import Workspace
 from app.outbox.service import queue_reply
-from app.runs.models import LessonRun, RunStatus, StepResult
+from app.runs.models import LessonRun, RunStatus, StepEvent, StepEventKind, StepResult
 from app.settings import Settings
 from app.students.models import Student
 from app.students.service import StudentRef, in_course, set_language
@@ -104,6 +104,9 @@ def apply_outcome(student: StudentRef, run: LessonRun | None, outcome: Outcome, 
         if outcome.passed:
             run.check_failures = 0
         _record_passed(run, outcome.passed, "chat", now)
+        for note in outcome.notes:
+            db.session.add(StepEvent(run_id=run.id, step_id=note.step_id, kind=StepEventKind(note.kind), detail=note.detail,
+                                     at=now))
         if outcome.progressed is not None:
             run.step_index = outcome.progressed.step_index
             run.points = outcome.progressed.points

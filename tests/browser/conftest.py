@@ -114,7 +114,7 @@ def signed_in_admin(browser: WebDriver, site: Site, email: str = ADMIN) -> None:
     """Allowlist `email`, sign in as it, and land on the admin's first page."""
     allow_admin(site, email)
     sign_in(browser, site, email)
-    assert browser.current_url == site.url("/admin/grades"), f"{browser.current_url}: {page_text(browser)}"
+    assert browser.current_url == site.url("/admin/"), f"{browser.current_url}: {page_text(browser)}"
 
 
 def click_and_wait(browser: WebDriver, button_text: str) -> None:

@@ -26,7 +26,7 @@ def _signed_in_admin(app: Flask, world: GoogleWorld, address: str = "192.0.2.10"
     world.gs.auto_approve_as(BOSS)
     browser = app.test_client()
     landed = sign_in(browser, browser.get("/admin/login", environ_base={"REMOTE_ADDR": address}).headers["Location"])
-    assert landed.headers["Location"] == "/admin/grades", landed.text
+    assert landed.headers["Location"] == "/admin/", landed.text
     return browser, landed
 
 
