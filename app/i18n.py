@@ -80,6 +80,14 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "Lesson `{lesson}` stopped without a grade; your {points} points stay on record. To begin again: `start {lesson}`.",
     },
     "restart.none": {"ru": "Нечего начинать заново: вы ещё не проходили уроков. Напишите `уроки`.", "en": "Nothing to restart: you have not taken a lesson yet. Say `lessons`."},
+    "admin.help": {
+        "ru": "Команды администратора:\n- `admin status` — отчёт `manage.py status`\n- `admin grades sync` — отправить ждущие оценки сейчас\n- `admin logs ship` — отправить логи на Drive сейчас\n- `admin backup` — резервная копия базы\n- `admin student EMAIL` — прохождения и оценки студента\n- `admin help` — эта справка",
+        "en": "Admin commands:\n- `admin status` — the report of `manage.py status`\n- `admin grades sync` — send the waiting grades now\n- `admin logs ship` — ship the logs to Drive now\n- `admin backup` — back the database up\n- `admin student EMAIL` — a student's runs and grades\n- `admin help` — this list",
+    },
+    "admin.unknown": {"ru": "Такой команды администратора нет. Напишите `admin help`.", "en": "There is no such admin command. Say `admin help`."},
+    "admin.started": {"ru": "`admin {command}`: начато, напишу, когда закончу.", "en": "`admin {command}`: started; I will write when it is done."},
+    "admin.result": {"ru": "`admin {command}`:\n```text\n{result}\n```", "en": "`admin {command}`:\n```text\n{result}\n```"},
+    "admin.failed": {"ru": "`admin {command}` не удалось: {result}", "en": "`admin {command}` failed: {result}"},
     "restart.ok": {"ru": "Начинаем урок `{lesson}` заново с первого шага.", "en": "Starting lesson `{lesson}` again from step 1."},
     "admin.stopped": {
         "ru": "Преподаватель остановил ваш урок `{lesson}`; набранные баллы ({points}) сохранены в истории. Начать снова: `начать {lesson}`.",

@@ -12,6 +12,8 @@ import sqlalchemy as sa
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy.engine import Row
 
+from app.admin.chat import admin_request
+from app.admin.chat import answer as admin_answer
 from app.chat import dialog
 from app.chat.models import InboundMessage
 from app.db import db, upsert_insert
@@ -115,6 +117,11 @@ def receive_message(message: InboundChat, catalog: Catalog, settings: Settings) 
     student = get_or_create_student(message.sender_email, message.sender_full_name, message.sender_id,
                                     settings.default_language)
     _attribute_first_message(recorded, student.id)
+    admin_command = admin_request(message.content, message.sender_id, settings.zulip_bot_name)
+    if admin_command is not None:
+        queue_reply(student, admin_answer(admin_command, student, catalog).render(student.language))
+        db.session.commit()
+        return Received(duplicate=False, replies=1)
     state, run = load_chat_state(student)
     outcome = dialog.handle(message.content, state, catalog, PlatformWorkspace(settings), bot_name=settings.zulip_bot_name)
     apply_outcome(student, run, outcome, catalog, settings)

@@ -59,12 +59,15 @@ def status_command() -> None:
 
 @admins_cli.command("add")
 @click.argument("email")
+@click.option("--zulip-user-id", type=click.IntRange(min=1), default=None,
+              help="Their Zulip account (Zulip: their profile → user ID): it may give the bot `admin …` commands.")
 @one_line_errors
-def admins_add_command(email: str) -> None:
-    """Allow EMAIL to sign in to the admin pages."""
-    added = signin.add_admin(email)
+def admins_add_command(email: str, zulip_user_id: int | None) -> None:
+    """Allow EMAIL to sign in to the admin pages (and, with --zulip-user-id, to use admin commands in chat)."""
+    added = signin.add_admin(email, zulip_user_id)
     db.session.commit()
-    click.echo(f"{email.strip().lower()} {'added' if added else 'was already an admin'}")
+    chat = f"; Zulip user {zulip_user_id} may use admin commands" if zulip_user_id else ""
+    click.echo(f"{email.strip().lower()} {'added' if added else 'was already an admin'}{chat}")
 
 
 @admins_cli.command("remove")
@@ -81,4 +84,5 @@ def admins_remove_command(email: str) -> None:
 def admins_list_command() -> None:
     """List the admins."""
     admins = signin.list_admins()
-    click.echo("\n".join(admins) if admins else "No admins yet: ./manage.py admins add EMAIL")
+    lines = [admin.email + (f"  (Zulip user {admin.zulip_user_id})" if admin.zulip_user_id else "") for admin in admins]
+    click.echo("\n".join(lines) if lines else "No admins yet: ./manage.py admins add EMAIL")

@@ -51,6 +51,8 @@ class Admin(db.Model):  # type: ignore[name-defined]
     # Every session cookie carries the version it was issued under; sign-out bumps it, so a
     # copied cookie stops working everywhere at once.
     session_version: Mapped[int] = mapped_column(default=0, server_default="0")
+    # The admin's own Zulip account: only it may give the bot `admin …` commands (app/admin/chat.py).
+    zulip_user_id: Mapped[int | None] = mapped_column(sa.BigInteger, unique=True)
 
 
 class GoogleLink(db.Model):  # type: ignore[name-defined]

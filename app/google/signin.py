@@ -245,15 +245,30 @@ def is_admin(email: str) -> bool:
     return db.session.scalar(sa.select(Admin.id).where(Admin.email == email.strip().lower())) is not None
 
 
-def add_admin(email: str) -> bool:
-    """Allow an email to sign in to the admin pages; False if it already could (the caller commits)."""
+def add_admin(email: str, zulip_user_id: int | None = None) -> bool:
+    """Allow an email to sign in to the admin pages (and, given a Zulip user id, that Zulip account to give
+    the bot admin commands); False if it was an admin already (the caller commits)."""
     email = email.strip().lower()
     if "@" not in email:
         raise ValueError(f"not an email address: {email!r}")
-    if is_admin(email):
+    admin = db.session.scalars(sa.select(Admin).where(Admin.email == email)).first()
+    if zulip_user_id is not None:
+        holder = db.session.scalars(sa.select(Admin).where(Admin.zulip_user_id == zulip_user_id)).first()
+        if holder is not None and holder.email != email:
+            raise ValueError(f"Zulip user {zulip_user_id} is already the chat account of admin {holder.email}")
+    if admin is not None:
+        if zulip_user_id is not None:
+            admin.zulip_user_id = zulip_user_id
         return False
-    db.session.add(Admin(email=email))
+    db.session.add(Admin(email=email, zulip_user_id=zulip_user_id))
     return True
+
+
+def chat_admin(zulip_user_id: int | None) -> Admin | None:
+    """The admin whose Zulip account this is, if any: only they may give the bot admin commands."""
+    if zulip_user_id is None:
+        return None
+    return db.session.scalars(sa.select(Admin).where(Admin.zulip_user_id == zulip_user_id)).first()
 
 
 def remove_admin(email: str) -> None:
@@ -281,5 +296,5 @@ def sign_out_admin(email: str | None) -> None:
         db.session.execute(sa.update(Admin).where(Admin.email == email).values(session_version=Admin.session_version + 1))
 
 
-def list_admins() -> list[str]:
-    return list(db.session.scalars(sa.select(Admin.email).order_by(Admin.email)))
+def list_admins() -> list[Admin]:
+    return list(db.session.scalars(sa.select(Admin).order_by(Admin.email)))

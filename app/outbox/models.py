@@ -16,6 +16,7 @@ class OutboxKind(enum.StrEnum):
     CHAT_REPLY = "chat_reply"
     GRADE = "grade"
     SHEET_ROW = "sheet_row"
+    ADMIN_JOB = "admin_job"  # an admin's long command from chat, run by the poller (app/admin/chat.py)
 
 
 class OutboxStatus(enum.StrEnum):

@@ -18,6 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from flask import Flask
 
+from app.admin.chat import run_admin_jobs
 from app.boot import boot
 from app.db import db, is_postgresql, utcnow
 from app.grading.delivery import deliver_due
@@ -54,6 +55,7 @@ class Poller:
         did += self._drain(self._claim_timeout, self.time_out)
         did += self._drain(self._claim_reminder, self.remind)
         did += deliver_due(self.settings, self.catalog, BATCH, lambda: self.stop.stopping)  # grades, sheet rows
+        did += run_admin_jobs(self.settings, self.catalog, lambda: self.stop.stopping)  # `admin …` from chat
         self._prune_when_due()
         self._heartbeat(did)
         return did > 0
