@@ -30,7 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import zulip
 
+from app.i18n import LANGUAGES, Text
 from tests.deploy import machine
 from tests.deploy.measurements import MEASUREMENTS
 from tests.git import attacks
@@ -461,6 +463,54 @@ def test_backup_then_drop_then_restore_finds_the_same_rows(provisioned: machine.
     assert "at migration" in restored.stdout
     assert _row_counts(provisioned) == before
     wait_healthy(pebble_roots, "the restored system")
+
+
+def _zulip_user(environment: machine.TestEnvironment, index: int) -> tuple[zulip.Client, int]:
+    """One of the Zulip test server's students, as the official client sees it (the server runs on the host)."""
+    assert environment.zulip is not None
+    credentials = json.loads((environment.zulip.workdir / "zulip.json").read_text())
+    user = credentials["students"][index]
+    client = zulip.Client(email=user["email"], api_key=user["api_key"], site=f"http://127.0.0.1:{environment.zulip.port}")
+    return client, int(user["id"])
+
+
+def _bot_replies(client: zulip.Client, after: int) -> list[str]:
+    """The bot's DMs to this user with ids above `after`, oldest first."""
+    found = client.get_messages({"anchor": "newest", "num_before": 50, "num_after": 0,
+                                 "narrow": [{"operator": "sender", "operand": machine.ZULIP_BOT_EMAIL}]})
+    assert found["result"] == "success", found
+    return [m["content"] for m in found["messages"] if m["id"] > after]
+
+
+def _ask_bot(client: zulip.Client, content: str, until: str, timeout: float = 90) -> list[str]:
+    """DM the bot; the bot's replies from then on, once one of them contains `until`."""
+    sent = client.send_message({"type": "private", "to": [machine.ZULIP_BOT_EMAIL], "content": content})
+    assert sent["result"] == "success", sent
+    deadline = time.monotonic() + timeout
+    while True:
+        replies = _bot_replies(client, sent["id"])
+        if any(until in reply for reply in replies):
+            return replies
+        assert time.monotonic() < deadline, f"no reply with {until!r} to {content!r}; got {replies}"
+        time.sleep(1)
+
+
+def test_an_admin_runs_admin_status_from_zulip_and_a_student_cannot(provisioned: machine.TestEnvironment) -> None:
+    admin, admin_id = _zulip_user(provisioned, 0)
+    student, _ = _zulip_user(provisioned, 1)
+    on_machine(provisioned, f"{MANAGE} admins add ops@lessonbot.test --zulip-user-id {admin_id}")
+
+    started = {Text("admin.started", command="status").render(language) for language in LANGUAGES}
+    replies = _ask_bot(admin, "admin status", "`admin status`:\n```")  # the receiver, the core, the poller's job
+    assert started & set(replies)
+    report = next(reply for reply in replies if "```" in reply)
+    assert "database" in report and "worker poller" in report
+
+    answer = _ask_bot(student, "admin status", "admin status")  # the ordinary answer to unknown text
+    assert not started & set(answer) and not any("```" in reply for reply in answer)
+    recorded = on_machine(provisioned, "sudo -u postgres psql -d lessonbot -Atc "
+                                       "\"SELECT admin_email, action, left(detail, 5) FROM admin_actions ORDER BY id\"")
+    assert recorded.split() == ["ops@lessonbot.test|chat:", "status|done:"]
 
 
 def test_env_file_is_readable_by_the_app_user_and_belongs_to_root(provisioned: machine.TestEnvironment) -> None:
