@@ -12,7 +12,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 from werkzeug.exceptions import HTTPException
 
-from app import state
+from app import current
 
 log = logging.getLogger(__name__)
 Model = TypeVar("Model", bound=BaseModel)
@@ -56,7 +56,7 @@ def require_internal() -> None:
     """Only loopback callers holding the internal token."""
     if not is_loopback(request.remote_addr):
         raise ApiError(403, "forbidden", "Internal endpoints answer loopback callers only.")
-    expected = state.settings().internal_token.get_secret_value()
+    expected = current.settings().internal_token.get_secret_value()
     header = request.headers.get("Authorization", "")
     given = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else ""
     if not given or not hmac.compare_digest(given.encode(), expected.encode()):

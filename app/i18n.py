@@ -144,6 +144,7 @@ MESSAGES: dict[str, dict[str, str]] = {
     "git.no_tag": {"ru": "тега `{tag}` пока нет — создайте его и отправьте: `git push origin {tag}`", "en": "there is no tag `{tag}` yet — create it and push it: `git push origin {tag}`"},
     "git.tag_not_annotated": {"ru": "тег `{tag}` должен быть аннотированным (`git tag -a`)", "en": "tag `{tag}` should be annotated (`git tag -a`)"},
     "git.unavailable": {"ru": "репозиторий недоступен", "en": "the repository is not available"},
+    "check.crashed": {"ru": "у бота сбой, администраторы увидят его в журнале", "en": "something broke on the bot's side; the admins will see it in the log"},
     "git.file_too_large": {
         "ru": "файл `{path}` на ветке `{branch}` занимает {size} — проверяются файлы до {limit}; уменьшите его и сделайте push",
         "en": "file `{path}` on branch `{branch}` is {size}; files up to {limit} are checked — make it smaller and push",

@@ -25,7 +25,7 @@ from flask import (
     url_for,
 )
 
-from app import state
+from app import current
 from app.admin import actions, charts, queries
 from app.admin.texts import LANGUAGES, label
 from app.db import db
@@ -48,7 +48,7 @@ class BadInput(Exception):
 
 def language() -> str:
     chosen = session.get(LANGUAGE_KEY)
-    return chosen if chosen in LANGUAGES else state.settings().default_language
+    return chosen if chosen in LANGUAGES else current.settings().default_language
 
 
 def t(key: str, **params: object) -> str:
@@ -119,7 +119,7 @@ def _search_text() -> str:
 @admin_required
 def overview() -> Any:
     """Per course and lesson: how many students are where, and how their grades went."""
-    hours = state.settings().stuck_after_hours
+    hours = current.settings().stuck_after_hours
     return render_template("admin/overview.html", title=t("overview.title"), rows=queries.courses_overview(hours),
                            hours=f"{hours:g}")
 
@@ -128,10 +128,10 @@ def overview() -> Any:
 @admin_required
 def funnel(lesson_id: str) -> Any:
     """One lesson step by step: where students stop, how long they take, what they get wrong."""
-    lesson = state.catalog().get(lesson_id)
+    lesson = current.catalog().get(lesson_id)
     if lesson is None:
         return _message("error.not_found", t("funnel.unknown", lesson=lesson_id[:100]), 404)
-    steps = queries.lesson_funnel(lesson.id, [step.id for step in lesson.steps], state.settings().stuck_after_hours)
+    steps = queries.lesson_funnel(lesson.id, [step.id for step in lesson.steps], current.settings().stuck_after_hours)
     funnel_svg = charts.funnel_chart(steps, t("funnel.chart"), t("col.reached"), t("col.passed"), t("col.stuck_here"))
     times_svg = charts.completion_chart(queries.completion_times(lesson.id), t("funnel.times"), t("col.completed"))
     return render_template("admin/funnel.html", title=t("funnel.title", lesson=lesson.id), lesson=lesson, steps=steps,
@@ -155,7 +155,7 @@ def student(student_id: int) -> Any:
     if view is None:
         return _message("error.not_found", t("error.no_student", id=student_id), 404)
     return render_template("admin/student.html", title=view.student.full_name or view.student.email, view=view,
-                           catalog=state.catalog())
+                           catalog=current.catalog())
 
 
 @bp.get("/grades")
@@ -206,7 +206,7 @@ def _grade_filter() -> tuple[str, str]:
 @admin_required
 def problems() -> Any:
     """What is wrong and what to do: system checks, failed outbox items, dead letters."""
-    report = system_status(state.settings())
+    report = system_status(current.settings())
     failed, failed_total = queries.failed_outbox()
     letters, letters_total = queries.dead_letters()
     return render_template("admin/problems.html", title=t("problems.title"), checks=report.checks, failed=failed,
@@ -247,13 +247,13 @@ def _act(action: Callable[[str], actions.Done], fallback: str) -> Any:
 @bp.post("/runs/<int:run_id>/restart")
 @admin_required
 def restart_run(run_id: int) -> Any:
-    return _act(lambda admin: actions.restart_run(run_id, admin, state.catalog(), state.settings()), "admin.students")
+    return _act(lambda admin: actions.restart_run(run_id, admin, current.catalog(), current.settings()), "admin.students")
 
 
 @bp.post("/runs/<int:run_id>/stop")
 @admin_required
 def stop_run(run_id: int) -> Any:
-    return _act(lambda admin: actions.stop_run(run_id, admin, state.catalog(), state.settings()), "admin.students")
+    return _act(lambda admin: actions.stop_run(run_id, admin, current.catalog(), current.settings()), "admin.students")
 
 
 @bp.post("/runs/<int:run_id>/regrade")

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 from rich.table import Table
 
-from app import state
+from app import current
 from app.backup.service import (
     Backup,
     BackupError,
@@ -42,7 +42,7 @@ def create_command() -> None:
     Retention (LESSONBOT_BACKUP_KEEP_*) is applied only after the upload was verified. A second
     `backup create` while one runs is refused.
     """
-    settings = state.settings()
+    settings = current.settings()
     columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
     try:
         with Progress(*columns, transient=True) as progress:
@@ -59,7 +59,7 @@ def create_command() -> None:
 @one_line_errors
 def list_command(drive: bool) -> None:
     """Every backup: size, age, whether it is on this disk, on Drive, and verified."""
-    settings = state.settings()
+    settings = current.settings()
     try:
         known = {b.name: b for b in list_backups(settings)}
     except BackupError as error:
@@ -89,7 +89,7 @@ def restore_command(source: str, identity: Path, target: str | None) -> None:
 
     Checks that the schema is at this release's newest migration and prints the row counts.
     """
-    settings = state.settings()
+    settings = current.settings()
     with tempfile.TemporaryDirectory(prefix="lessonbot-restore-") as scratch:
         try:
             path = Path(source) if Path(source).is_file() else fetch_from_drive(settings, source, Path(scratch))

@@ -8,7 +8,7 @@ from flask.cli import AppGroup
 from rich.console import Console
 from rich.table import Table
 
-from app import state
+from app import current
 from app.cli.errors import one_line_errors
 from app.courses import service
 from app.courses.models import Assignment, Course
@@ -25,7 +25,7 @@ assignments_cli = AppGroup("assignments", help="The lessons' assignments (course
 @one_line_errors
 def add_command(alias: str, name: str) -> None:
     """Find the Classroom course called NAME and remember it as ALIAS."""
-    course = service.add_course(state.settings(), alias, name)
+    course = service.add_course(current.settings(), alias, name)
     db.session.commit()
     click.echo(f"{course.alias}: “{course.classroom_name}” (Classroom id {course.classroom_id})")
 
@@ -79,7 +79,7 @@ def sync_courses(settings: Settings, alias: str | None) -> dict[str, int]:
 @one_line_errors
 def sync_command(alias: str | None) -> None:
     """Import the students (names, emails, Classroom ids) of every course, or of ALIAS."""
-    for name, count in sync_courses(state.settings(), alias).items():
+    for name, count in sync_courses(current.settings(), alias).items():
         click.echo(f"{name}: {count} students")
 
 
@@ -90,10 +90,10 @@ def sync_command(alias: str | None) -> None:
 @one_line_errors
 def create_command(alias: str, lesson_id: str, title: str | None) -> None:
     """Create the lesson's assignment in the course, so that Lessonbot may grade it."""
-    lesson = state.catalog().get(lesson_id)
+    lesson = current.catalog().get(lesson_id)
     if lesson is None:
         raise click.ClickException(f"no lesson {lesson_id!r} (see ./manage.py lessons list)")
-    assignment = service.create_assignment(state.settings(), service.get_course(alias), lesson, title)
+    assignment = service.create_assignment(current.settings(), service.get_course(alias), lesson, title)
     db.session.commit()
     click.echo(f"created “{assignment.title}” in {alias} (courseWork {assignment.coursework_id}, {lesson.max_points} points)")
 
@@ -104,10 +104,10 @@ def create_command(alias: str, lesson_id: str, title: str | None) -> None:
 def assignments_list_command(alias: str | None) -> None:
     """Show each lesson's assignment in Classroom and whether Lessonbot may grade it."""
     table = Table("course", "lesson", "title", "courseWork", "associatedWithDeveloper", "note")
-    lessons = list(state.catalog())
-    courses = service.courses_for(state.settings(), alias)
+    lessons = list(current.catalog())
+    courses = service.courses_for(current.settings(), alias)
     for course in courses:
-        for work in service.classroom_assignments(state.settings(), course, lessons):
+        for work in service.classroom_assignments(current.settings(), course, lessons):
             lesson_id = work.lesson.id if work.lesson else _recorded_lesson(course, work.coursework_id)
             note = "" if work.associated else service.not_ours_reason(course, lesson_id, work.title)
             table.add_row(course.alias, lesson_id, work.title, work.coursework_id, str(work.associated).lower(), note)

@@ -6,7 +6,7 @@ import click
 from flask.cli import AppGroup
 from rich.console import Console
 
-from app import state
+from app import current
 from app.cli.errors import one_line_errors
 from app.db import db
 from app.google import signin
@@ -16,10 +16,6 @@ from app.settings import Settings
 google_cli = AppGroup("google", help="Authorize Lessonbot's Google account and check it.")
 admins_cli = AppGroup("admins", help="Who may sign in to the admin web pages (with Google).")
 
-
-def _settings() -> Settings:
-    settings = state.settings()
-    return settings
 
 
 def start_authorization(settings: Settings) -> str:
@@ -34,7 +30,7 @@ def start_authorization(settings: Settings) -> str:
 @one_line_errors
 def auth_command() -> None:
     """Print the URL that authorizes Lessonbot to act as a Google account (Classroom, Drive, Sheets)."""
-    settings = _settings()
+    settings = current.settings()
     url = start_authorization(settings)
     click.echo("Open this URL in a browser, signed in as the Google account Lessonbot should act as:\n")
     click.echo(url)
@@ -45,7 +41,7 @@ def auth_command() -> None:
 @google_cli.command("status")
 def status_command() -> None:
     """Show the account, its scopes and whether its token refreshes."""
-    status = google_status(_settings())
+    status = google_status(current.settings())
     if status is None:
         raise click.ClickException("Lessonbot has no Google authorization yet: run ./manage.py google auth")
     console = Console()

@@ -10,15 +10,16 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from app import state
+from app import current
 from app.cli.errors import one_line_errors, operator
 from app.courses.service import get_course
 from app.db import db
 from app.grading import delivery, sheets
 from app.grading import service as grading_service
-from app.grading.service import list_grades, retry_failed
+from app.grading.service import GRADE_KINDS, list_grades, retry_failed
 from app.lessons.catalog import Catalog
 from app.outbox.models import OutboxStatus
+from app.outbox.service import count_pending
 from app.settings import Settings
 
 grades_cli = AppGroup("grades", help="Grades for Google Classroom and the gradebook sheet.")
@@ -44,7 +45,7 @@ def sync_grades(settings: Settings, catalog: Catalog, sleep: delivery.Sleep = ti
     """Retry failed grades and deliver every pending one now, with a progress bar."""
     retry_failed()
     db.session.commit()
-    total = delivery.pending_count()
+    total = count_pending(GRADE_KINDS)
     with Progress(transient=True) as progress:
         task = progress.add_task("grades", total=total)
 
@@ -59,7 +60,7 @@ def sync_grades(settings: Settings, catalog: Catalog, sleep: delivery.Sleep = ti
 @one_line_errors
 def sync_command() -> None:
     """Send every waiting grade now (failed ones again too), backing off on quota errors."""
-    report = sync_grades(state.settings(), state.catalog())
+    report = sync_grades(current.settings(), current.catalog())
     click.echo(f"sent {report.count('sent')}, failed {report.count('failed')}, still waiting "
                f"{report.count('waiting') + report.count('retry')}")
     problems = {item.last_error for item in list_grades(limit=1000) if item.status != OutboxStatus.SENT and item.last_error}
@@ -75,7 +76,7 @@ def sync_command() -> None:
 @one_line_errors
 def export_command(sheet_id: str, alias: str | None) -> None:
     """Write one row per student and lesson into the sheet's first tab."""
-    count = sheets.export(state.settings(), state.catalog(), sheet_id, get_course(alias) if alias else None)
+    count = sheets.export(current.settings(), current.catalog(), sheet_id, get_course(alias) if alias else None)
     click.echo(f"wrote {count} rows")
 
 

@@ -10,17 +10,13 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 from rich.table import Table
 
-from app import state
+from app import current
 from app.cli.errors import one_line_errors
 from app.logship.shipper import LogShipper, NotConfigured, PassReport, live_files, waiting_files
 from app.settings import Settings
 
 logs_cli = AppGroup("logs", help="Ship the JSON logs to Google Drive.")
 
-
-def _settings() -> Settings:
-    settings = state.settings()
-    return settings
 
 
 def ship_logs(settings: Settings, *, rotate_all: bool = True, grace_seconds: float = 1.0) -> PassReport:
@@ -42,7 +38,7 @@ def ship_logs(settings: Settings, *, rotate_all: bool = True, grace_seconds: flo
 def ship_command(due_only: bool) -> None:
     """Rotate, compress and upload the logs now; delete each file after Drive confirms it."""
     try:
-        report = ship_logs(_settings(), rotate_all=not due_only)
+        report = ship_logs(current.settings(), rotate_all=not due_only)
     except NotConfigured as error:
         raise click.ClickException(str(error)) from None
     for name, file_id in report.shipped.items():
@@ -58,15 +54,16 @@ def ship_command(due_only: bool) -> None:
 @logs_cli.command("status")
 def status_command() -> None:
     """Show the live logs and the files waiting to be uploaded."""
+    settings = current.settings()
     try:
-        waiting, live = waiting_files(_settings()), live_files(_settings())
+        waiting, live = waiting_files(settings), live_files(settings)
     except NotConfigured as error:
         raise click.ClickException(str(error)) from None
     table = Table("file", "bytes", "state")
     for name, size in live:
         table.add_row(name, str(size), "live")
     for item in waiting:
-        state = "uploading (resumes)" if item.uploaded_session else "compressing" if not item.name.endswith(".gz") else "waiting"
-        table.add_row(item.name, str(item.size), state)
+        where = "uploading (resumes)" if item.uploaded_session else "compressing" if not item.name.endswith(".gz") else "waiting"
+        table.add_row(item.name, str(item.size), where)
     Console(width=160).print(table)
-    click.echo(f"{len(waiting)} file(s) waiting; Drive folder: {_settings().google_drive_folder_id or 'NOT SET'}")
+    click.echo(f"{len(waiting)} file(s) waiting; Drive folder: {settings.google_drive_folder_id or 'NOT SET'}")

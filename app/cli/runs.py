@@ -9,7 +9,7 @@ from flask.cli import AppGroup
 from rich.console import Console
 from rich.table import Table
 
-from app import state
+from app import current
 from app.cli.errors import one_line_errors, operator
 from app.courses.service import get_course
 from app.db import db
@@ -50,7 +50,7 @@ def list_command(alias: str | None, lesson_id: str | None, status: str | None, l
     if not runs:
         click.echo("no runs match")
         return
-    Console(width=200).print(runs_table(runs, state.catalog()))
+    Console(width=200).print(runs_table(runs, current.catalog()))
 
 
 @runs_cli.command("stop")
@@ -58,10 +58,10 @@ def list_command(alias: str | None, lesson_id: str | None, status: str | None, l
 @one_line_errors
 def stop_command(run_id: int) -> None:
     """End the active run RUN as stopped (its points stay on record); the student is told in chat."""
-    run = service.stop_run(run_id, operator(), state.catalog(), state.settings())
+    run = service.stop_run(run_id, operator(), current.catalog(), current.settings())
     db.session.commit()
     click.echo(f"run {run.id} ({run.student.email}, {run.lesson_id}) stopped at step "
-               f"{service.step_label(run, state.catalog())} with {run.points} points; the student is told")
+               f"{service.step_label(run, current.catalog())} with {run.points} points; the student is told")
 
 
 @runs_cli.command("restart")
@@ -73,8 +73,8 @@ def restart_command(run_id: int) -> None:
     The old run stays as history: if it was active it ends as stopped; a completed run keeps
     its grade. The new run is a run of its own (new id, and a new repository for Git lessons).
     """
-    settings = state.settings()
-    run = service.restart_run(run_id, operator(), state.catalog(), PlatformWorkspace(settings), settings)
+    settings = current.settings()
+    run = service.restart_run(run_id, operator(), current.catalog(), PlatformWorkspace(settings), settings)
     db.session.commit()
     click.echo(f"run {run_id} restarted: {run.student.email} begins {run.lesson_id} again as run {run.id}; "
                f"the student is told")

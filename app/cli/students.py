@@ -7,7 +7,7 @@ from flask.cli import AppGroup
 from rich.console import Console
 from rich.table import Table
 
-from app import state
+from app import current
 from app.cli.errors import one_line_errors
 from app.cli.runs import runs_table, when
 from app.courses.service import get_course
@@ -51,7 +51,7 @@ def show_command(email: str) -> None:
     console.print(f"Google account: {f'{link.google_email} (linked {when(link.linked_at)} UTC)' if link else 'not linked'}",
                   highlight=False)
     runs = runs_of(student)
-    console.print(runs_table(runs, state.catalog(), with_student=False) if runs else "runs: none")
+    console.print(runs_table(runs, current.catalog(), with_student=False) if runs else "runs: none")
     grades = grades_of(student.id)
     if not grades:
         console.print("grade deliveries: none")

@@ -7,7 +7,7 @@ import sys
 import click
 from flask.cli import AppGroup
 
-from app import state
+from app import current
 from app.zulip.api import NotConfigured, ZulipError
 from app.zulip.connect import describe_bot
 
@@ -17,7 +17,7 @@ zulip_cli = AppGroup("zulip", help="Check the bot's Zulip account and server.")
 @zulip_cli.command("check")
 def check_command() -> None:
     """Verify the bot's credentials; print the bot's name, the server and its version."""
-    settings = state.settings()
+    settings = current.settings()
     try:
         lines = describe_bot(settings)
     except NotConfigured as error:

@@ -9,7 +9,7 @@ from typing import Annotated
 from flask import has_app_context
 from pydantic import AfterValidator, Field, StringConstraints, field_validator
 
-from app import state
+from app import current
 from app.git.repos import GitError, git, git_read
 from app.lessons.checks import PASSED, CheckContext, CheckParams, CheckResult, check_error, check_type, not_yet
 from app.settings import Settings
@@ -41,7 +41,7 @@ def _repo(context: CheckContext) -> Path | None:
 def _read_limit() -> int:
     """LESSONBOT_GIT_CHECK_READ_BYTES of the running app (its default where checks run outside one, as in tests)."""
     if has_app_context():
-        return state.settings().git_check_read_bytes
+        return current.settings().git_check_read_bytes
     default: int = Settings.model_fields["git_check_read_bytes"].default
     return default
 

@@ -7,7 +7,7 @@ import re
 from flask import Blueprint, Response, jsonify, request
 from pydantic import BaseModel, Field
 
-from app import state
+from app import current
 from app.db import db
 from app.git.access import GitAccessDenied, GitBadCredentials, authorize
 from app.git.service import ReplayedSignature, UnknownRepository, handle_push, remember_signature
@@ -33,7 +33,7 @@ def _verified_repo_name() -> str:
     name = request.headers.get(REPO_HEADER, "")
     if not re.fullmatch(r"[a-z0-9-]{1,128}", name):
         raise ApiError(401, "bad_signature", "The X-Lessonbot-Repo header does not name a repository.")
-    secret = state.settings().git_hook_secret.get_secret_value()
+    secret = current.settings().git_hook_secret.get_secret_value()
     signature = request.headers.get(SIGNATURE_HEADER)
     try:
         timestamp = verify(repo_hook_key(secret, name), request.headers.get(TIMESTAMP_HEADER), signature,
@@ -52,7 +52,7 @@ def git_hook() -> tuple[Response, int]:
     if event.repo != signed_name:
         raise ApiError(401, "bad_signature", "The signed repository does not match the body.")
     try:
-        result = handle_push(event.repo, state.catalog(), state.settings())
+        result = handle_push(event.repo, current.catalog(), current.settings())
     except UnknownRepository as error:
         raise ApiError(404, "unknown_repository", str(error)) from error
     return jsonify(status=result.status, passed=result.passed, lines=result.lines), 200
@@ -61,7 +61,7 @@ def git_hook() -> tuple[Response, int]:
 @bp.get("/git/auth")
 def git_auth() -> tuple[Response, int]:
     """For nginx auth_request: may this caller use the repository nginx is about to serve (X-Original-URI)?"""
-    settings = state.settings()
+    settings = current.settings()
     try:
         authorize(request.headers.get("X-Original-URI", ""), request.headers.get("Authorization", ""),
                   settings.git_root, settings.git_hook_secret.get_secret_value())

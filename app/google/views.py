@@ -8,19 +8,15 @@ from typing import Any
 
 from flask import Blueprint, Response, redirect, render_template, request, session, url_for
 
-from app import state
+from app import current
 from app.db import db
 from app.google import signin
 from app.google.csrf import CsrfError, check_csrf, csrf_token
-from app.settings import Settings
 
 bp = Blueprint("google", __name__, template_folder="templates")
 STARTED = "oauth_states"  # sign-ins this browser started: only they may finish in it
 STARTED_KEPT = 5
 
-
-def _settings() -> Settings:
-    return state.settings()
 
 
 def _page(title: str, message: str, status: int = 200, **extra: Any) -> Response:
@@ -57,7 +53,7 @@ def callback() -> Any:
     """Where Google sends the browser back after sign-in, for every purpose."""
     oauth_state = request.args.get("state", "")
     try:
-        done = signin.finish(_settings(), oauth_state, request.args.get("code"), request.args.get("error"),
+        done = signin.finish(current.settings(), oauth_state, request.args.get("code"), request.args.get("error"),
                              browser_states=_started_here())
     except signin.SignInError as error:
         db.session.commit()  # the request stays used
@@ -89,7 +85,7 @@ def student_link_confirm(state: str) -> Any:
     """The confirmed link: on to Google's sign-in, which may finish only in this browser."""
     try:
         link = signin.link_to_confirm(state)
-        url = signin.authorization_url(_settings(), signin.pending_request(link.state, "link"))
+        url = signin.authorization_url(current.settings(), signin.pending_request(link.state, "link"))
     except signin.SignInError as error:
         return _page("Link unavailable", f"{error} Write “link” to the bot again.", 410)
     _remember_started(link.state)
@@ -99,8 +95,8 @@ def student_link_confirm(state: str) -> Any:
 @bp.get("/admin/login")
 def admin_login() -> Any:
     try:
-        oauth_request = signin.begin_admin_sign_in(_settings(), request.remote_addr)
-        url = signin.authorization_url(_settings(), oauth_request, request.args.get("login_hint"))
+        oauth_request = signin.begin_admin_sign_in(current.settings(), request.remote_addr)
+        url = signin.authorization_url(current.settings(), oauth_request, request.args.get("login_hint"))
     except signin.TooManySignIns as error:
         db.session.rollback()
         page = _page("Too many sign-ins", str(error), 429)
@@ -135,7 +131,7 @@ def admin_required(view: Any) -> Any:
 
     @wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if not signin.admin_session_valid(_settings(), session.get("admin_email"), session.get("admin_version"),
+        if not signin.admin_session_valid(current.settings(), session.get("admin_email"), session.get("admin_version"),
                                           session.get("admin_signed_in_at")):
             session.clear()
             return redirect(url_for("google.admin_login"))

@@ -20,8 +20,8 @@ from app.courses.models import Assignment, Course, CourseStudent
 from app.courses.service import CourseError, adopt_by_title, assignment_for, not_ours_reason
 from app.db import db, is_postgresql, utcnow
 from app.google.client import GoogleError, NotAuthorized, call, service
-from app.google.models import GoogleLink
 from app.grading import sheets
+from app.grading.service import GRADE_KINDS
 from app.i18n import Text
 from app.lessons.catalog import Catalog
 from app.lessons.schema import Lesson
@@ -30,6 +30,7 @@ from app.outbox.service import queue_reply
 from app.runs.models import LessonRun
 from app.settings import Settings
 from app.students.models import Student
+from app.students.service import google_link
 
 log = logging.getLogger(__name__)
 NOT_ENROLLED_WAIT = timedelta(hours=6)
@@ -54,7 +55,7 @@ class Who:
 
 
 def _who(student: Student) -> Who:
-    link = db.session.scalars(sa.select(GoogleLink).where(GoogleLink.student_id == student.id)).first()
+    link = google_link(student)
     emails = [link.google_email] if link else []
     emails += [student.email] if student.email not in emails else []
     return Who(student, emails, link.google_user_id if link else None)
@@ -242,7 +243,7 @@ def _fail(item: OutboxItem, reason: str) -> str:
 
 
 def _claim(due_only: bool, exclude: set[int]) -> OutboxItem | None:
-    query = (sa.select(OutboxItem).where(OutboxItem.kind.in_((OutboxKind.GRADE, OutboxKind.SHEET_ROW)),
+    query = (sa.select(OutboxItem).where(OutboxItem.kind.in_(GRADE_KINDS),
                                          OutboxItem.status == OutboxStatus.PENDING)
              .order_by(OutboxItem.next_attempt_at, OutboxItem.id).limit(1))
     if due_only:
@@ -301,12 +302,6 @@ class SyncReport:
 
     def count(self, outcome: str) -> int:
         return sum(1 for value in self.outcomes.values() if value == outcome)
-
-
-def pending_count() -> int:
-    query = sa.select(sa.func.count()).select_from(OutboxItem).where(
-        OutboxItem.kind.in_((OutboxKind.GRADE, OutboxKind.SHEET_ROW)), OutboxItem.status == OutboxStatus.PENDING)
-    return int(db.session.scalar(query) or 0)
 
 
 def sync(settings: Settings, catalog: Catalog, *, rounds: int = 30, sleep: Sleep,

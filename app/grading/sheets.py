@@ -11,14 +11,13 @@ import sqlalchemy as sa
 from app.courses.models import Course
 from app.db import db
 from app.google.client import call, service
-from app.google.models import GoogleLink
 from app.grading.service import grade_items
 from app.lessons.catalog import Catalog
-from app.outbox.models import OutboxItem, OutboxKind
+from app.outbox.models import OutboxItem, OutboxKind, OutboxStatus
 from app.runs.models import LessonRun, RunStatus
 from app.settings import Settings
 from app.students.models import Student
-from app.students.service import in_course
+from app.students.service import google_link, in_course
 
 HEADER = ["Student", "Emails", "Lesson", "Points", "Max points", "Completed at", "Classroom status", "Run"]
 COLUMNS = "A1:H"
@@ -29,14 +28,14 @@ def _classroom_status(run_id: int) -> str:
     if not items:
         return "not queued"
     item = items[-1]  # after a regrade, the newest says where the grade is
-    if item.status.value == "failed":
+    if item.status == OutboxStatus.FAILED:
         return f"failed: {item.last_error or ''}"[:300]
-    return "returned" if item.status.value == "sent" else "pending"
+    return "returned" if item.status == OutboxStatus.SENT else "pending"
 
 
 def row_for(run: LessonRun, catalog: Catalog) -> list[Any]:
     student = run.student
-    link = db.session.scalars(sa.select(GoogleLink).where(GoogleLink.student_id == student.id)).first()
+    link = google_link(student)
     emails = ", ".join(dict.fromkeys([e for e in (link.google_email if link else None, student.email) if e]))
     lesson = catalog.get(run.lesson_id)
     finished = run.finished_at.strftime("%Y-%m-%d %H:%M:%S") if isinstance(run.finished_at, datetime) else ""

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from flask import Blueprint, Response, jsonify, request
 from sqlalchemy.exc import SQLAlchemyError
 
-from app import state
+from app import current
 from app.db import db
 from app.http import is_loopback
 from app.outbox.service import count_pending
@@ -25,14 +25,14 @@ def health() -> tuple[Response, int]:
     """ok (200); degraded (503) when a required worker is stale, dead, stuck or never started;
     error (503) when the database cannot be reached. Only callers on the machine itself (a
     monitoring agent, an admin's curl) get the components: the world learns just the status."""
-    status, body, code = _health(state.settings())
+    status, body, code = _health(current.settings())
     if not is_loopback(request.remote_addr):
         return jsonify(status=status), code
     return jsonify(status=status, **body), code
 
 
 def _health(settings: Settings) -> tuple[str, dict[str, object], int]:
-    components: dict[str, object] = {"lessons": {"status": "ok", "count": len(state.catalog())}}
+    components: dict[str, object] = {"lessons": {"status": "ok", "count": len(current.catalog())}}
     try:
         db.session.execute(sa.text("SELECT 1"))
         components["database"] = {"status": "ok", "dialect": db.engine.dialect.name}

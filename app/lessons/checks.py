@@ -107,4 +107,4 @@ def run_check(name: str, params: CheckParams, context: CheckContext) -> CheckRes
         return check_types()[name].run(params, context)
     except Exception:
         log.exception("check %s crashed", name, extra={"check": name, "run_context": context.run_context})
-        return check_error("git.unavailable")
+        return check_error("check.crashed")

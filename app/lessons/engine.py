@@ -93,7 +93,7 @@ def evaluate(lesson: Lesson, run: RunState, *, answer: str | None = None, checke
 
 
 def _not_yet_text(step: Step, result: CheckResult) -> Text:
-    reason = result.reason or Text("git.unavailable")
+    reason = result.reason or Text("check.crashed")
     if result.status == "error":
         return Text("step.error", reason=reason)
     return reason if step.check.needs_answer else Text("step.not_yet", reason=reason)

@@ -43,6 +43,9 @@ def pending_replies(student_id: int | None = None, limit: int = 100) -> list[Out
     return list(db.session.scalars(query.order_by(OutboxItem.id).limit(limit)))
 
 
-def count_pending() -> int:
+def count_pending(kinds: tuple[OutboxKind, ...] | None = None) -> int:
+    """Pending outbox items (of these kinds only, if given)."""
     query = sa.select(sa.func.count()).select_from(OutboxItem).where(OutboxItem.status == OutboxStatus.PENDING)
+    if kinds is not None:
+        query = query.where(OutboxItem.kind.in_(kinds))
     return int(db.session.scalar(query) or 0)

@@ -16,7 +16,7 @@ from datetime import timedelta
 import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
 
-from app import state
+from app import current
 from app.db import db, expected_revision, utcnow
 from app.outbox.models import OutboxItem, OutboxKind, OutboxStatus
 from app.settings import Settings
@@ -56,11 +56,11 @@ class Report:
 
 def system_status(settings: Settings | None = None) -> Report:
     """Every check, in the order an admin reads them; the database first, since most need it."""
-    settings = settings or state.settings()
+    settings = settings or current.settings()
     report = Report()
     database = _guard("database", lambda: _database())
     report.checks.append(database)
-    report.checks.append(Check("lessons", Level.OK, f"{len(state.catalog())} loaded"))
+    report.checks.append(Check("lessons", Level.OK, f"{len(current.catalog())} loaded"))
     report.checks.append(_guard("zulip", lambda: _zulip(settings)))
     report.checks.append(_guard("google", lambda: _google(settings)))
     if database.level is Level.FAIL:
@@ -99,7 +99,7 @@ def _sentence(error: BaseException) -> str:
 
 def _database() -> Check:
     try:
-        current = db.session.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+        revision = db.session.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
     except SQLAlchemyError as error:
         db.session.rollback()
         reason = _sentence(getattr(error, "orig", None) or error)
@@ -107,10 +107,10 @@ def _database() -> Check:
             return Check("database", Level.FAIL, "reachable, but it has no tables yet", "./manage.py db upgrade")
         return Check("database", Level.FAIL, f"unreachable: {reason}", "check DATABASE_URL and that PostgreSQL runs")
     expected = expected_revision()
-    if current != expected:
-        return Check("database", Level.FAIL, f"schema at migration {current}, this release expects {expected}",
+    if revision != expected:
+        return Check("database", Level.FAIL, f"schema at migration {revision}, this release expects {expected}",
                      "./manage.py db upgrade")
-    return Check("database", Level.OK, f"{db.engine.dialect.name}, migration {current} (current)")
+    return Check("database", Level.OK, f"{db.engine.dialect.name}, migration {revision} (current)")
 
 
 def _zulip(settings: Settings) -> Check:

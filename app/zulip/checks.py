@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import Field
 
-from app import state
+from app import current
 from app.lessons.checks import PASSED, CheckContext, CheckParams, CheckResult, check_error, check_type, not_yet
 from app.zulip.api import NotConfigured, ZulipApi, ZulipError
 from app.zulip.connect import shared_api
@@ -29,7 +29,7 @@ EMOJI_CODES = {"+1": "1f44d", "thumbs_up": "1f44d", "like": "1f44d", "-1": "1f44
 
 def _api() -> ZulipApi:
     """The process's one API for the bot, built from the running app's settings."""
-    return shared_api(state.settings())
+    return shared_api(current.settings())
 
 
 def _user_id(api: ZulipApi, email: str) -> int:

@@ -1,4 +1,4 @@
-"""Where the running app keeps its settings and lesson catalog."""
+"""The running app's settings and lesson catalog (`current.settings()`, `current.catalog()`)."""
 
 from __future__ import annotations
 
