@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Annotated, Any
 
@@ -24,7 +24,7 @@ from app.runs.service import apply_outcome, load_chat_state
 from app.runs.workspace import PlatformWorkspace
 from app.settings import Settings
 from app.students.models import Student
-from app.students.service import get_or_create_student
+from app.students.service import StudentRef, get_or_create_student
 
 log = logging.getLogger(__name__)
 MAX_CONTENT_CHARS = 20_000
@@ -107,6 +107,22 @@ def _attribute_first_message(recorded: Row[Any], student_id: int) -> None:
         db.session.execute(sa.update(InboundMessage).where(InboundMessage.id == recorded.id).values(student_id=student_id))
 
 
+def _handle(message: InboundChat, student: StudentRef, catalog: Catalog, settings: Settings) -> tuple[int, str]:
+    """The message's whole effect, uncommitted: the dialog's outcome persisted and its reply queued
+    (an admin's command answered instead). The replies queued, and the student's language after it."""
+    admin_command = admin_request(message.content, message.sender_id, settings.zulip_bot_name)
+    if admin_command is not None:
+        queue_reply(student, admin_answer(admin_command, student, catalog).render(student.language))
+        return 1, student.language
+    state, run = load_chat_state(student)
+    outcome = dialog.handle(message.content, state, catalog, PlatformWorkspace(settings), bot_name=settings.zulip_bot_name)
+    apply_outcome(student, run, outcome, catalog, settings)
+    replies = render_all(outcome.texts, outcome.state.language)
+    if replies:
+        queue_reply(student, "\n\n".join(replies))
+    return (1 if replies else 0), outcome.state.language
+
+
 def receive_message(message: InboundChat, catalog: Catalog, settings: Settings) -> Received:
     """Handle a message exactly once: a repeated message id has no second effect."""
     recorded = _record_inbound(message)
@@ -117,16 +133,77 @@ def receive_message(message: InboundChat, catalog: Catalog, settings: Settings) 
     student = get_or_create_student(message.sender_email, message.sender_full_name, message.sender_id,
                                     settings.default_language)
     _attribute_first_message(recorded, student.id)
-    admin_command = admin_request(message.content, message.sender_id, settings.zulip_bot_name)
-    if admin_command is not None:
-        queue_reply(student, admin_answer(admin_command, student, catalog).render(student.language))
-        db.session.commit()
-        return Received(duplicate=False, replies=1)
-    state, run = load_chat_state(student)
-    outcome = dialog.handle(message.content, state, catalog, PlatformWorkspace(settings), bot_name=settings.zulip_bot_name)
-    apply_outcome(student, run, outcome, catalog, settings)
-    replies = render_all(outcome.texts, outcome.state.language)
-    if replies:
-        queue_reply(student, "\n\n".join(replies))
+    replies, _ = _handle(message, student, catalog, settings)
     db.session.commit()
-    return Received(duplicate=False, replies=1 if replies else 0)
+    return Received(duplicate=False, replies=replies)
+
+
+# --- a batch: what one long-poll brought, in one transaction ------------------------------------
+
+MAX_BATCH = 50
+SenderKey = tuple[int, str]
+
+
+class InboundBatch(BaseModel):
+    """The messages of one long-poll, oldest first (at most MAX_BATCH)."""
+
+    model_config = ConfigDict(extra="forbid")
+    messages: list[InboundChat] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    message_id: str
+    status: str  # accepted | duplicate | failed (this message broke) | deferred (an earlier one of its sender broke)
+    replies: int = 0
+    reason: str | None = None
+
+
+def _sender(message: InboundChat) -> SenderKey:
+    return (message.sender_id or 0, message.sender_email)
+
+
+def _lock_senders(messages: list[InboundChat], settings: Settings) -> dict[SenderKey, StudentRef]:
+    """Every sender's row, created if new and locked, in one fixed order (by Zulip id, then email), so
+    that two batches naming the same students never wait for each other in a cycle."""
+    senders = {_sender(message): message for message in messages}
+    return {key: get_or_create_student(message.sender_email, message.sender_full_name, message.sender_id,
+                                       settings.default_language)
+            for key, message in sorted(senders.items(), key=lambda item: item[0])}
+
+
+def receive_batch(messages: list[InboundChat], catalog: Catalog, settings: Settings) -> list[BatchResult]:
+    """Handle a batch in one transaction, each message exactly once and in order per sender.
+
+    Each message runs in a savepoint: one that breaks is rolled back alone and reported
+    ``failed``, and its sender's later messages in the batch are left ``deferred`` (untouched),
+    so the receiver can hand them over again one by one, in order; everyone else's commit.
+    """
+    students = _lock_senders(messages, settings)
+    broken: set[SenderKey] = set()
+    results = []
+    for message in messages:
+        key = _sender(message)
+        if key in broken:
+            results.append(BatchResult(message.message_id, "deferred"))
+            continue
+        savepoint = db.session.begin_nested()
+        try:
+            recorded = _record_inbound(message)
+            if recorded is None:
+                savepoint.commit()
+                results.append(BatchResult(message.message_id, "duplicate"))
+                continue
+            _attribute_first_message(recorded, students[key].id)
+            replies, language = _handle(message, students[key], catalog, settings)
+            savepoint.commit()
+        except Exception as error:
+            savepoint.rollback()
+            log.exception("message %s failed in its batch; its sender's later messages wait", message.message_id)
+            broken.add(key)
+            results.append(BatchResult(message.message_id, "failed", reason=f"{error.__class__.__name__}: {error}"[:300]))
+            continue
+        students[key] = replace(students[key], language=language)
+        results.append(BatchResult(message.message_id, "accepted", replies=replies))
+    db.session.commit()
+    return results

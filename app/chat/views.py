@@ -1,11 +1,11 @@
-"""POST /internal/messages: an inbound chat message from the receiver."""
+"""POST /internal/messages (one inbound chat message) and /internal/messages/batch (one long-poll's worth), from the receiver."""
 
 from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
 
 from app import current
-from app.chat.service import InboundChat, receive_message
+from app.chat.service import InboundBatch, InboundChat, receive_batch, receive_message
 from app.http import json_body, require_internal
 
 bp = Blueprint("chat", __name__)
@@ -19,3 +19,13 @@ def inbound_message() -> tuple[Response, int]:
     if received.duplicate:
         return jsonify(status="duplicate", message_id=message.message_id), 200
     return jsonify(status="accepted", message_id=message.message_id, replies=received.replies), 200
+
+
+@bp.post("/internal/messages/batch")
+def inbound_batch() -> tuple[Response, int]:
+    """What one long-poll brought, in one transaction; a result per message, in the order sent."""
+    require_internal()
+    batch = json_body(InboundBatch)
+    results = receive_batch(batch.messages, current.catalog(), current.settings())
+    return jsonify(results=[{key: value for key, value in vars(result).items() if value is not None}
+                            for result in results]), 200

@@ -1,11 +1,12 @@
 """The Zulip receiver: every direct message or mention to the bot reaches the core exactly once, in order.
 
-It registers an event queue, long-polls it, and forwards each message to the core's
-``/internal/messages``. The id of the last message handed over is kept in PostgreSQL:
-at start and after the queue expires it registers anew, then backfills with
-``GET /messages`` from that id before draining the queue, dropping repeats by id.
-The core is idempotent by message id too, so a crash between handing over and
-saving the id repeats nothing.
+It registers an event queue, long-polls it, and hands what one long-poll brought to the
+core's ``/internal/messages/batch`` in one request (one transaction there); a message the
+core could not take in its batch goes again on its own through ``/internal/messages``.
+The id of the last message handed over is kept in PostgreSQL: at start and after the
+queue expires it registers anew, then backfills with ``GET /messages`` from that id
+before draining the queue, dropping repeats by id. The core is idempotent by message id
+too, so a crash between handing over and saving the id repeats nothing.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ BACKFILL_PAGE = 200
 BOT_LIST_MAX_AGE = 600.0
 PARALLEL_SENDERS = 8  # students whose messages are handed to the core at the same time
 CORE_MAX_ATTEMPTS = 5  # error answers from the core before a message is set aside as a dead letter
+BATCH_MESSAGES = 50  # the core's limit per batch (app/chat/service.py MAX_BATCH)
+BATCH_BYTES = 192 * 1024  # below the core's default request limit (256 KiB), whatever the texts hold
 DM_FEATURE_LEVEL = 177  # Zulip 7.0: the `dm` operator and `is:dm`
 
 
@@ -70,10 +73,22 @@ class CoreClient:
         return session
 
     def deliver(self, message: dict[str, Any]) -> None:
-        body = {"message_id": f"zulip:{message['id']}", "sender_email": message["sender_email"],
-                "sender_full_name": message.get("sender_full_name", ""), "sender_id": message.get("sender_id"),
-                "content": message.get("content", "")}
-        response = self.session.post(self.url, json=body, timeout=30)
+        self._check(self.session.post(self.url, json=handover_body(message), timeout=30))
+
+    def deliver_batch(self, bodies: list[dict[str, Any]]) -> list[str]:
+        """Hand over a batch (bodies from ``handover_body``); each message's status, in order."""
+        data = json.dumps({"messages": bodies}, ensure_ascii=False).encode()
+        response = self.session.post(self.url + "/batch", data=data, timeout=60,
+                                     headers={"Content-Type": "application/json"})
+        self._check(response)
+        statuses = [str(result.get("status")) for result in response.json().get("results", [])]
+        if len(statuses) != len(bodies):
+            raise CoreFailed(f"the core answered {len(statuses)} results for {len(bodies)} messages")
+        return statuses
+
+    @staticmethod
+    def _check(response: requests.Response) -> None:
+        """Nothing if the core took it; else the exception that says whose fault it is."""
         if response.status_code == 200:
             return
         if 400 <= response.status_code < 500 and response.status_code not in NOT_THE_MESSAGE:
@@ -82,6 +97,27 @@ class CoreClient:
             raise CoreFailed(f"HTTP {response.status_code}: {response.text[:300]}")
         response.raise_for_status()
         raise requests.HTTPError(f"unexpected HTTP {response.status_code}")
+
+
+def handover_body(message: dict[str, Any]) -> dict[str, Any]:
+    """A Zulip message as the core takes it."""
+    return {"message_id": f"zulip:{message['id']}", "sender_email": message["sender_email"],
+            "sender_full_name": message.get("sender_full_name", ""), "sender_id": message.get("sender_id"),
+            "content": message.get("content", "")}
+
+
+def batches(messages: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Consecutive runs of at most BATCH_MESSAGES messages and about BATCH_BYTES of JSON (a larger message goes alone)."""
+    chunks: list[list[dict[str, Any]]] = []
+    size = 0
+    for message in messages:
+        length = len(json.dumps(handover_body(message), ensure_ascii=False).encode())
+        if not chunks or len(chunks[-1]) >= BATCH_MESSAGES or size + length > BATCH_BYTES:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(message)
+        size += length
+    return chunks
 
 
 def wants(message: dict[str, Any], flags: list[str], bot_email: str, bot_ids: set[int]) -> bool:
@@ -261,31 +297,56 @@ class Receiver:
     def handle_batch(self, batch: list[tuple[dict[str, Any], list[str]]]) -> int:
         """Hand over the new, wanted messages of a batch; the number handed over.
 
-        Each sender's messages go one after another, in order; different senders go in
-        parallel. Progress is saved once the whole batch is in: after a crash the batch is
-        handed over again, and the core drops what it has seen.
+        They go to the core in batches (one request and one transaction each), oldest first;
+        what the core could not take in a batch goes again one by one, each sender's in order,
+        before the next batch. Progress is saved once the whole batch is in: after a crash the
+        batch is handed over again, and the core drops what it has seen.
         """
         fresh = [(message, flags) for message, flags in batch if self.last_id is None or int(message["id"]) > self.last_id]
         if not fresh:
             return 0
         if any(message.get("sender_id") not in self.bot_ids for message, _ in fresh):
             self.refresh_bots()
-        by_sender: dict[Any, list[dict[str, Any]]] = {}
-        for message, flags in sorted(fresh, key=lambda item: int(item[0]["id"])):
-            if wants(message, flags, self.bot_email, self.bot_ids):
-                by_sender.setdefault(message.get("sender_id"), []).append(message)
-        groups = list(by_sender.values())
+        wanted = [message for message, flags in sorted(fresh, key=lambda item: int(item[0]["id"]))
+                  if wants(message, flags, self.bot_email, self.bot_ids)]
         started = time.monotonic()
+        for chunk in batches(wanted):
+            self._deliver_batch(chunk)
+        self.save_progress(max(int(message["id"]) for message, _ in fresh))
+        if wanted:
+            log.info("handed over %d message(s) in %.3f s", len(wanted), time.monotonic() - started)
+        return len(wanted)
+
+    def _deliver_batch(self, messages: list[dict[str, Any]]) -> None:
+        """One batch to the core. While the core is unreachable, the batch waits and goes again; if the
+        batch as a whole fails, or some of its messages did, those go one by one (the dead-letter path)."""
+        attempt = 0
+        while True:
+            try:
+                statuses = self.core.deliver_batch([handover_body(message) for message in messages])
+                break
+            except (CoreFailed, CoreRejected) as error:
+                log.warning("the core could not take a batch of %d (%s); handing them over one by one", len(messages), error)
+                self._deliver_one_by_one(messages)
+                return
+            except requests.RequestException as error:
+                attempt += 1
+                self._wait_before_retry(messages[0], error, attempt)
+        left = [message for message, status in zip(messages, statuses, strict=True) if status in ("failed", "deferred")]
+        if left:
+            self._deliver_one_by_one(left)
+
+    def _deliver_one_by_one(self, messages: list[dict[str, Any]]) -> None:
+        """Each sender's messages one after another, in order; different senders in parallel."""
+        by_sender: dict[Any, list[dict[str, Any]]] = {}
+        for message in messages:
+            by_sender.setdefault(message.get("sender_id"), []).append(message)
+        groups = list(by_sender.values())
         if len(groups) > 1:
             app = current_app._get_current_object()  # type: ignore[attr-defined]  # dead letters need it in the pool
             list(self._pool().map(lambda group: self._deliver_in_app(app, group), groups))
         elif groups:
             self._deliver_in_order(groups[0])
-        self.save_progress(max(int(message["id"]) for message, _ in fresh))
-        handed = sum(len(group) for group in groups)
-        if handed:
-            log.info("handed over %d message(s) from %d sender(s) in %.3f s", handed, len(groups), time.monotonic() - started)
-        return handed
 
     def _pool(self) -> ThreadPoolExecutor:
         if self.pool is None:

@@ -16,7 +16,7 @@ from app.settings import Settings
 from app.workers.base import StopFlag
 from app.zulip.connect import connect
 from app.zulip.delivery import ReplyDelivery, run_delivery_loop
-from app.zulip.receiver import CoreClient, Receiver
+from app.zulip.receiver import BATCH_BYTES, BATCH_MESSAGES, CoreClient, Receiver, batches
 from tests.zulip.conftest import wait_until
 from tests.zulip_server.models import User
 from tests.zulip_server.server import ZulipTestServer
@@ -213,3 +213,39 @@ def test_reply_leaves_within_a_second_of_its_commit(zulip_app: Flask, zs: ZulipT
     finally:
         stop.stop()
         thread.join(timeout=10)
+
+
+def test_what_one_long_poll_brings_goes_to_the_core_in_one_batch(zulip_app: Flask, zs: ZulipTestServer, bot: User,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    students = [zs.add_user(f"b{n}@example.com", f"Student {n}") for n in range(5)]
+    receiver = _receiver(zulip_app)
+    batches: list[int] = []
+    real = receiver.core.deliver_batch
+
+    def counted(bodies: list[dict[str, object]]) -> list[str]:  # the real call, counted
+        batches.append(len(bodies))
+        return real(bodies)
+
+    monkeypatch.setattr(receiver.core, "deliver_batch", counted)
+    for student in students:
+        _dm(zs, student, bot, "lang en")
+        _dm(zs, student, bot, "lessons")
+    while sum(batches) < 10:
+        receiver.run_once()
+    assert batches == [10]  # one request, one transaction
+    delivery = ReplyDelivery(connect(_settings(zulip_app)), _settings(zulip_app))
+    while delivery.run_once():
+        pass
+    for student in students:  # each student's two answers, in order: the second already in English
+        replies = _replies(zs, student, bot)
+        assert len(replies) == 2 and replies[1].startswith("Lessons")
+
+
+def test_a_long_poll_larger_than_a_batch_is_split_in_order() -> None:
+    messages = [{"id": n, "sender_email": "a@example.com", "sender_id": 1, "content": "x"} for n in range(120)]
+    chunks = batches(messages)
+    assert [len(chunk) for chunk in chunks] == [BATCH_MESSAGES, BATCH_MESSAGES, 20]
+    assert [m["id"] for chunk in chunks for m in chunk] == list(range(120))
+    big = [{"id": n, "sender_email": "a@example.com", "sender_id": 1, "content": "я" * 20_000} for n in range(12)]
+    sizes = [sum(len(json.dumps(m, ensure_ascii=False).encode()) for m in chunk) for chunk in batches(big)]
+    assert all(size <= BATCH_BYTES for size in sizes) and sum(len(chunk) for chunk in batches(big)) == 12
