@@ -1,9 +1,20 @@
-"""Benchmark: POST /internal/messages (parse, database write, outbox row) beside a bare Flask "ok".
+"""Benchmark: POST /internal/messages beside the fair baseline and a bare Flask "ok".
 
-Both run under the same uWSGI and nginx settings on loopback, against a throwaway
-PostgreSQL, loaded by wrk with a bounded duration. Prints requests/s, p50 and p99 for
-each and the ratio. Run: ``make bench`` (or ``.venv/bin/python -m bench.core_http``).
-Targets on a 2-core machine: ratio >= 0.5; p99 < 50 ms at 64 connections.
+Every app runs under the same uWSGI and nginx settings on loopback, against a durable
+PostgreSQL (fsync and synchronous_commit on, as production), loaded by wrk with a bounded
+duration:
+
+- Lessonbot's ``/internal/messages``, one message per request (the console's path, and the
+  receiver's for a message on its own);
+- Lessonbot's ``/internal/messages/batch``, 10 messages per request (what the receiver sends
+  for one long-poll), counted in messages per second;
+- the fair baseline (bench/fair_app.py): the same durable work done the simplest way with
+  plain psycopg2 — store the message, upsert the student, queue a reply row, commit;
+- a bare Flask "ok": the cost of uWSGI, nginx and Flask alone.
+
+Prints messages/s, p50 and p99 for each and the ratios to the fair and the bare baseline.
+Run: ``make bench`` (or ``.venv/bin/python -m bench.core_http``). Target (issue 11): the
+message path >= 0.6x the fair baseline.
 """
 
 from __future__ import annotations
@@ -59,8 +70,10 @@ http {{
   keepalive_requests 100000;
   upstream core {{ server unix:{core_socket}; }}
   upstream bare {{ server unix:{bare_socket}; }}
+  upstream fair {{ server unix:{fair_socket}; }}
   server {{ listen 127.0.0.1:{core_port}; location / {{ include /etc/nginx/uwsgi_params; uwsgi_pass core; }} }}
   server {{ listen 127.0.0.1:{bare_port}; location / {{ include /etc/nginx/uwsgi_params; uwsgi_pass bare; }} }}
+  server {{ listen 127.0.0.1:{fair_port}; location / {{ include /etc/nginx/uwsgi_params; uwsgi_pass fair; }} }}
 }}
 """
 
@@ -88,38 +101,40 @@ def parse_wrk(name: str, output: str) -> Figures:
     return Figures(name, rps, _ms(*p50.groups()), _ms(*p99.groups()), errors)  # type: ignore[union-attr]
 
 
-def wrk(url: str, connections: int, seconds: int, tag: str) -> str:
+def wrk(url: str, connections: int, seconds: int, tag: str, script: str = "messages.lua") -> str:
     env = {**os.environ, "LESSONBOT_INTERNAL_TOKEN": TOKEN, "BENCH_RUN_TAG": tag}
     command = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "--timeout", "5s",
-               "-s", str(BENCH_DIR / "messages.lua"), url]
+               "-s", str(BENCH_DIR / script), url]
     return subprocess.run(command, env=env, capture_output=True, text=True, check=True, timeout=seconds + 30).stdout
 
 
 @contextmanager
-def stack(root: Path, database_url: str, processes: int, threads: int = 1) -> Iterator[tuple[str, str]]:
-    """uWSGI (core and bare) behind one nginx; yields the two base URLs."""
-    core_port, bare_port = free_port(), free_port()
+def stack(root: Path, database_url: str, processes: int, threads: int = 1) -> Iterator[tuple[str, str, str]]:
+    """uWSGI (core, fair baseline, bare) behind one nginx; yields the three base URLs."""
+    core_port, bare_port, fair_port = free_port(), free_port(), free_port()
     env = app_env(database_url, root)
     uwsgi = str(Path(sys.executable).parent / "uwsgi")
     servers: list[subprocess.Popen[bytes]] = []
     conf = root / "nginx.conf"
     nginx_started = False
     try:  # everything started is stopped again, also when a later step fails
-        for name, module in (("core", "app.wsgi:app"), ("bare", "bench.bare_app:app")):
+        for name, module in (("core", "app.wsgi:app"), ("bare", "bench.bare_app:app"), ("fair", "bench.fair_app:app")):
             ini = root / f"{name}.ini"
             ini.write_text(UWSGI_INI.format(module=module, socket=root / f"{name}.sock", processes=processes,
                                             threads=threads, stats=root / f"{name}.stats"))
             log = open(root / f"{name}-uwsgi.log", "w")  # noqa: SIM115 - closed with the process
             servers.append(subprocess.Popen([uwsgi, "--ini", str(ini)], cwd=PROJECT_ROOT, env=env, stdout=log, stderr=log))
         conf.write_text(NGINX_CONF.format(root=root, core_socket=root / "core.sock", bare_socket=root / "bare.sock",
-                                          core_port=core_port, bare_port=bare_port))
+                                          fair_socket=root / "fair.sock", core_port=core_port, bare_port=bare_port,
+                                          fair_port=fair_port))
         subprocess.run(["nginx", "-t", "-q", "-c", str(conf), "-p", str(root)], check=True)
         subprocess.run(["nginx", "-c", str(conf), "-p", str(root)], check=True)
         nginx_started = True
-        core, bare = f"http://127.0.0.1:{core_port}", f"http://127.0.0.1:{bare_port}"
+        core, bare, fair = (f"http://127.0.0.1:{port}" for port in (core_port, bare_port, fair_port))
         wait_answering(f"{core}/health", timeout=30)
         wait_answering(f"{bare}/ok", timeout=30)
-        yield core, bare
+        wait_answering(f"{fair}/ok", timeout=30)
+        yield core, bare, fair
     finally:
         if nginx_started:
             subprocess.run(["nginx", "-c", str(conf), "-p", str(root), "-s", "stop"], check=False)
@@ -143,15 +158,17 @@ def migrate(database_url: str, root: Path) -> None:
                    check=True, capture_output=True)
 
 
-def report(core: Figures, bare: Figures, connections: int) -> None:
-    print(f"\n/internal/messages vs bare Flask, uWSGI + nginx on loopback, {connections} connections")
-    print(f"{'endpoint':<22}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}")
-    for figures in (core, bare):
-        print(f"{figures.name:<22}{figures.requests_per_second:>10.0f}{figures.p50_ms:>10.2f}"
-              f"{figures.p99_ms:>10.2f}{figures.errors:>8}")
-    ratio = core.requests_per_second / bare.requests_per_second
-    print(f"throughput ratio (messages / bare): {ratio:.2f}  (target >= 0.50)")
-    print(f"messages p99: {core.p99_ms:.1f} ms  (target < 50 ms)")
+def report(rows: list[tuple[Figures, float]], connections: int) -> None:
+    """Each row: its figures and the messages one request carries."""
+    print(f"\nuWSGI + nginx on loopback, durable PostgreSQL, {connections} connections")
+    print(f"{'endpoint':<34}{'messages/s':>11}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'/ fair':>8}{'/ bare':>8}")
+    fair = next(f.requests_per_second for f, _ in rows if f.name.startswith("fair"))
+    bare = next(f.requests_per_second for f, _ in rows if f.name.startswith("bare"))
+    for figures, per_request in rows:
+        rate = figures.requests_per_second * per_request
+        print(f"{figures.name:<34}{rate:>11.0f}{figures.p50_ms:>9.2f}{figures.p99_ms:>9.2f}{figures.errors:>8}"
+              f"{rate / fair:>8.2f}{rate / bare:>8.2f}")
+    print("target: the message path >= 0.60 of the fair baseline")
 
 
 def main() -> None:
@@ -166,18 +183,22 @@ def main() -> None:
             sys.exit(f"{tool} is not installed; run `make bench` (it installs nginx-light and wrk)")
     root = Path(tempfile.mkdtemp(prefix="lessonbot-bench-"))
     root.chmod(0o755)
-    cluster = PgCluster().start()
+    cluster = PgCluster(durable=True).start()
     try:
         url = cluster.create_database("lessonbot_bench")
         migrate(url, root)
-        with stack(root, url, args.processes, args.threads) as (core_url, bare_url):
+        with stack(root, url, args.processes, args.threads) as (core_url, bare_url, fair_url):
+            runs = [("/internal/messages", core_url, "messages.lua", 1.0),
+                    ("/internal/messages/batch (10 each)", core_url, "batch.lua", 10.0),
+                    ("fair baseline (plain psycopg2)", fair_url, "messages.lua", 1.0),
+                    ("bare Flask ok", bare_url, "messages.lua", 1.0)]
             print(f"warming up ({args.connections} connections, 3 s each)…", flush=True)
-            wrk(core_url, args.connections, 3, "warmup")
-            wrk(bare_url, args.connections, 3, "warmup")
+            for _, base, script, _ in runs:
+                wrk(base, args.connections, 3, "warmup", script)
             print(f"measuring {args.seconds} s each…", flush=True)
-            core = parse_wrk("/internal/messages", wrk(core_url, args.connections, args.seconds, "measure"))
-            bare = parse_wrk("bare Flask ok", wrk(bare_url, args.connections, args.seconds, "measure"))
-        report(core, bare, args.connections)
+            rows = [(parse_wrk(name, wrk(base, args.connections, args.seconds, "measure", script)), per_request)
+                    for name, base, script, per_request in runs]
+        report(rows, args.connections)
     finally:
         cluster.stop()
         shutil.rmtree(root, ignore_errors=True)

@@ -241,7 +241,7 @@ def main() -> None:
     try:
         url = cluster.create_database("lessonbot_bench")
         migrate(url, root)
-        with stack(root, url, processes=4) as (core_url, _), \
+        with stack(root, url, processes=4) as (core_url, _, _), \
                 SpawnedZulipTestServer(students=args.students, heartbeat_seconds=30) as zs:
             if args.scenario in ("all", "burst"):
                 burst(zs, root, url, core_url)
