@@ -347,6 +347,18 @@ def _kill(pid: int, signum: int) -> None:
             os.kill(pid, signum)
 
 
+def _kill_orphaned_group(pid: int, signum: int) -> None:
+    """Signal what is left of the process group a recorded process led, after it died.
+
+    A wrapper that made itself a group leader (``timeout``, a shell with ``setsid``) is what
+    PDEATHSIG kills; the command under it lives on in its group. The kernel never gives a
+    process the id of a group that still has members, so a group with the dead leader's id
+    can only be that leader's own.
+    """
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signum)
+
+
 def _identity(entry: dict[str, Any]) -> tuple[int, int]:
     return int(entry["name"]), int(entry["start"])
 
@@ -355,6 +367,8 @@ def _signal_running(processes: list[tuple[int, int]], signum: int) -> None:
     for pid, started in processes:
         if running(pid, started):
             _kill(pid, signum)
+        elif start_time(pid) is None:  # gone, and its pid not given to another process
+            _kill_orphaned_group(pid, signum)
 
 
 def _wait_gone(processes: list[tuple[int, int]], timeout: float) -> None:

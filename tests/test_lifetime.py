@@ -9,6 +9,7 @@ it may run; the next session's sweep must remove its record and directories.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -209,3 +210,28 @@ def test_a_child_started_from_a_short_lived_thread_outlives_that_thread() -> Non
     finally:
         child.kill()
         child.wait()
+
+
+def test_the_sweep_ends_what_a_dead_group_leader_left_running(runs: Path) -> None:
+    """A wrapper that leads its own group (timeout(1) does) is killed with the run; the command under it
+    is not: the sweep ends the rest of the group. (A git-http-backend left like this spun at 100 % CPU.)"""
+    leader = subprocess.Popen(["sh", "-c", "sleep 300 & echo $!; read line"], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True, start_new_session=True)
+    assert leader.stdout is not None and leader.stdin is not None
+    orphan = int(leader.stdout.readline())
+    record = lifetime.Record(runs / "999999-1")  # an owner long gone
+    record.add_process(leader.pid)
+    assert len(record.entries()) == 1
+    leader.stdin.close()  # the leader ends; its background sleep stays in its group
+    leader.wait()
+    orphan_start = lifetime.start_time(orphan)
+    try:
+        assert orphan_start is not None and os.getpgid(orphan) == leader.pid  # the leader is gone, its group is not
+        assert lifetime.sweep_dead(runs) == [record.path]
+        deadline = time.monotonic() + 5
+        while lifetime.running(orphan, orphan_start) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not lifetime.running(orphan, orphan_start)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(orphan, signal.SIGKILL)
