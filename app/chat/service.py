@@ -17,6 +17,7 @@ from app.chat.models import InboundMessage
 from app.db import db, upsert_insert
 from app.i18n import render_all
 from app.lessons.catalog import Catalog
+from app.metrics.registry import MESSAGES_DUPLICATE, MESSAGES_RECEIVED
 from app.outbox.service import queue_reply
 from app.runs.service import apply_outcome, load_chat_state
 from app.runs.workspace import PlatformWorkspace
@@ -110,6 +111,7 @@ def receive_message(message: InboundChat, catalog: Catalog, settings: Settings) 
     recorded = _record_inbound(message)
     if recorded is None:
         db.session.rollback()
+        MESSAGES_DUPLICATE.inc()
         log.info("duplicate message %s ignored", message.message_id)
         return Received(duplicate=True)
     student = get_or_create_student(message.sender_email, message.sender_full_name, message.sender_id,
@@ -122,4 +124,5 @@ def receive_message(message: InboundChat, catalog: Catalog, settings: Settings) 
     if replies:
         queue_reply(student, "\n\n".join(replies))
     db.session.commit()
+    MESSAGES_RECEIVED.inc()
     return Received(duplicate=False, replies=1 if replies else 0)

@@ -16,6 +16,7 @@ class OutboxKind(enum.StrEnum):
     CHAT_REPLY = "chat_reply"
     GRADE = "grade"
     SHEET_ROW = "sheet_row"
+    OPS_ALERT = "ops_alert"  # an Alertmanager notification for the ops stream (app/alerts/)
 
 
 class OutboxStatus(enum.StrEnum):
