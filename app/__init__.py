@@ -35,8 +35,10 @@ def create_app(settings: Settings | None = None, **config: Any) -> Flask:
     db.init_app(app)
     migrate.init_app(app, db, directory=str(_migrations_dir()))
     from app import http, models  # noqa: F401  (models: register tables for migrations)
+    from app.metrics import exposition
 
     http.init_app(app)
+    exposition.init_app(app)
     _register_blueprints(app)
     _register_cli(app)
     return app
@@ -67,12 +69,13 @@ def _engine_options(settings: Settings) -> dict[str, Any]:
 
 def _register_blueprints(app: Flask) -> None:
     from app.admin.views import bp as admin_bp
+    from app.alerts.views import bp as alerts_bp
     from app.chat.views import bp as chat_bp
     from app.git.views import bp as git_bp
     from app.google.views import bp as google_bp
     from app.health.views import bp as health_bp
 
-    for blueprint in (health_bp, chat_bp, git_bp, google_bp, admin_bp):
+    for blueprint in (health_bp, chat_bp, git_bp, google_bp, admin_bp, alerts_bp):
         app.register_blueprint(blueprint)
 
 

@@ -240,7 +240,8 @@ def running_stack(database_url: str, secrets: dict[str, str], *, app_settings: d
     }
     uwsgi_values = {
         "uwsgi_app_dir": str(PROJECT_ROOT), "uwsgi_env_file": str(env_file), "uwsgi_user": "root",
-        "uwsgi_socket_group": "root", "uwsgi_runtime_dir": str(root), "uwsgi_processes": 2, **(uwsgi or {}),
+        "uwsgi_socket_group": "root", "uwsgi_runtime_dir": str(root), "uwsgi_metrics_dir": str(root / "metrics"),
+        "uwsgi_processes": 2, **(uwsgi or {}),
     }
     conf = root / "nginx"
     processes: list[subprocess.Popen[bytes]] = []

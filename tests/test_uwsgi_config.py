@@ -48,6 +48,7 @@ def rendered_config(directory: Path) -> str:
         "uwsgi_module": "victim:app",
         "uwsgi_env_file": str(directory / "lessonbot.env"),
         "uwsgi_runtime_dir": str(directory),
+        "uwsgi_metrics_dir": str(directory / "metrics"),
         "uwsgi_processes": 1,
         "uwsgi_listen_backlog": 64,
     }

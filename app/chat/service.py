@@ -19,6 +19,7 @@ from app.chat.models import InboundMessage
 from app.db import db, upsert_insert
 from app.i18n import render_all
 from app.lessons.catalog import Catalog
+from app.metrics.registry import MESSAGES_DUPLICATE, MESSAGES_RECEIVED
 from app.outbox.service import queue_reply
 from app.runs.service import apply_outcome, load_chat_state
 from app.runs.workspace import PlatformWorkspace
@@ -128,6 +129,7 @@ def receive_message(message: InboundChat, catalog: Catalog, settings: Settings) 
     recorded = _record_inbound(message)
     if recorded is None:
         db.session.rollback()
+        MESSAGES_DUPLICATE.inc()
         log.info("duplicate message %s ignored", message.message_id)
         return Received(duplicate=True)
     student = get_or_create_student(message.sender_email, message.sender_full_name, message.sender_id,
@@ -135,6 +137,7 @@ def receive_message(message: InboundChat, catalog: Catalog, settings: Settings) 
     _attribute_first_message(recorded, student.id)
     replies, _ = _handle(message, student, catalog, settings)
     db.session.commit()
+    MESSAGES_RECEIVED.inc()
     return Received(duplicate=False, replies=replies)
 
 
@@ -192,6 +195,7 @@ def receive_batch(messages: list[InboundChat], catalog: Catalog, settings: Setti
             recorded = _record_inbound(message)
             if recorded is None:
                 savepoint.commit()
+                MESSAGES_DUPLICATE.inc()
                 results.append(BatchResult(message.message_id, "duplicate"))
                 continue
             _attribute_first_message(recorded, students[key].id)
@@ -206,4 +210,5 @@ def receive_batch(messages: list[InboundChat], catalog: Catalog, settings: Setti
         students[key] = replace(students[key], language=language)
         results.append(BatchResult(message.message_id, "accepted", replies=replies))
     db.session.commit()
+    MESSAGES_RECEIVED.inc(sum(result.status == "accepted" for result in results))
     return results

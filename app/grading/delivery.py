@@ -25,6 +25,7 @@ from app.grading.service import GRADE_KINDS
 from app.i18n import Text
 from app.lessons.catalog import Catalog
 from app.lessons.schema import Lesson
+from app.metrics.registry import GRADE_DELIVERIES
 from app.outbox.models import OutboxItem, OutboxKind, OutboxStatus
 from app.outbox.service import queue_reply
 from app.runs.models import LessonRun
@@ -262,7 +263,7 @@ def process_one(settings: Settings, catalog: Catalog, due_only: bool = True, exc
     if item is None:
         db.session.rollback()
         return None
-    item_id = item.id
+    item_id, kind = item.id, item.kind.value
     try:
         outcome = attempt(item, settings, catalog)
         db.session.commit()
@@ -271,6 +272,7 @@ def process_one(settings: Settings, catalog: Catalog, due_only: bool = True, exc
         log.exception("outbox %s: delivery crashed; rescheduled", item_id, extra={"outbox_id": item_id})
         _reschedule_crashed(item_id, error)
         outcome = "retry"
+    GRADE_DELIVERIES.labels(kind, outcome).inc()
     return item_id, outcome
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import importlib
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -17,6 +18,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 from app.i18n import Text
+from app.metrics.registry import STEP_CHECK_DURATION, STEP_CHECKS
 
 log = logging.getLogger(__name__)
 
@@ -102,9 +104,14 @@ def platforms() -> set[str]:
 
 
 def run_check(name: str, params: CheckParams, context: CheckContext) -> CheckResult:
-    """Run one check; an unexpected exception becomes an error result, logged with context."""
+    """Run one check, counted and timed by platform; an unexpected exception becomes an error result, logged."""
+    platform = name.split(".", 1)[0]
+    started = time.perf_counter()
     try:
-        return check_types()[name].run(params, context)
+        result = check_types()[name].run(params, context)
     except Exception:
         log.exception("check %s crashed", name, extra={"check": name, "run_context": context.run_context})
-        return check_error("check.crashed")
+        result = check_error("check.crashed")
+    STEP_CHECK_DURATION.labels(platform).observe(time.perf_counter() - started)
+    STEP_CHECKS.labels(platform, result.status).inc()
+    return result

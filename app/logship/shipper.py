@@ -12,6 +12,7 @@ from app.db import utcnow
 from app.google.client import GoogleError
 from app.logship.drive import DriveUploader, Progress, ShipError
 from app.logship.files import Layout, compress, load_state, rotate
+from app.metrics.registry import LOG_SHIPPED_BYTES, LOG_SHIPPED_FILES
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -74,7 +75,10 @@ class LogShipper:
                 break
             on_file(path)
             try:
+                size = path.stat().st_size
                 report.shipped[path.name] = uploader.ship(path, progress)
+                LOG_SHIPPED_FILES.inc()
+                LOG_SHIPPED_BYTES.inc(size)
             except (ShipError, GoogleError) as error:
                 log.warning("log %s not shipped: %s", path.name, error, extra={"file": path.name})
                 report.errors.append(f"{path.name}: {error}")

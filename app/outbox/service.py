@@ -7,6 +7,7 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 
 from app.db import db
+from app.metrics.registry import REPLIES_QUEUED
 from app.outbox.models import OutboxItem, OutboxKind, OutboxStatus
 
 OUTBOX = OutboxItem.__table__
@@ -31,6 +32,7 @@ def queue_reply(student: Recipient, content: str) -> None:
     if student.zulip_user_id is not None:
         payload["to_user_id"] = student.zulip_user_id
     db.session.execute(_QUEUE_REPLY, {"student_id": student.id, "payload": payload})
+    REPLIES_QUEUED.inc()  # counted when written: a transaction rolled back later still counts
 
 
 def pending_replies(student_id: int | None = None, limit: int = 100) -> list[OutboxItem]:

@@ -14,6 +14,8 @@ import sys
 from app.boot import boot
 from app.db import db
 from app.logship.shipper import LogShipper, NotConfigured
+from app.metrics.exposition import serve_worker_metrics
+from app.metrics.registry import LOG_SHIP_LAST_SUCCESS
 from app.settings import Settings
 from app.workers.base import StopFlag, backoff, run_forever
 from app.workers.models import record_heartbeat
@@ -35,6 +37,7 @@ class ShipperWorker:
         db.session.commit()
         if report.errors:
             raise RuntimeError("; ".join(report.errors))  # the loop backs off
+        LOG_SHIP_LAST_SUCCESS.set_to_current_time()
         return bool(report.shipped)
 
 
@@ -46,6 +49,7 @@ def main() -> None:
         print(error, file=sys.stderr)
         sys.exit(2)
     worker.stop.install()
+    serve_worker_metrics("log shipper", settings.metrics_port_log_shipper)
     log.info("log shipper started (interval %.0f s)", settings.log_ship_interval_seconds)
     with app.app_context():
         run_forever(worker.run_once, settings.log_ship_interval_seconds, worker.stop, backoff)

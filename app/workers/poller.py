@@ -25,6 +25,7 @@ from app.grading.delivery import deliver_due
 from app.i18n import Text, render_all
 from app.lessons.catalog import Catalog
 from app.lessons.engine import evaluate
+from app.metrics.exposition import serve_worker_metrics
 from app.outbox.service import queue_reply
 from app.retention import prune_history
 from app.runs.models import LessonRun, RunStatus
@@ -169,6 +170,7 @@ def main() -> None:
     settings, app = boot("poller")
     poller = Poller(settings, app.extensions["lessonbot.catalog"])
     poller.stop.install()
+    serve_worker_metrics("poller", settings.metrics_port_poller)
     log.info("poller started (interval %.1f s)", settings.poll_interval_seconds)
     senders = ReplySenders(app, settings, poller.stop)
     poller.senders = senders

@@ -14,6 +14,7 @@ import time
 
 from app.boot import boot
 from app.db import db
+from app.metrics.exposition import serve_worker_metrics
 from app.workers.base import StopFlag
 from app.workers.models import record_heartbeat
 from app.zulip.api import NotConfigured
@@ -28,6 +29,7 @@ def main() -> None:
     settings, app = boot("receiver")
     stop = StopFlag()
     stop.install()
+    serve_worker_metrics("receiver", settings.metrics_port_receiver)
     with app.app_context():
         try:
             api = shared_api(settings, lambda: stop.stopping)

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 import requests
 import zulip
 
+from app.metrics.registry import ZULIP_RATE_LIMITED
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -122,6 +123,7 @@ class _BudgetedClient(zulip.Client):
         if result.get("result") != "success" or not result.get("zulip_version"):
             error = classify(result, "GET server_settings", answer.get("status"), answer.get("retry_after"))
             if isinstance(error, RateLimited):
+                ZULIP_RATE_LIMITED.inc()
                 self.lessonbot_budget.block_for(error.retry_after)
             raise error
         return result
@@ -204,6 +206,7 @@ class ZulipApi:
         failure = classify(result, f"{method} {endpoint}", getattr(self.local, "status", None),
                            getattr(self.local, "retry_after", None))
         if isinstance(failure, RateLimited):
+            ZULIP_RATE_LIMITED.inc()
             self.budget.block_for(failure.retry_after)
         elif isinstance(failure, Unauthorized):
             self._forget(client)

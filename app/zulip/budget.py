@@ -16,6 +16,8 @@ from collections.abc import Callable
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from app.metrics.registry import ZULIP_BUDGET_WAIT
+
 log = logging.getLogger(__name__)
 BURST = 10.0
 FINAL_WAIT = 5.0
@@ -87,8 +89,9 @@ class RateBudget:
                         self.held += int(taken) - 1
                     return True
                 state = connection.execute(_STATE, {"name": self.name}).one()
-            wait = max(float(state.blocked_for or 0), (1 - float(state.tokens)) / float(state.refill_per_second), 0.01)
-            self.sleep(min(wait, 1.0))
+            wait = min(max(float(state.blocked_for or 0), (1 - float(state.tokens)) / float(state.refill_per_second), 0.01), 1.0)
+            ZULIP_BUDGET_WAIT.inc(wait)
+            self.sleep(wait)
         return False
 
     def block_for(self, seconds: float) -> None:
@@ -132,8 +135,9 @@ class LocalBudget:
                 if now >= self.blocked_until and self.tokens >= 1:
                     self.tokens -= 1
                     return True
-                wait = max(self.blocked_until - now, (1 - self.tokens) / self.refill)
-            time.sleep(min(wait, 1.0))
+                wait = min(max(self.blocked_until - now, (1 - self.tokens) / self.refill), 1.0)
+            ZULIP_BUDGET_WAIT.inc(wait)
+            time.sleep(wait)
 
     def block_for(self, seconds: float) -> None:
         with self.lock:

@@ -1,4 +1,4 @@
-"""Delivering chat replies from the outbox to Zulip: in order per student, each exactly once.
+"""Delivering chat replies (and ops alerts) from the outbox to Zulip: in order per student, each exactly once.
 
 A student's replies go one after another; a reply that cannot go yet holds back the
 later ones. An attempt that may have reached Zulip (timeout, dropped connection, 5xx)
@@ -8,6 +8,10 @@ before the request leaves, so even after a SIGKILL mid-send the next attempt loo
 first. A reply that keeps failing is marked failed with its reason
 (``./manage.py outbox list --failed``). A refused API key fails no reply: it stops the
 sender (:class:`~app.zulip.api.Unauthorized` propagates) until the key works again.
+
+Alerts from Alertmanager (``ops_alert`` items, app/alerts/) take the same path as stream
+messages to the ops stream and topic: they belong to no student, so partition 0 sends
+them, in order among themselves, and a retrying alert holds back no student's reply.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from app.db import db, is_postgresql, utcnow
+from app.metrics.registry import REPLY_LATENCY, ZULIP_FAILED, ZULIP_SENT
 from app.outbox.models import OutboxItem, OutboxKind, OutboxStatus
 from app.settings import Settings
 from app.workers.base import StopFlag, backoff
@@ -36,6 +41,7 @@ SEND_TIMEOUT = 15.0  # seconds a POST /messages may take
 # After a crash mid-send the attempt may still land: look for it only once it surely has.
 IN_FLIGHT_GRACE = timedelta(seconds=SEND_TIMEOUT + 5)
 DM_FEATURE_LEVEL = 177  # Zulip 7.0: the `dm` narrow operator (`pm-with` before)
+ZULIP_KINDS = (OutboxKind.CHAT_REPLY, OutboxKind.OPS_ALERT)
 
 
 class SendOutcome(enum.Enum):
@@ -76,7 +82,7 @@ class ReplyDelivery:
 
     def _mine(self) -> Any:
         # Replies to someone the core never recorded (a dead letter's apology) go with partition 0.
-        return sa.and_(OutboxItem.kind == OutboxKind.CHAT_REPLY, OutboxItem.status == OutboxStatus.PENDING,
+        return sa.and_(OutboxItem.kind.in_(ZULIP_KINDS), OutboxItem.status == OutboxStatus.PENDING,
                        sa.func.coalesce(OutboxItem.student_id, 0) % self.partitions == self.partition)
 
     def run_once(self, limit: int = 200) -> int:
@@ -87,13 +93,14 @@ class ReplyDelivery:
         """
         self.api.client()
         items = db.session.scalars(sa.select(OutboxItem).where(self._mine()).order_by(OutboxItem.id).limit(limit)).all()
-        held_back: set[int | None] = set()
+        held_back: set[tuple[OutboxKind, int | None]] = set()
         sent = 0
         for item in items:
-            if item.student_id in held_back:
-                continue  # an earlier reply to this student must go first
+            queue = (item.kind, item.student_id)
+            if queue in held_back:
+                continue  # an earlier reply to this student (or an earlier alert) must go first
             if item.next_attempt_at > utcnow():
-                held_back.add(item.student_id)
+                held_back.add(queue)
                 continue
             outcome = self.send(item)
             db.session.commit()
@@ -102,7 +109,7 @@ class ReplyDelivery:
             if outcome is SendOutcome.SENT:
                 sent += 1
             elif outcome is not SendOutcome.FAILED:
-                held_back.add(item.student_id)
+                held_back.add(queue)
         db.session.rollback()
         return sent
 
@@ -178,6 +185,8 @@ class ReplyDelivery:
 
     def _message(self, item: OutboxItem) -> dict[str, Any]:
         payload = item.payload
+        if item.kind == OutboxKind.OPS_ALERT:
+            return {"type": "stream", "to": payload["stream"], "topic": payload["topic"], "content": payload["content"]}
         recipient = payload.get("to_user_id") or payload["to"]
         return {"type": "private", "to": json.dumps([recipient]), "content": payload["content"]}
 
@@ -185,15 +194,19 @@ class ReplyDelivery:
         item.mark_sent()
         item.ambiguous = False
         item.external_id = str(external_id) if external_id is not None else None
-        log.info("reply %s to student %s %s", item.id, item.student_id, how)
+        ZULIP_SENT.labels(item.kind.value).inc()
+        if item.kind == OutboxKind.CHAT_REPLY and item.sent_at is not None:
+            REPLY_LATENCY.observe(max((item.sent_at - item.created_at).total_seconds(), 0.0))
+        log.info("%s %s to %s %s", item.kind.value, item.id, _addressee(item), how)
 
     def _failed_attempt(self, item: OutboxItem, error: ZulipError) -> SendOutcome:
         item.last_error = str(error)[:500]
         item.ambiguous = error.ambiguous  # the lookup before this attempt cleared any earlier doubt
         if not error.retryable or item.attempts >= self.settings.zulip_reply_max_attempts:
             item.status = OutboxStatus.FAILED
-            log.error("reply %s to student %s failed for good after %d attempt(s): %s",
-                      item.id, item.student_id, item.attempts, error)
+            ZULIP_FAILED.labels(item.kind.value).inc()
+            log.error("%s %s to %s failed for good after %d attempt(s): %s",
+                      item.kind.value, item.id, _addressee(item), item.attempts, error)
             return SendOutcome.FAILED
         item.next_attempt_at = utcnow() + timedelta(seconds=backoff(item.attempts, initial=1.0, maximum=300.0))
         log.warning("reply %s: attempt %d failed (%s); retrying", item.id, item.attempts, error)
@@ -203,7 +216,7 @@ class ReplyDelivery:
         """The id of this reply in the conversation, if an earlier uncertain attempt did deliver it."""
         result = self.api.call("messages", "GET", {
             "anchor": "newest", "num_before": LOOKBACK_MESSAGES, "num_after": 0, "apply_markdown": "false",
-            "narrow": json.dumps([self._conversation(item)]),
+            "narrow": json.dumps(self._conversation(item)),
         })
         # Replies leave in order, so this one must be newer than the student's previous one:
         # an identical earlier reply (two `help`s in a row) is not mistaken for it.
@@ -215,22 +228,31 @@ class ReplyDelivery:
                 return int(message["id"])
         return None
 
-    def _conversation(self, item: OutboxItem) -> dict[str, Any]:
-        """The narrow term for the direct messages with the student.
+    def _conversation(self, item: OutboxItem) -> list[dict[str, Any]]:
+        """The narrow for the direct messages with the student (or the ops stream's topic, for an alert).
 
         Zulip takes a ``dm`` operand as a string of emails or a list of integer user ids,
         nothing else; servers before feature level 177 call the operator ``pm-with``.
         """
+        if item.kind == OutboxKind.OPS_ALERT:
+            return [{"operator": "stream", "operand": item.payload["stream"]},
+                    {"operator": "topic", "operand": item.payload["topic"]}]
         user_id = item.payload.get("to_user_id")
         operand: str | list[int] = [int(user_id)] if isinstance(user_id, int) else str(item.payload["to"])
         operator = "dm" if self.api.feature_level >= DM_FEATURE_LEVEL else "pm-with"
-        return {"operator": operator, "operand": operand}
+        return [{"operator": operator, "operand": operand}]
 
     def _previous_reply_id(self, item: OutboxItem) -> int:
         query = sa.select(sa.func.max(sa.cast(OutboxItem.external_id, sa.BigInteger))).where(
-            OutboxItem.student_id == item.student_id, OutboxItem.kind == OutboxKind.CHAT_REPLY,
+            OutboxItem.student_id == item.student_id, OutboxItem.kind == item.kind,
             OutboxItem.status == OutboxStatus.SENT, OutboxItem.id < item.id)
         return int(db.session.scalar(query) or 0)
+
+
+def _addressee(item: OutboxItem) -> str:
+    if item.kind == OutboxKind.OPS_ALERT:
+        return f"#{item.payload['stream']} > {item.payload['topic']}"
+    return f"student {item.student_id}"
 
 
 StatusReport = Callable[[str | None], None]

@@ -86,6 +86,7 @@ CHALLTESTSRV_MANAGEMENT_PORT = 8055
 ZULIP_PORT = 9991
 ZULIP_BOT_EMAIL = "bot@zulip.lessonbot.test"
 ZULIP_BOT_KEY = "test-zulip-api-key-not-real"
+OPS_STREAM = "lessonbot-ops"  # where the machine's alerts go (the app's default LESSONBOT_OPS_STREAM)
 
 # The lifetime record of `make vm`'s machine (tests/deploy/vm.py).
 VM_RECORD = "vm"
@@ -408,6 +409,8 @@ class ZulipServer:
                 ZULIP_BOT_KEY,
                 "--credentials-json",
                 str(credentials),
+                "--stream",
+                OPS_STREAM,
                 "--quiet",
             ],
             cwd=REPO_ROOT,

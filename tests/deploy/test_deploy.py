@@ -26,6 +26,7 @@ import ssl
 import subprocess
 import threading
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -407,6 +408,71 @@ def test_every_supervisor_worker_is_running(provisioned: machine.TestEnvironment
         assert time.monotonic() < deadline, f"supervisorctl status:\n{chr(10).join(lines)}"
         time.sleep(2)
     assert "lessonbot:poller" in states
+
+
+def test_metrics_answer_on_the_machine_and_are_refused_from_outside(provisioned: machine.TestEnvironment,
+                                                                   pebble_roots: Path) -> None:
+    assert https_get("/metrics", pebble_roots).status == 403
+    assert http_get("/metrics").status == 403
+    for port in (9090, 9093, 9311, 9312):  # Prometheus, Alertmanager, the poller's and the receiver's metrics
+        with pytest.raises(OSError):
+            socket.create_connection((machine.GUEST_ADDRESS, port), timeout=2).close()
+    core = on_machine(provisioned, "curl -sf http://127.0.0.1/metrics")
+    assert "lessonbot_http_requests_total" in core and "lessonbot_database_up 1.0" in core
+    assert "lessonbot_zulip_sent_total" in on_machine(provisioned, "curl -sf http://127.0.0.1:9311/metrics")
+    deadline = time.monotonic() + 60
+    while True:  # Prometheus scrapes the core and every running worker
+        targets = json.loads(on_machine(provisioned, "curl -sf http://127.0.0.1:9090/api/v1/targets"))
+        health = {target["labels"]["job"]: target["health"] for target in targets["data"]["activeTargets"]}
+        if health and all(state == "up" for state in health.values()):
+            break
+        assert time.monotonic() < deadline, health
+        time.sleep(2)
+    assert {"lessonbot_core", "lessonbot_poller", "lessonbot_receiver"} <= set(health)
+
+
+def ops_messages(environment: machine.TestEnvironment, after_id: int) -> list[dict]:
+    """Stream messages in the ops stream of the Zulip test server, newer than after_id."""
+    assert environment.zulip is not None
+    url = f"http://127.0.0.1:{environment.zulip.port}/_test/messages?after_id={after_id}"
+    with urllib.request.urlopen(url, timeout=10) as answer:
+        messages = json.loads(answer.read())
+    return [message for message in messages if message["stream"] == machine.OPS_STREAM]
+
+
+def wait_for_ops_message(environment: machine.TestEnvironment, after_id: int, *needles: str, timeout: float) -> dict:
+    """The first ops message with a line (one alert of its group) that holds every needle."""
+    deadline = time.monotonic() + timeout
+    while True:
+        seen = ops_messages(environment, after_id)
+        found = [message for message in seen
+                 if any(all(needle in line for needle in needles) for line in message["content"].splitlines())]
+        if found:
+            return found[0]
+        assert time.monotonic() < deadline, f"no ops message with {needles} within {timeout:g} s; seen: {seen}"
+        time.sleep(1)
+
+
+def test_a_stopped_worker_raises_an_alert_in_zulip_that_then_resolves(provisioned: machine.TestEnvironment,
+                                                                      metrics: dict[str, object]) -> None:
+    assert provisioned.zulip is not None
+    with urllib.request.urlopen(f"http://127.0.0.1:{provisioned.zulip.port}/_test/state", timeout=10) as answer:
+        start_id = int(json.loads(answer.read())["message_count"])  # ids count up from 1
+    stopped = time.monotonic()
+    on_machine(provisioned, "supervisorctl stop lessonbot:receiver")
+    try:
+        firing = wait_for_ops_message(provisioned, start_id, "LessonbotTargetDown", "job=lessonbot_receiver",
+                                      "firing since", timeout=180)
+        metrics["alert_firing_seconds"] = round(time.monotonic() - stopped, 1)
+    finally:
+        started = time.monotonic()
+        on_machine(provisioned, "supervisorctl start lessonbot:receiver")
+    assert firing["topic"] == "alerts"
+    # "RESOLVED" when the group has no other alert; else "FIRING n of m" with this one's line resolved.
+    resolved = wait_for_ops_message(provisioned, firing["id"], "LessonbotTargetDown", "job=lessonbot_receiver",
+                                    "resolved; began", timeout=180)
+    metrics["alert_resolved_seconds"] = round(time.monotonic() - started, 1)
+    assert resolved["topic"] == "alerts"
 
 
 BACKUP_IDENTITY = Path(__file__).with_name("backup-test-key.txt")  # TEST ONLY; its public key is in inventory/test

@@ -70,6 +70,8 @@ def worker_env(app: Flask, database_url: str, tmp_path: Path) -> dict[str, str]:
                LESSONBOT_ZULIP_API_KEY=settings.zulip_api_key.get_secret_value(), LESSONBOT_CORE_URL=settings.core_url,
                LESSONBOT_POLL_INTERVAL_SECONDS="0.5", LESSONBOT_DEFAULT_LANGUAGE="en",
                LESSONBOT_ZULIP_RATE_PER_MINUTE=str(settings.zulip_rate_per_minute))
+    # No metrics ports unless a test asks: tests running side by side would fight over the fixed defaults.
+    env.update(LESSONBOT_METRICS_PORT_POLLER="0", LESSONBOT_METRICS_PORT_RECEIVER="0", LESSONBOT_METRICS_PORT_LOG_SHIPPER="0")
     return env
 
 

@@ -1,0 +1,1 @@
+"""Alerts into Zulip: Alertmanager's notifications become outbox items the reply senders post to the ops stream."""
