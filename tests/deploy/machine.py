@@ -568,6 +568,21 @@ def _in_other_pid_namespace(pid: int) -> bool:
         return False
 
 
+def _press_ctrl_c(process: subprocess.Popen, presses: int = 3, patience: float = 5) -> None:
+    """Ctrl-C to the process group, as an operator presses it: once more when the first does
+    not end the run in a few seconds (ansible-playbook sometimes waits on a worker), then SIGKILL."""
+    for _ in range(presses):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGINT)
+        try:
+            process.wait(timeout=patience)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+
+
 def ansible_playbook_command() -> str:
     """ansible-playbook next to the running Python (the venv), else on PATH."""
     beside = Path(sys.executable).parent / "ansible-playbook"
@@ -688,7 +703,7 @@ class TestEnvironment:
             for line in process.stdout:
                 lines.append(line)
                 if not interrupted and line.startswith(at_line):
-                    os.killpg(process.pid, signal.SIGINT)
+                    threading.Thread(target=_press_ctrl_c, args=(process,), daemon=True).start()
                     interrupted = True
             process.wait()
         finally:
