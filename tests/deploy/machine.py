@@ -467,6 +467,10 @@ class Machine:
         self.root.mkdir()
         self.record.add_tree(self.root)
         run("cp", "-a", "--reflink=auto", f"{rootfs}/.", str(self.root))
+        # Host keys of its own: the cached root's are the same for every machine made from it.
+        for host_key in (self.root / "etc/ssh").glob("ssh_host_*"):
+            host_key.unlink()
+        run("chroot", str(self.root), "ssh-keygen", "-A")
         if not self.ssh_key.exists():
             run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "lessonbot-deploy-test", "-f", str(self.ssh_key))
         ssh_dir = self.root / "root/.ssh"
@@ -567,6 +571,21 @@ def _in_other_pid_namespace(pid: int) -> bool:
         return False
 
 
+def _press_ctrl_c(process: subprocess.Popen, presses: int = 3, patience: float = 5) -> None:
+    """Ctrl-C to the process group, as an operator presses it: once more when the first does
+    not end the run in a few seconds (ansible-playbook sometimes waits on a worker), then SIGKILL."""
+    for _ in range(presses):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGINT)
+        try:
+            process.wait(timeout=patience)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+
+
 def ansible_playbook_command() -> str:
     """ansible-playbook next to the running Python (the venv), else on PATH."""
     beside = Path(sys.executable).parent / "ansible-playbook"
@@ -641,24 +660,64 @@ class TestEnvironment:
             **self.extra_env,
         )
 
-    def ansible_playbook(self, playbook: str, *extra: str, timeout: float = 1200) -> subprocess.CompletedProcess:
-        """Run a playbook from playbooks/ against the test machine; output is kept."""
-        command = [
+    def playbook_command(self, playbook: str, *extra: str) -> list[str]:
+        return [
             ansible_playbook_command(),
             "-i",
             str(REPO_ROOT / "inventory/test"),
             str(REPO_ROOT / "playbooks" / playbook),
             *extra,
         ]
+
+    def ansible_playbook(
+        self, playbook: str, *extra: str, timeout: float = 1200, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess:
+        """Run a playbook from playbooks/ against the test machine (env: more environment); output is kept."""
         result = lifetime.run(
-            command,
+            self.playbook_command(playbook, *extra),
             cwd=REPO_ROOT,
-            env=self.ansible_environment(),
+            env={**self.ansible_environment(), **(env or {})},
             text=True,
             stdin=subprocess.DEVNULL,
             capture_output=True,
             timeout=timeout,
         )
-        log_path = self.workdir / f"ansible-{playbook.replace('.yml', '')}-{int(time.time())}.log"
-        log_path.write_text(result.stdout + result.stderr)
+        self._keep_log(playbook, result.stdout + result.stderr)
         return result
+
+    def ansible_playbook_interrupted(self, playbook: str, at_line: str, *extra: str, timeout: float = 600) -> str:
+        """Run a playbook and press Ctrl-C (SIGINT to its process group) as soon as it prints a line
+        starting with at_line; its output. Fails if the line never comes."""
+        process = self.record.popen(
+            self.playbook_command(playbook, *extra),
+            cwd=REPO_ROOT,
+            env=self.ansible_environment(),
+            text=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        assert process.stdout is not None
+        timer = threading.Timer(timeout, process.kill)
+        timer.start()
+        lines, interrupted = [], False
+        try:
+            for line in process.stdout:
+                lines.append(line)
+                if not interrupted and line.startswith(at_line):
+                    threading.Thread(target=_press_ctrl_c, args=(process,), daemon=True).start()
+                    interrupted = True
+            process.wait()
+        finally:
+            timer.cancel()
+            self.record.stop(process)
+        output = "".join(lines)
+        self._keep_log(playbook, output)
+        if not interrupted:
+            raise RuntimeError(f"{playbook} never printed {at_line!r}:\n{output[-3000:]}")
+        return output
+
+    def _keep_log(self, playbook: str, output: str) -> None:
+        log_path = self.workdir / f"ansible-{playbook.replace('.yml', '')}-{time.time():.3f}.log"
+        log_path.write_text(output)

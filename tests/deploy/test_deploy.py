@@ -599,6 +599,70 @@ def test_only_ssh_http_and_https_listen_outside(provisioned: machine.TestEnviron
             socket.create_connection((machine.GUEST_ADDRESS, port), timeout=2).close()
 
 
+def test_the_machine_has_ssh_host_keys_of_its_own(provisioned: machine.TestEnvironment) -> None:
+    cached = machine.cached_rootfs() / "etc/ssh/ssh_host_ed25519_key.pub"
+    served = on_machine(provisioned, "cat /etc/ssh/ssh_host_ed25519_key.pub").split()[1]
+    assert cached.exists() and served != cached.read_text().split()[1]
+
+
+def test_ssh_takes_keys_only_and_forwards_no_x11(provisioned: machine.TestEnvironment) -> None:
+    assert provisioned.machine is not None
+    attempt = subprocess.run(
+        ["ssh", *provisioned.machine.ssh_options(), "-o", "PubkeyAuthentication=no",
+         "-o", "PreferredAuthentications=password,keyboard-interactive", f"root@{machine.GUEST_ADDRESS}", "true"],
+        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert attempt.returncode != 0 and "Permission denied (publickey)." in attempt.stderr, attempt.stderr
+    effective = dict(line.split(" ", 1) for line in on_machine(provisioned, "sshd -T").splitlines() if " " in line)
+    assert (effective["passwordauthentication"], effective["x11forwarding"]) == ("no", "no")
+
+
+def test_unattended_upgrades_take_security_updates_only_and_restart_what_they_touch(
+        provisioned: machine.TestEnvironment) -> None:
+    origins = on_machine(provisioned, "apt-config dump Unattended-Upgrade::Origins-Pattern")
+    patterns = re.findall(r':: "([^"]*)";', origins)
+    assert patterns and all("label=Debian-Security" in pattern for pattern in patterns), origins
+    assert 'Unattended-Upgrade::Automatic-Reboot "true";' in on_machine(
+        provisioned, "apt-config dump Unattended-Upgrade::Automatic-Reboot")
+    assert "$nrconf{restart} = 'a';" in on_machine(provisioned, "cat /etc/needrestart/conf.d/*.conf")
+
+
+def test_no_mail_server_is_installed_or_listening(provisioned: machine.TestEnvironment) -> None:
+    assert on_machine(provisioned, "ss -Hltn 'sport = :25'").strip() == ""
+    installed = on_machine(provisioned, "dpkg-query -W -f '${Package} ${db:Status-Status}\\n' 'exim4*' 2>/dev/null || true")
+    assert " installed" not in installed, installed
+
+
+def test_reloading_the_firewall_keeps_the_tables_of_other_tools(provisioned: machine.TestEnvironment) -> None:
+    on_machine(provisioned, "nft add table inet othertool && nft add chain inet othertool input")
+    try:
+        on_machine(provisioned, "systemctl reload nftables")
+        tables = on_machine(provisioned, "nft list tables").splitlines()
+        assert "table inet othertool" in tables and "table inet lessonbot" in tables, tables
+    finally:
+        on_machine(provisioned, "nft delete table inet othertool || true")
+
+
+def test_the_clock_is_kept_by_timesyncd(provisioned: machine.TestEnvironment) -> None:
+    assert on_machine(provisioned, "systemctl is-enabled systemd-timesyncd").strip() == "enabled"
+    # In this container the host keeps the clock and systemd leaves timesyncd off by its own rule.
+    state = on_machine(provisioned, "systemctl start systemd-timesyncd; "
+                                    "systemctl show -p ActiveState -p ConditionResult systemd-timesyncd")
+    assert "ActiveState=active" in state or "ConditionResult=no" in state, state
+    assert "ConditionVirtualization=!container" in on_machine(provisioned, "systemctl cat systemd-timesyncd")
+
+
+def test_the_apps_logs_are_rotated_while_the_shipper_is_off(provisioned: machine.TestEnvironment) -> None:
+    written = on_machine(provisioned, "cd /var/log/lessonbot && find . -name '*.log' -size +0 -printf '%f\\n'").split()
+    assert written, on_machine(provisioned, "ls -la /var/log/lessonbot")
+    on_machine(provisioned, "logrotate --force --state /run/lessonbot-logrotate.state /etc/logrotate.d/lessonbot && "
+               "rm /run/lessonbot-logrotate.state")
+    files = on_machine(provisioned, "ls /var/log/lessonbot").split()
+    assert {f"{name}.1" for name in written} <= set(files), files
+    # Each moved file is replaced by a new one the app (which reopens it) may write.
+    modes = on_machine(provisioned, "cd /var/log/lessonbot && stat -c '%n %a %U' " + " ".join(written)).splitlines()
+    assert modes == [f"{name} 640 {APP_USER}" for name in written], modes
+
+
 def test_certbot_timer_is_off_and_cron_renews(provisioned: machine.TestEnvironment) -> None:
     timer = provisioned.machine.ssh("systemctl is-enabled certbot.timer", check=False).stdout.strip()
     assert timer in ("disabled", "masked")
@@ -619,6 +683,98 @@ def test_forced_renewal_changes_the_served_certificate(provisioned: machine.Test
     assert after and after != before
 
 
+# --- the deployment's own failure modes (issue 13, section 4) ---------------
+# Each breaks the deployment the way an operator would, then checks that what
+# runs stayed up and that the next run puts it right.
+
+POSTGRESQL_CONF = "/etc/postgresql/15/main/conf.d/lessonbot.conf"
+NGINX_SITE = "/etc/nginx/sites-available/lessonbot.conf"
+ENV_FILE = "/etc/lessonbot/lessonbot.env"
+
+
+def fingerprint(environment: machine.TestEnvironment, path: str, unit: str) -> tuple[str, str]:
+    """The file's checksum and the main process of the unit that reads it."""
+    checksum = on_machine(environment, f"sha256sum {path}").split()[0]
+    return checksum, on_machine(environment, f"systemctl show -p MainPID --value {unit}").strip()
+
+
+def test_a_bad_postgresql_setting_never_reaches_the_cluster(provisioned: machine.TestEnvironment,
+                                                            pebble_roots: Path) -> None:
+    unit = "postgresql@15-main"
+    before = fingerprint(provisioned, POSTGRESQL_CONF, unit)
+    result = provisioned.ansible_playbook(
+        "site.yml", "-e", "postgresql_max_connections=bogus",
+        "--start-at-task", "Configure the server for local connections, UTC and read committed")
+    assert result.returncode != 0, tail(result)
+    assert "invalid value for parameter" in result.stdout and "max_connections" in result.stdout, tail(result)
+    assert fingerprint(provisioned, POSTGRESQL_CONF, unit) == before  # neither written nor restarted
+    on_machine(provisioned, f"systemctl restart {unit}")  # as the next reboot would
+    wait_healthy(pebble_roots, "PostgreSQL restarted after a refused setting")
+
+
+@pytest.fixture(scope="module")
+def site_run_with_a_stopped_worker_and_a_bad_nginx_setting(provisioned: machine.TestEnvironment) -> dict:
+    """A worker stopped by hand, then site.yml from the supervisor role on, with a rate nginx refuses."""
+    before = fingerprint(provisioned, NGINX_SITE, "nginx")
+    on_machine(provisioned, "supervisorctl stop lessonbot:poller")
+    result = provisioned.ansible_playbook(
+        "site.yml", "-e", "nginx_limit_req_rate=bogus", "--start-at-task", "List the worker modules of the current release")
+    return {"before": before, "result": result}
+
+
+def test_a_site_run_starts_a_stopped_worker(provisioned: machine.TestEnvironment,
+                                            site_run_with_a_stopped_worker_and_a_bad_nginx_setting: dict) -> None:
+    result = site_run_with_a_stopped_worker_and_a_bad_nginx_setting["result"]
+    assert "supervisor : Start the workers that are not running" in changed_tasks(result.stdout), tail(result)
+    test_every_supervisor_worker_is_running(provisioned)
+
+
+def test_a_bad_nginx_setting_never_reaches_the_site(provisioned: machine.TestEnvironment, pebble_roots: Path,
+                                                    site_run_with_a_stopped_worker_and_a_bad_nginx_setting: dict) -> None:
+    result = site_run_with_a_stopped_worker_and_a_bad_nginx_setting["result"]
+    assert result.returncode != 0, tail(result)
+    assert "invalid rate" in result.stdout, tail(result)
+    assert fingerprint(provisioned, NGINX_SITE, "nginx") == site_run_with_a_stopped_worker_and_a_bad_nginx_setting["before"]
+    on_machine(provisioned, "systemctl restart nginx")  # as the next reboot or renewal would
+    wait_healthy(pebble_roots, "nginx restarted after a refused setting")
+
+
+def app_processes(environment: machine.TestEnvironment, path: str) -> list[tuple[str, bool]]:
+    """uWSGI's workers and the supervisor workers: (command line, whether it started after `path` last changed)."""
+    report = on_machine(environment, f"""
+        changed=$(stat -c %Y {path}); now=$(date +%s)
+        master=$(systemctl show -p MainPID --value lessonbot-uwsgi)
+        for pid in $(pgrep -P "$master" -x uwsgi) $(pgrep -f -- '-m app[.]workers[.]'); do
+            elapsed=$(ps -o etimes= -p "$pid") && args=$(ps -o args= -p "$pid") || continue
+            echo "$((now - elapsed)) $changed $args"
+        done; true""")
+    processes = [line.split(" ", 2) for line in report.strip().splitlines()]
+    return [(args, int(started) >= int(changed)) for started, changed, args in processes]
+
+
+def on_new_settings(processes: list[tuple[str, bool]]) -> bool:
+    kinds = {("uwsgi" if "uwsgi" in args else "worker") for args, _ in processes}
+    return kinds == {"uwsgi", "worker"} and all(after for _, after in processes)
+
+
+def test_an_interrupted_site_run_leaves_its_restarts_to_the_next_run(provisioned: machine.TestEnvironment,
+                                                                     pebble_roots: Path) -> None:
+    # The processes run with settings that differ from the inventory's (as after an edit by hand).
+    on_machine(provisioned, f"echo '# edited by hand (deploy test)' >> {ENV_FILE}; "
+               "systemctl reload lessonbot-uwsgi; supervisorctl restart 'lessonbot:*' >/dev/null")
+    output = provisioned.ansible_playbook_interrupted("site.yml", "TASK [app : Deploy the release]")
+    assert "edited by hand" not in on_machine(provisioned, f"cat {ENV_FILE}"), output[-3000:]
+    assert not on_new_settings(app_processes(provisioned, ENV_FILE)), "the interrupted run restarted the processes"
+
+    result = provisioned.ansible_playbook("site.yml")
+    assert result.returncode == 0, tail(result)
+    deadline = time.monotonic() + 30
+    while not on_new_settings(processes := app_processes(provisioned, ENV_FILE)):
+        assert time.monotonic() < deadline, f"still on the settings from before the run: {processes}"
+        time.sleep(1)
+    wait_healthy(pebble_roots, "the run after the interrupted one")
+
+
 def test_second_site_run_changes_nothing(provisioned: machine.TestEnvironment, metrics: dict[str, object]) -> None:
     started = time.monotonic()
     result = provisioned.ansible_playbook("site.yml")
@@ -629,6 +785,45 @@ def test_second_site_run_changes_nothing(provisioned: machine.TestEnvironment, m
     assert result.returncode == 0, tail(result)
     assert changed_count(result.stdout) == 0, changed_tasks(result.stdout)
     assert seconds <= SECOND_RUN_SECONDS
+
+
+LIVE_RELEASES = "/opt/lessonbot/live-releases"
+RESTART_PENDING = "/var/lib/lessonbot-deploy/restart-pending"
+
+
+@pytest.fixture(scope="module")
+def broken_snapshot(snapshot: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The release snapshot with a migration environment that fails, as a bad migration would."""
+    target = tmp_path_factory.mktemp("broken-release-source") / "source"
+    shutil.copytree(snapshot, target, symlinks=True)
+    with (target / "migrations/env.py").open("a") as env:
+        env.write('\nraise RuntimeError("a migration that fails (deploy test)")\n')
+    return target
+
+
+def releases_on_machine(environment: machine.TestEnvironment) -> list[str]:
+    return on_machine(environment, "ls /opt/lessonbot/releases").split()
+
+
+def test_a_deploy_that_fails_at_its_migration_leaves_no_release_behind(
+    provisioned: machine.TestEnvironment, pebble_roots: Path, broken_snapshot: Path
+) -> None:
+    running, releases = current_release(provisioned), releases_on_machine(provisioned)
+    # The deploy also brings back a settings file that was edited by hand (and loaded).
+    on_machine(provisioned, f"echo '# edited by hand (deploy test)' >> {ENV_FILE}; "
+               "systemctl reload lessonbot-uwsgi; supervisorctl restart 'lessonbot:*' >/dev/null")
+    result = provisioned.ansible_playbook("deploy.yml", env={"LESSONBOT_TEST_RELEASE_SOURCE": str(broken_snapshot)})
+    assert result.returncode != 0, tail(result)
+    assert "a migration that fails (deploy test)" in result.stdout, tail(result)
+    assert current_release(provisioned) == running
+    # Nothing restarted half-way (uWSGI on the new settings, the workers on the old):
+    # both restarts are left to the next run.
+    time.sleep(3)
+    assert {after for _, after in app_processes(provisioned, ENV_FILE)} == {False}
+    assert on_machine(provisioned, f"ls {RESTART_PENDING}").split() == ["uwsgi", "workers"]
+    assert releases_on_machine(provisioned) == releases  # the failed one is removed
+    assert on_machine(provisioned, f"cat {LIVE_RELEASES}").split()[-1] == Path(running).name
+    wait_healthy(pebble_roots, "after a failed deploy")
 
 
 def test_deploy_under_load_drops_no_request(
@@ -653,14 +848,21 @@ def test_deploy_under_load_drops_no_request(
         assert time.monotonic() < deadline, uwsgi_worker_dirs(provisioned)
         time.sleep(1)
     RELEASES["before_deploy"] = before
+    # The restarts that the failed deploy before it left pending are done, and forgotten.
+    assert on_new_settings(app_processes(provisioned, ENV_FILE))
+    assert on_machine(provisioned, f"ls {RESTART_PENDING}").split() == []
 
 
 def test_rollback_serves_the_previous_release(provisioned: machine.TestEnvironment, pebble_roots: Path) -> None:
+    # The release that ran before the deploy, not the failed one between them (whose name sorts closer).
     previous = RELEASES.get("before_deploy")
     assert previous, "needs the deploy test before it"
+    deployed, live = current_release(provisioned), on_machine(provisioned, f"cat {LIVE_RELEASES} || true").split()
     result = provisioned.ansible_playbook("rollback.yml")
     assert result.returncode == 0, tail(result)
     assert current_release(provisioned) == previous
+    assert live[-2:] == [Path(previous).name, Path(deployed).name], live
+    assert on_machine(provisioned, f"cat {LIVE_RELEASES}").split() == live[:-1]  # a second rollback goes further back
     deadline = time.monotonic() + 30
     while uwsgi_worker_dirs(provisioned) != {previous}:
         assert time.monotonic() < deadline, uwsgi_worker_dirs(provisioned)
@@ -948,3 +1150,23 @@ def test_half_sent_pushes_do_not_stop_anyone_cloning(
     while left := on_machine(provisioned, "ps -o pid=,time=,args= -C git-http-backend || true").strip():
         assert time.monotonic() < deadline, f"git-http-backend still running:\n{left}"
         time.sleep(1)
+
+
+# Last: it leaves the test's own address at the firewall's limit for a while.
+SSH_BURST = 150  # common_ssh_new_connections_burst in inventory/test (its rate: 5 a second)
+SSH_FLOOD_ATTEMPTS = 3 * SSH_BURST
+SSH_FLOOD_PAUSE = 0.04  # 25 connections a second: far below what sshd takes, far above the limit
+
+
+def test_new_ssh_connections_are_limited_per_address(provisioned: machine.TestEnvironment) -> None:
+    accepted = 0
+    while accepted < SSH_FLOOD_ATTEMPTS:
+        try:
+            # Under a second: a dropped SYN would be sent again after one.
+            socket.create_connection((machine.GUEST_ADDRESS, 22), timeout=0.9).close()
+        except TimeoutError:  # the firewall dropped the SYN
+            break
+        accepted += 1
+        time.sleep(SSH_FLOOD_PAUSE)
+    # Not refused outright (a burst gets through), but refused well before the flood ends.
+    assert SSH_BURST // 2 <= accepted < SSH_FLOOD_ATTEMPTS, accepted
