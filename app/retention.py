@@ -1,6 +1,6 @@
 """What is kept, and for how long: history must not grow forever.
 
-Inbound messages (their content included) and delivered chat replies are deleted once they
+Inbound messages (their content included) and delivered chat replies and ops alerts are deleted once they
 are older than ``history_keep_days``; by then no chat system sends a message again, so the
 inbound ids have done their job as the idempotency window. Expired sign-in requests go as
 they expire. Kept whatever their age: grades and gradebook rows (their keys guard that a
@@ -25,6 +25,7 @@ from app.outbox.models import OutboxItem, OutboxKind, OutboxStatus
 from app.settings import Settings
 
 BATCH = 5000
+DELIVERED_KEPT_FOR_A_WHILE = (OutboxKind.CHAT_REPLY, OutboxKind.OPS_ALERT)  # chat messages; grades are kept
 MAX_BATCHES = 20  # per table and pass: at most 100 000 rows, then the next pass goes on
 
 
@@ -44,7 +45,7 @@ def prune_history(settings: Settings, now: datetime | None = None) -> Pruned:
     pruned.counts["inbound messages"] = _in_batches(
         InboundMessage, InboundMessage.received_at < cutoff)
     pruned.counts["delivered replies"] = _in_batches(
-        OutboxItem, OutboxItem.kind == OutboxKind.CHAT_REPLY, OutboxItem.status == OutboxStatus.SENT,
+        OutboxItem, OutboxItem.kind.in_(DELIVERED_KEPT_FOR_A_WHILE), OutboxItem.status == OutboxStatus.SENT,
         OutboxItem.sent_at < cutoff)
     pruned.counts["sign-in requests"] = prune_requests()
     db.session.commit()

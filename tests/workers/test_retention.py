@@ -51,6 +51,7 @@ def test_old_messages_and_delivered_replies_go_grades_and_waiting_items_stay(app
         _message(student, n, OLD)
     _message(student, 10, RECENT)
     _item(student, OutboxKind.CHAT_REPLY, OutboxStatus.SENT, OLD)
+    _item(student, OutboxKind.OPS_ALERT, OutboxStatus.SENT, OLD)
     recent_reply = _item(student, OutboxKind.CHAT_REPLY, OutboxStatus.SENT, RECENT)
     waiting = _item(student, OutboxKind.CHAT_REPLY, OutboxStatus.PENDING, OLD)
     failed = _item(student, OutboxKind.CHAT_REPLY, OutboxStatus.FAILED, OLD)
@@ -64,7 +65,7 @@ def test_old_messages_and_delivered_replies_go_grades_and_waiting_items_stay(app
 
     pruned = retention.prune_history(settings.model_copy(update={"history_keep_days": 120}))
 
-    assert pruned.counts == {"inbound messages": 3, "delivered replies": 1, "sign-in requests": 1}
+    assert pruned.counts == {"inbound messages": 3, "delivered replies": 2, "sign-in requests": 1}
     assert [m.message_id for m in db.session.scalars(sa.select(InboundMessage))] == ["zulip:10"]
     assert {item.id for item in db.session.scalars(sa.select(OutboxItem))} == {
         recent_reply.id, waiting.id, failed.id, grade.id, row.id}
