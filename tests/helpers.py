@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -91,3 +93,24 @@ class ChatStudent:
         (self.clone / path).write_text(content)
         self.git("add", path)
         self.git("commit", "-qm", message)
+
+
+@contextlib.contextmanager
+def poisoned_inbound() -> Iterator[None]:
+    """PostgreSQL itself refuses to store any inbound message containing ☠ (a trigger), as a real fault would."""
+    db.session.execute(sa.text("""
+        CREATE OR REPLACE FUNCTION test_poison() RETURNS trigger AS $$
+        BEGIN
+            IF NEW.content LIKE '%☠%' THEN RAISE EXCEPTION 'poisoned message'; END IF;
+            RETURN NEW;
+        END $$ LANGUAGE plpgsql;
+        CREATE TRIGGER test_poison BEFORE INSERT ON inbound_messages FOR EACH ROW EXECUTE FUNCTION test_poison();
+    """))
+    db.session.commit()
+    try:
+        yield
+    finally:
+        db.session.rollback()
+        db.session.execute(sa.text("DROP TRIGGER IF EXISTS test_poison ON inbound_messages; "
+                                   "DROP FUNCTION IF EXISTS test_poison()"))
+        db.session.commit()

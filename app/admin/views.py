@@ -29,7 +29,7 @@ from app import current
 from app.admin import actions, charts, queries
 from app.admin.texts import LANGUAGES, label
 from app.db import db
-from app.google.csrf import CsrfError, check_csrf, csrf_token
+from app.google.csrf import csrf_token, protect_posts
 from app.google.views import admin_required
 from app.outbox.models import OutboxStatus
 from app.status.service import system_status
@@ -81,15 +81,7 @@ def _message(title_key: str, message: str, status: int) -> Response:
     return Response(render_template("admin/message.html", title=t(title_key), message=message), status=status)
 
 
-@bp.before_request
-def _csrf_on_every_post() -> Response | None:
-    if request.method != "POST":
-        return None
-    try:
-        check_csrf()
-    except CsrfError as error:
-        return _message("error.form_refused", str(error), 400)
-    return None
+protect_posts(bp, lambda sentence: _message("error.form_refused", sentence, 400))
 
 
 @bp.errorhandler(BadInput)

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import hmac
 import secrets
+from collections.abc import Callable
 
-from flask import current_app, request, session
+from flask import Blueprint, Response, current_app, request, session
 from itsdangerous import BadData, URLSafeTimedSerializer
 
 SESSION_KEY = "csrf_token"
@@ -34,6 +35,20 @@ def csrf_token() -> str:
         raw = secrets.token_urlsafe(32)
         session[SESSION_KEY] = raw
     return str(_serializer().dumps(raw))
+
+
+def protect_posts(blueprint: Blueprint, refusal: Callable[[str], Response]) -> None:
+    """Check the token of every POST to the blueprint's routes; a bad one gets ``refusal(sentence)``."""
+
+    @blueprint.before_request
+    def _csrf_on_every_post() -> Response | None:
+        if request.method != "POST":
+            return None
+        try:
+            check_csrf()
+        except CsrfError as error:
+            return refusal(str(error))
+        return None
 
 
 def check_csrf() -> None:

@@ -11,7 +11,7 @@ from flask import Blueprint, Response, redirect, render_template, request, sessi
 from app import current
 from app.db import db
 from app.google import signin
-from app.google.csrf import CsrfError, check_csrf, csrf_token
+from app.google.csrf import csrf_token, protect_posts
 
 bp = Blueprint("google", __name__, template_folder="templates")
 STARTED = "oauth_states"  # sign-ins this browser started: only they may finish in it
@@ -28,15 +28,7 @@ def _template_helpers() -> dict[str, Any]:
     return {"csrf_token": csrf_token}
 
 
-@bp.before_request
-def _csrf_on_every_post() -> Response | None:
-    if request.method != "POST":
-        return None
-    try:
-        check_csrf()
-    except CsrfError as error:
-        return _page("Form refused", str(error), 400)
-    return None
+protect_posts(bp, lambda sentence: _page("Form refused", sentence, 400))
 
 
 def _remember_started(oauth_state: str) -> None:

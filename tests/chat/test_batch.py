@@ -15,7 +15,7 @@ from flask.testing import FlaskClient
 from app.chat.models import InboundMessage
 from app.chat.service import MAX_BATCH
 from app.db import db
-from tests.helpers import INTERNAL_HEADERS, replies_to
+from tests.helpers import INTERNAL_HEADERS, poisoned_inbound, replies_to
 
 _ids = itertools.count(1)
 
@@ -37,20 +37,8 @@ def _statuses(response: Any) -> list[str]:
 
 @pytest.fixture
 def poisoned(app: Flask) -> Iterator[None]:
-    """PostgreSQL itself refuses to store any message containing ☠ (a trigger), as a real fault would."""
-    db.session.execute(sa.text("""
-        CREATE OR REPLACE FUNCTION test_poison() RETURNS trigger AS $$
-        BEGIN
-            IF NEW.content LIKE '%☠%' THEN RAISE EXCEPTION 'poisoned message'; END IF;
-            RETURN NEW;
-        END $$ LANGUAGE plpgsql;
-        CREATE TRIGGER test_poison BEFORE INSERT ON inbound_messages FOR EACH ROW EXECUTE FUNCTION test_poison();
-    """))
-    db.session.commit()
-    yield
-    db.session.rollback()
-    db.session.execute(sa.text("DROP TRIGGER IF EXISTS test_poison ON inbound_messages; DROP FUNCTION test_poison()"))
-    db.session.commit()
+    with poisoned_inbound():
+        yield
 
 
 def test_a_batch_from_several_students_is_answered_in_order(client: FlaskClient) -> None:

@@ -29,6 +29,7 @@ from app.zulip.connect import budget_for, connect
 from app.zulip.delivery import ReplyDelivery
 from app.zulip.models import DeadLetter
 from app.zulip.receiver import CORE_MAX_ATTEMPTS, CoreClient, Receiver
+from tests.helpers import poisoned_inbound
 from tests.zulip.conftest import NO_LIMIT, wait_until
 from tests.zulip_server.contract import ContractChecker
 from tests.zulip_server.faults import Fault
@@ -191,19 +192,8 @@ def test_an_older_server_gets_the_narrows_it_understands(old_server_app: tuple[F
 @pytest.fixture
 def poisoned_core(zulip_app: Flask) -> Iterator[None]:
     """The core fails (HTTP 500) on any message containing ☠: a database trigger refuses to store it."""
-    db.session.execute(sa.text("""
-        CREATE OR REPLACE FUNCTION test_poison() RETURNS trigger AS $$
-        BEGIN
-            IF NEW.content LIKE '%☠%' THEN RAISE EXCEPTION 'poisoned message'; END IF;
-            RETURN NEW;
-        END $$ LANGUAGE plpgsql;
-        CREATE TRIGGER test_poison BEFORE INSERT ON inbound_messages FOR EACH ROW EXECUTE FUNCTION test_poison();
-    """))
-    db.session.commit()
-    yield
-    db.session.rollback()
-    db.session.execute(sa.text("DROP TRIGGER IF EXISTS test_poison ON inbound_messages; DROP FUNCTION IF EXISTS test_poison()"))
-    db.session.commit()
+    with poisoned_inbound():
+        yield
 
 
 def test_a_poisoned_message_becomes_a_dead_letter_and_the_rest_move_on(
