@@ -18,6 +18,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from app.admin.models import AdminAction
 from app.db import db
+from app.grading.service import GRADE_KINDS
 from app.outbox.models import OutboxItem, OutboxStatus
 from app.runs.models import LessonRun, RunStatus
 from tests.admin.seed import Seeded, seed_course
@@ -140,7 +141,13 @@ def test_each_action_from_a_students_page_is_done_and_recorded(browser: WebDrive
     _confirm_and_press(browser, f"/admin/outbox/{failed_reply}/resend")
     assert f"reply {failed_reply} queued again" in page_text(browser)
 
+    browser.get(site.url("/admin/grades?status=failed"))
+    _confirm_and_press(browser, "/admin/grades/retry")
+    assert "failed grade(s) and row(s) queued again" in page_text(browser)
+
     with site.app.app_context():
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(OutboxItem).where(
+            OutboxItem.kind.in_(GRADE_KINDS), OutboxItem.status == OutboxStatus.FAILED)) == 0
         assert db.session.get(LessonRun, stuck).status == RunStatus.STOPPED  # type: ignore[union-attr]
         assert db.session.get(LessonRun, active).status == RunStatus.STOPPED  # type: ignore[union-attr]
         assert db.session.get(OutboxItem, failed_reply).status == OutboxStatus.PENDING  # type: ignore[union-attr]
