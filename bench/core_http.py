@@ -101,10 +101,10 @@ def parse_wrk(name: str, output: str) -> Figures:
     return Figures(name, rps, _ms(*p50.groups()), _ms(*p99.groups()), errors)  # type: ignore[union-attr]
 
 
-def wrk(url: str, connections: int, seconds: int, tag: str, script: str = "messages.lua") -> str:
-    env = {**os.environ, "LESSONBOT_INTERNAL_TOKEN": TOKEN, "BENCH_RUN_TAG": tag}
+def wrk(url: str, connections: int, seconds: int, tag: str, batch: int = 1) -> str:
+    env = {**os.environ, "LESSONBOT_INTERNAL_TOKEN": TOKEN, "BENCH_RUN_TAG": tag, "BENCH_BATCH": str(batch)}
     command = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "--timeout", "5s",
-               "-s", str(BENCH_DIR / script), url]
+               "-s", str(BENCH_DIR / "messages.lua"), url]
     return subprocess.run(command, env=env, capture_output=True, text=True, check=True, timeout=seconds + 30).stdout
 
 
@@ -188,16 +188,14 @@ def main() -> None:
         url = cluster.create_database("lessonbot_bench")
         migrate(url, root)
         with stack(root, url, args.processes, args.threads) as (core_url, bare_url, fair_url):
-            runs = [("/internal/messages", core_url, "messages.lua", 1.0),
-                    ("/internal/messages/batch (10 each)", core_url, "batch.lua", 10.0),
-                    ("fair baseline (plain psycopg2)", fair_url, "messages.lua", 1.0),
-                    ("bare Flask ok", bare_url, "messages.lua", 1.0)]
+            runs = [("/internal/messages", core_url, 1), ("/internal/messages/batch (10 each)", core_url, 10),
+                    ("fair baseline (plain psycopg2)", fair_url, 1), ("bare Flask ok", bare_url, 1)]
             print(f"warming up ({args.connections} connections, 3 s each)…", flush=True)
-            for _, base, script, _ in runs:
-                wrk(base, args.connections, 3, "warmup", script)
+            for _, base, batch in runs:
+                wrk(base, args.connections, 3, "warmup", batch)
             print(f"measuring {args.seconds} s each…", flush=True)
-            rows = [(parse_wrk(name, wrk(base, args.connections, args.seconds, "measure", script)), per_request)
-                    for name, base, script, per_request in runs]
+            rows = [(parse_wrk(name, wrk(base, args.connections, args.seconds, "measure", batch)), float(batch))
+                    for name, base, batch in runs]
         report(rows, args.connections)
     finally:
         cluster.stop()
