@@ -18,9 +18,10 @@ from urllib.parse import urlencode
 
 import pytest
 from flask import Flask
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
-from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.wait import WebDriverWait
 
 from app import create_app
@@ -120,11 +121,22 @@ def signed_in_admin(browser: WebDriver, site: Site, email: str = ADMIN) -> None:
 def click_and_wait(browser: WebDriver, button_text: str) -> None:
     """Click the button reading `button_text` and wait until the page it leads to has loaded."""
     assert "'" not in button_text, button_text
-    page = browser.find_element(By.TAG_NAME, "html")
-    browser.find_element(By.XPATH, f"//button[normalize-space()='{button_text}']").click()
-    wait = WebDriverWait(browser, 10)
-    wait.until(expected_conditions.staleness_of(page))
-    wait.until(lambda driver: driver.execute_script("return document.readyState") == "complete")
+    press_and_wait(browser, browser.find_element(By.XPATH, f"//button[normalize-space()='{button_text}']"))
+
+
+def press_and_wait(browser: WebDriver, button: WebElement) -> None:
+    """Press `button` and wait until the page it leads to has loaded.
+
+    The old page is marked with a flag on its window; a new document has a fresh window without it. (Asking
+    whether the old <html> element went stale, as selenium's `staleness_of` does, races the navigation:
+    chromedriver then sometimes answers "Node with given id does not belong to the document".)"""
+    browser.execute_script("window.lessonbotOldPage = true")
+    button.click()
+    WebDriverWait(browser, 10, ignored_exceptions=(WebDriverException,)).until(_new_page_loaded)
+
+
+def _new_page_loaded(driver: WebDriver) -> bool:
+    return bool(driver.execute_script("return window.lessonbotOldPage === undefined && document.readyState === 'complete'"))
 
 
 def page_text(browser: WebDriver) -> str:

@@ -12,9 +12,6 @@ import pytest
 import sqlalchemy as sa
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
-from selenium.webdriver.remote.webelement import WebElement
-from selenium.webdriver.support import expected_conditions
-from selenium.webdriver.support.ui import WebDriverWait
 
 from app.admin.models import AdminAction
 from app.db import db
@@ -29,6 +26,7 @@ from tests.browser.conftest import (
     heading,
     horizontal_overflow,
     page_text,
+    press_and_wait,
     screenshot,
     sign_in,
     signed_in_admin,
@@ -48,13 +46,7 @@ def _confirm_and_press(browser: WebDriver, form_action: str) -> None:
     """Tick the form's “I confirm” box and press its button (both are needed for an action to happen)."""
     form = browser.find_element(By.CSS_SELECTOR, f"form[action='{form_action}']")
     form.find_element(By.NAME, "confirm").click()
-    _press(browser, form.find_element(By.TAG_NAME, "button"))
-
-
-def _press(browser: WebDriver, button: WebElement) -> None:
-    page = browser.find_element(By.TAG_NAME, "html")
-    button.click()
-    WebDriverWait(browser, 10).until(expected_conditions.staleness_of(page))
+    press_and_wait(browser, form.find_element(By.TAG_NAME, "button"))
 
 
 def _loaded_from_elsewhere(browser: WebDriver, site: Site) -> list[str]:
@@ -110,12 +102,12 @@ def test_every_page_shows_the_seeded_course(browser: WebDriver, site: Site, seed
 
 def test_the_admin_reads_the_pages_in_russian(browser: WebDriver, site: Site, seeded: Seeded) -> None:
     signed_in_admin(browser, site)
-    _press(browser, browser.find_element(By.CSS_SELECTOR, "button[name=language][value=ru]"))
+    press_and_wait(browser, browser.find_element(By.CSS_SELECTOR, "button[name=language][value=ru]"))
     assert heading(browser) == "Курсы и уроки"
     browser.get(site.url("/admin/problems"))
     assert heading(browser) == "Проблемы"
     screenshot(browser, "admin-problems-ru")
-    _press(browser, browser.find_element(By.CSS_SELECTOR, "button[name=language][value=en]"))
+    press_and_wait(browser, browser.find_element(By.CSS_SELECTOR, "button[name=language][value=en]"))
     assert heading(browser) == "Problems"
 
 
@@ -171,7 +163,7 @@ def test_an_action_without_its_token_or_its_confirmation_changes_nothing(browser
 
     browser.get(site.url(f"/admin/students/{student}"))
     browser.execute_script(f"document.querySelector(\"form[action='{form}'] input[name=confirm]\").required = false")
-    _press(browser, browser.find_element(By.CSS_SELECTOR, f"form[action='{form}'] button"))
+    press_and_wait(browser, browser.find_element(By.CSS_SELECTOR, f"form[action='{form}'] button"))
     assert "confirm" in page_text(browser).lower()
     with site.app.app_context():
         assert db.session.get(LessonRun, run_id).status == RunStatus.ACTIVE  # type: ignore[union-attr]
