@@ -169,6 +169,7 @@ class Status:
     authorized_at: str | None
     refreshes: bool
     problem: str | None
+    transient: bool = False  # the refresh failed on the way (network, Google's 5xx), not on the authorization
 
 
 def google_status(settings: Settings) -> Status | None:
@@ -179,5 +180,6 @@ def google_status(settings: Settings) -> Status | None:
     try:
         credentials(settings).refresh(Request())
     except Exception as error:
-        return Status(stored.email, stored.scopes, authorized_at(), False, str(classify(error, "refreshing the token")))
+        problem = classify(error, "refreshing the token")
+        return Status(stored.email, stored.scopes, authorized_at(), False, str(problem), problem.transient)
     return Status(stored.email, stored.scopes, authorized_at(), True, None)

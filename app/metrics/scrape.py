@@ -1,17 +1,22 @@
-"""What the core reads at scrape time rather than counts: the state in PostgreSQL and the backup manifest.
+"""What the core reads at scrape time rather than counts: the state in PostgreSQL, the backup manifest
+and whether the Google authorization works.
 
 Outbox depth and age, failed items, dead letters, active runs and worker heartbeats are
 facts of the database, true whichever process changed them, so they are read when
 Prometheus asks (every 30 s by default) instead of being counted on the hot path: one
 short query each, every one served by a partial index (pending or failed outbox items,
 active runs). A database that cannot be reached gives ``lessonbot_database_up 0`` and
-none of the rest, never a failed scrape.
+none of the rest, never a failed scrape. The Google check refreshes the token at Google, so
+each process makes it at most every ``GOOGLE_CHECK_SECONDS``, not at every scrape.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -21,6 +26,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from app.backup.service import BackupError, BackupFolder
 from app.db import db, utcnow
+from app.google.client import google_status
 from app.outbox.models import OutboxItem, OutboxStatus
 from app.runs.models import LessonRun, RunStatus
 from app.settings import Settings
@@ -28,6 +34,7 @@ from app.workers.health import WorkerHealth, worker_states
 from app.zulip.deadletters import count_dead_letters
 
 log = logging.getLogger(__name__)
+GOOGLE_CHECK_SECONDS = 300.0
 
 
 class StateCollector(Collector):
@@ -39,7 +46,8 @@ class StateCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily("lessonbot_database_up", "Whether the core could read its state from PostgreSQL.")
         try:
-            families = [*_outbox(), _failed(), _dead_letters(), _active_runs(), *_workers(self.settings)]
+            families = [*_outbox(), _failed(), _dead_letters(), _active_runs(), *_workers(self.settings),
+                        *_google(self.settings)]
             up.add_metric([], 1)
         except SQLAlchemyError as error:
             db.session.rollback()
@@ -105,6 +113,38 @@ def _workers(settings: Settings) -> list[Metric]:
         if worker.seconds_since_beat is not None:
             age.add_metric([worker.name], worker.seconds_since_beat)
     return [healthy, age]
+
+
+@dataclass
+class GoogleCheck:
+    """This process's last answer about the Google authorization (1 or 0), and when it was asked."""
+
+    asked_at: float = -math.inf
+    authorized: int | None = None
+
+
+google_check = GoogleCheck()
+
+
+def _google(settings: Settings) -> list[Metric]:
+    """``status``'s Google check as a gauge: 1 when the stored authorization's token refreshes, 0 when
+    there is none or Google refuses it (revoked, expired, the secret key changed: `google auth`).
+
+    A refresh that failed on the way (network, Google's 5xx) says nothing about the authorization:
+    the last answer stands, so an outage does not read as an authorization to redo.
+    """
+    if not settings.has_google_client:
+        return []
+    if time.monotonic() - google_check.asked_at >= GOOGLE_CHECK_SECONDS:
+        google_check.asked_at = time.monotonic()
+        status = google_status(settings)
+        if status is None or not status.transient:
+            google_check.authorized = int(status is not None and status.refreshes)
+    if google_check.authorized is None:
+        return []
+    return [GaugeMetricFamily("lessonbot_google_authorized", "1 when the stored Google authorization's token "
+                              "refreshes (manage.py status, google); 0: none, or Google refuses it.",
+                              value=google_check.authorized)]
 
 
 def _backups(settings: Settings) -> Iterator[Metric]:

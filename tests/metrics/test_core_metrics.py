@@ -87,6 +87,10 @@ def test_the_newest_verified_backup_is_read_from_the_manifest(client: FlaskClien
     assert json.loads(folder.manifest.read_text())  # the scrape only read it
 
 
+def test_without_a_google_client_there_is_no_google_series(client: FlaskClient) -> None:
+    assert not [name for name, _ in scrape(client) if name.startswith("lessonbot_google")]
+
+
 def test_metrics_answer_loopback_callers_only(client: FlaskClient) -> None:
     answer = client.get("/metrics", environ_base={"REMOTE_ADDR": "192.0.2.10"})
     assert answer.status_code == 403
