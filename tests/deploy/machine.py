@@ -437,6 +437,45 @@ class ZulipServer:
 
 
 @dataclass
+class GoogleServer:
+    """tests/google_server inside the machine's network namespace, on its loopback: the deployed app
+    reaches it at 127.0.0.1:<port> as it would reach Google, and nothing outside the namespace can."""
+
+    workdir: Path
+    record: lifetime.Record = field(default_factory=lifetime.this_process_record)
+    process: subprocess.Popen | None = None
+    # What the server printed: url, token_uri, ca_file, client_id, client_secret, refresh_token,
+    # account, scopes, drive_folder_id.
+    banner: dict = field(default_factory=dict)
+
+    def start(self, drive_folder: str) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        banner_file = self.workdir / "google.json"
+        banner_file.unlink(missing_ok=True)
+        log = (self.workdir / "google.log").open("w")
+        self.process = self.record.popen(
+            ["ip", "netns", "exec", NETNS, sys.executable, "-m", "tests.google_server", "--port", "0",
+             "--drive-folder", drive_folder, "--credentials-json", str(banner_file)],
+            cwd=REPO_ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 30
+        while not banner_file.exists():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"Google test server did not start; see {self.workdir / 'google.log'}")
+            time.sleep(0.2)
+        self.banner = json.loads(banner_file.read_text())
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.record.stop(self.process)
+            self.process = None
+
+
+@dataclass
 class Machine:
     """The booted container, reachable over SSH at GUEST_ADDRESS."""
 

@@ -27,6 +27,7 @@ import subprocess
 import threading
 import time
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -414,7 +415,8 @@ def test_metrics_answer_on_the_machine_and_are_refused_from_outside(provisioned:
                                                                    pebble_roots: Path) -> None:
     assert https_get("/metrics", pebble_roots).status == 403
     assert http_get("/metrics").status == 403
-    for port in (9090, 9093, 9311, 9312):  # Prometheus, Alertmanager, the poller's and the receiver's metrics
+    # Prometheus, Alertmanager, the poller's and the receiver's metrics, the node, postgres and blackbox exporters
+    for port in (9090, 9093, 9311, 9312, 9100, 9187, 9115):
         with pytest.raises(OSError):
             socket.create_connection((machine.GUEST_ADDRESS, port), timeout=2).close()
     core = on_machine(provisioned, "curl -sf http://127.0.0.1/metrics")
@@ -428,7 +430,32 @@ def test_metrics_answer_on_the_machine_and_are_refused_from_outside(provisioned:
             break
         assert time.monotonic() < deadline, health
         time.sleep(2)
-    assert {"lessonbot_core", "lessonbot_poller", "lessonbot_receiver"} <= set(health)
+    assert {"lessonbot_core", "lessonbot_poller", "lessonbot_receiver", "node", "postgres", "certificate"} <= set(health)
+
+
+def prometheus_query(environment: machine.TestEnvironment, expression: str) -> list[dict]:
+    """The samples of an instant query to the machine's Prometheus."""
+    answer = on_machine(environment, "curl -sfG http://127.0.0.1:9090/api/v1/query "
+                                     f"--data-urlencode {shlex.quote('query=' + expression)}")
+    return json.loads(answer)["data"]["result"]
+
+
+def test_the_exporters_see_postgresql_the_disks_and_the_served_certificate(provisioned: machine.TestEnvironment) -> None:
+    deadline = time.monotonic() + 60
+    while not prometheus_query(provisioned, "pg_up == 1 and on() probe_success == 1"):
+        assert time.monotonic() < deadline, (prometheus_query(provisioned, "pg_up"),
+                                             prometheus_query(provisioned, "probe_success"))
+        time.sleep(2)
+    disks = prometheus_query(provisioned, 'node_filesystem_size_bytes{fstype!~"tmpfs|overlay"} > 0')
+    assert disks, prometheus_query(provisioned, "node_filesystem_size_bytes")  # what the disk alert reads
+    [expiry] = prometheus_query(provisioned, 'probe_ssl_earliest_cert_expiry{job="certificate"} - time()')
+    assert float(expiry["value"][1]) > 14 * 86400  # pebble's certificate, as nginx serves it
+    rules = json.loads(on_machine(provisioned, "curl -sf http://127.0.0.1:9090/api/v1/rules"))
+    new_rules = {"LessonbotPostgresDown", "LessonbotGoogleAuthorizationInvalid", "LessonbotCertificateExpiring",
+                 "LessonbotCertificateUnreadable", "LessonbotDiskFull"}
+    assert new_rules <= {rule["name"] for group in rules["data"]["groups"] for rule in group["rules"]}
+    firing = prometheus_query(provisioned, "ALERTS")
+    assert not [alert for alert in firing if alert["metric"]["alertname"] in new_rules], firing
 
 
 def ops_messages(environment: machine.TestEnvironment, after_id: int) -> list[dict]:
@@ -476,11 +503,25 @@ def test_a_stopped_worker_raises_an_alert_in_zulip_that_then_resolves(provisione
 
 
 BACKUP_IDENTITY = Path(__file__).with_name("backup-test-key.txt")  # TEST ONLY; its public key is in inventory/test
-MANAGE = ("cd /opt/lessonbot/current && sudo -u lessonbot LESSONBOT_ENV_FILE=/etc/lessonbot/lessonbot.env "
-          ".venv/bin/python manage.py")
+APP_DIR = "/opt/lessonbot/current"
+ENV_FILE = "/etc/lessonbot/lessonbot.env"
+MANAGE = f"cd {APP_DIR} && sudo -u lessonbot LESSONBOT_ENV_FILE={ENV_FILE} .venv/bin/python manage.py"
+BACKUP_DIR = "/var/lib/lessonbot/backups"
 # Rows the drill must find again. Not the ops alerts: Alertmanager keeps posting about the
 # workers the drill stops, before the backup and after the restore alike.
 COUNTED_TABLES = {"students": "", "lesson_runs": "", "inbound_messages": "", "outbox": " WHERE kind <> 'ops_alert'"}
+# The drill's Google settings live in /run only, beside the machine's own: the process environment
+# wins over the env file, so the env file and the backup unit are never edited.
+DRILL_DIR = "/run/lessonbot-drill"
+DRILL_DROP_IN = "/run/systemd/system/lessonbot-backup.service.d/drill.conf"
+STOP_APP = "supervisorctl stop 'lessonbot:*' >/dev/null; systemctl stop lessonbot-uwsgi.service lessonbot-uwsgi.socket"
+START_APP = "systemctl start lessonbot-uwsgi.socket lessonbot-uwsgi.service; supervisorctl start 'lessonbot:*' >/dev/null"
+# What the `authorized` fixture of tests/google does: `google auth` is a browser's consent, here
+# the test server's refresh token is stored as the consent would have stored it.
+STORE_AUTHORIZATION = ("from app.boot import boot; from app.db import db; from app.google.tokens import store_authorization; "
+                       "import os; settings, app = boot('manage'); app.app_context().push(); "
+                       "store_authorization(settings, os.environ['DRILL_ACCOUNT'], os.environ['DRILL_SCOPES'].split(','), "
+                       "os.environ['DRILL_REFRESH_TOKEN']); db.session.commit()")
 
 
 def _row_counts(environment: machine.TestEnvironment) -> dict[str, int]:
@@ -498,37 +539,110 @@ def _chat(environment: machine.TestEnvironment, number: int) -> None:
                f"--data {shlex.quote(body)} http://127.0.0.1/internal/messages")
 
 
+@pytest.fixture(scope="module")
+def google_in_machine(provisioned: machine.TestEnvironment) -> Iterator[machine.GoogleServer]:
+    """The Google test server on the machine's own loopback (its network namespace), with a Drive folder."""
+    server = machine.GoogleServer(provisioned.workdir / "google", provisioned.record)
+    try:
+        server.start(drive_folder="lessonbot-backups")
+        yield server
+    finally:
+        server.stop()
+
+
+def drill_settings(google: machine.GoogleServer) -> dict[str, str]:
+    """The app's Google and Drive settings pointed at the test server (as tests/google's settings fixture)."""
+    banner = google.banner
+    return {"LESSONBOT_GOOGLE_CLIENT_ID": banner["client_id"], "LESSONBOT_GOOGLE_CLIENT_SECRET": banner["client_secret"],
+            "LESSONBOT_GOOGLE_API_ENDPOINT": banner["url"], "LESSONBOT_GOOGLE_TOKEN_URI": banner["token_uri"],
+            "LESSONBOT_BACKUP_DRIVE_FOLDER_ID": banner["drive_folder_id"],
+            # Uploads go to https://127.0.0.1:<port> (the client keeps https for media): trust its CA.
+            "REQUESTS_CA_BUNDLE": f"{DRILL_DIR}/google-ca.pem", "HTTPLIB2_CA_CERTS": f"{DRILL_DIR}/google-ca.pem"}
+
+
+def _put_file(environment: machine.TestEnvironment, path: str, content: str, group: str, mode: str) -> None:
+    encoded = base64.b64encode(content.encode()).decode()
+    on_machine(environment, f"umask 077; echo {encoded} | base64 -d > {path}; chown root:{group} {path}; chmod {mode} {path}")
+
+
+def _app_python(settings: dict[str, str]) -> str:
+    """The release's python as the app user, with the machine's env file and these settings over it."""
+    assignments = " ".join(f"{name}={shlex.quote(value)}" for name, value in settings.items())
+    return f"cd {APP_DIR} && sudo -u lessonbot env LESSONBOT_ENV_FILE={ENV_FILE} {assignments} .venv/bin/python"
+
+
+def _start_drill(environment: machine.TestEnvironment, google: machine.GoogleServer) -> None:
+    """The drill's settings in /run, read by the backup unit through a runtime drop-in."""
+    settings = drill_settings(google)
+    on_machine(environment, f"install -d -m 0750 -o root -g lessonbot {DRILL_DIR}; "
+               f"install -d -m 0755 {Path(DRILL_DROP_IN).parent}")
+    _put_file(environment, f"{DRILL_DIR}/google-ca.pem", Path(google.banner["ca_file"]).read_text(), APP_USER, "0640")
+    _put_file(environment, f"{DRILL_DIR}/google.env", "".join(f"{k}={v}\n" for k, v in settings.items()), APP_USER, "0640")
+    _put_file(environment, DRILL_DROP_IN, f"[Service]\nEnvironmentFile={DRILL_DIR}/google.env\n", "root", "0644")
+    on_machine(environment, "systemctl daemon-reload")
+
+
+def _store_authorization(environment: machine.TestEnvironment, google: machine.GoogleServer) -> None:
+    banner = google.banner
+    python = _app_python({**drill_settings(google), "DRILL_ACCOUNT": banner["account"],
+                          "DRILL_SCOPES": ",".join(banner["scopes"]), "DRILL_REFRESH_TOKEN": banner["refresh_token"]})
+    on_machine(environment, f"{python} -c {shlex.quote(STORE_AUTHORIZATION)}")
+
+
+def _end_drill(environment: machine.TestEnvironment) -> None:
+    """The machine as before the drill: no drill settings, no Google authorization, the app running."""
+    on_machine(environment, f"rm -rf {DRILL_DIR} {Path(DRILL_DROP_IN).parent}; systemctl daemon-reload; "
+               "shred -u /run/lessonbot-restore.key 2>/dev/null; "
+               "sudo -u postgres psql -d lessonbot -qc 'DELETE FROM google_authorization' 2>/dev/null; " + START_APP)
+
+
 def test_backup_then_drop_then_restore_finds_the_same_rows(provisioned: machine.TestEnvironment,
+                                                           google_in_machine: machine.GoogleServer,
                                                            pebble_roots: Path, metrics: dict[str, object]) -> None:
-    for number in range(12):
-        _chat(provisioned, number)
-    before = _row_counts(provisioned)
-    assert before["students"] >= 12 and before["lesson_runs"] >= 12
-
-    started = time.monotonic()
-    on_machine(provisioned, "systemctl start lessonbot-backup.service")  # what the nightly timer runs
-    metrics["backup_seconds"] = round(time.monotonic() - started, 1)
-    assert "lessonbot-backup.timer" in on_machine(provisioned, "systemctl list-timers --all --no-legend")
-    [backup] = on_machine(provisioned, "cd /var/lib/lessonbot/backups && ls *.dump.age").split()
-    listing = on_machine(provisioned, "stat -c '%a %U' /var/lib/lessonbot/backups /var/lib/lessonbot/backups/" + backup)
-    assert listing.split() == ["700", APP_USER, "600", APP_USER]
-
     assert provisioned.machine is not None
-    key = base64.b64encode(BACKUP_IDENTITY.read_bytes()).decode()  # ops bring the private key for the restore only
-    on_machine(provisioned, f"umask 077; echo {key} | base64 -d > /run/lessonbot-restore.key; "
-               "chown lessonbot /run/lessonbot-restore.key")
-    on_machine(provisioned, "supervisorctl stop 'lessonbot:*' >/dev/null; systemctl stop lessonbot-uwsgi.service "
-               "lessonbot-uwsgi.socket; sudo -u postgres dropdb lessonbot; sudo -u postgres createdb -O lessonbot lessonbot")
-    assert on_machine(provisioned, "sudo -u postgres psql -d lessonbot -Atc \"SELECT count(*) FROM pg_tables "
-                                   "WHERE schemaname = 'public'\"").strip() == "0"
-    started = time.monotonic()
-    restored = provisioned.machine.ssh(f"{MANAGE} backup restore /var/lib/lessonbot/backups/{backup} "
-                                       "--identity /run/lessonbot-restore.key", check=False)
-    metrics["restore_seconds"] = round(time.monotonic() - started, 1)
-    on_machine(provisioned, "shred -u /run/lessonbot-restore.key; systemctl start lessonbot-uwsgi.socket "
-               "lessonbot-uwsgi.service; supervisorctl start 'lessonbot:*' >/dev/null")
-    assert restored.returncode == 0, restored.stdout + restored.stderr
-    assert "at migration" in restored.stdout
+    _start_drill(provisioned, google_in_machine)
+    python = _app_python(drill_settings(google_in_machine))
+    try:
+        _store_authorization(provisioned, google_in_machine)
+        for number in range(12):
+            _chat(provisioned, number)
+        before = _row_counts(provisioned)
+        assert before["students"] >= 12 and before["lesson_runs"] >= 12
+
+        started = time.monotonic()
+        on_machine(provisioned, "systemctl start lessonbot-backup.service")  # what the nightly timer runs
+        metrics["backup_seconds"] = round(time.monotonic() - started, 1)
+        assert "lessonbot-backup.timer" in on_machine(provisioned, "systemctl list-timers --all --no-legend")
+        [backup] = on_machine(provisioned, f"cd {BACKUP_DIR} && ls *.dump.age").split()
+        listing = on_machine(provisioned, f"stat -c '%a %U' {BACKUP_DIR} {BACKUP_DIR}/{backup}")
+        assert listing.split() == ["700", APP_USER, "600", APP_USER]
+        [entry] = [e for e in json.loads(on_machine(provisioned, f"cat {BACKUP_DIR}/manifest.json")) if e["name"] == backup]
+        assert entry["verified"] and entry["drive_id"], entry  # Drive confirmed its size and md5
+        metrics["backup_bytes"] = entry["size"]
+
+        key = base64.b64encode(BACKUP_IDENTITY.read_bytes()).decode()  # ops bring the private key for the restore only
+        on_machine(provisioned, f"umask 077; echo {key} | base64 -d > /run/lessonbot-restore.key; "
+                   "chown lessonbot /run/lessonbot-restore.key")
+        # The database is lost, and the local copy with it: only Drive's copy is left.
+        on_machine(provisioned, f"{STOP_APP}; sudo -u postgres dropdb lessonbot; mv {BACKUP_DIR}/{backup} {DRILL_DIR}/")
+        # README, Restore drill: a fresh database for the app (schema, Google authorization: the way to
+        # Drive), the backup restored into a second one, which then takes the name.
+        on_machine(provisioned, "sudo -u postgres createdb -O lessonbot lessonbot; "
+                   "sudo -u postgres createdb -O lessonbot lessonbot_restore")
+        on_machine(provisioned, f"{python} manage.py db upgrade")
+        _store_authorization(provisioned, google_in_machine)
+        started = time.monotonic()
+        restored = provisioned.machine.ssh(
+            f"url=$(sed -n 's/^DATABASE_URL=//p' {ENV_FILE}); {python} manage.py backup restore {entry['drive_id']} "
+            "--identity /run/lessonbot-restore.key --database \"${url%/*}/lessonbot_restore\"", check=False)
+        metrics["restore_from_drive_seconds"] = round(time.monotonic() - started, 1)
+        assert restored.returncode == 0, restored.stdout + restored.stderr
+        assert f"restored {backup} into lessonbot_restore at migration" in restored.stdout
+        on_machine(provisioned, "sudo -u postgres dropdb lessonbot; "
+                   "sudo -u postgres psql -qc 'ALTER DATABASE lessonbot_restore RENAME TO lessonbot'; "
+                   f"mv {DRILL_DIR}/{backup} {BACKUP_DIR}/")
+    finally:
+        _end_drill(provisioned)
     assert _row_counts(provisioned) == before
     wait_healthy(pebble_roots, "the restored system")
 
@@ -692,7 +806,6 @@ def test_forced_renewal_changes_the_served_certificate(provisioned: machine.Test
 
 POSTGRESQL_CONF = "/etc/postgresql/15/main/conf.d/lessonbot.conf"
 NGINX_SITE = "/etc/nginx/sites-available/lessonbot.conf"
-ENV_FILE = "/etc/lessonbot/lessonbot.env"
 
 
 def fingerprint(environment: machine.TestEnvironment, path: str, unit: str) -> tuple[str, str]:

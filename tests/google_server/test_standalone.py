@@ -52,3 +52,31 @@ def test_standalone_server_prints_credentials_and_stops_on_sigterm() -> None:
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 0
+
+
+def test_standalone_server_makes_a_drive_folder_and_writes_its_banner_to_a_file(tmp_path: Path) -> None:
+    banner_file = tmp_path / "google.json"
+    process = lifetime.popen(
+        [sys.executable, "-m", "tests.google_server", "--port", "0", "--drive-folder", "backups",
+         "--credentials-json", str(banner_file)],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        printed = _read_banner(process)
+        assert json.loads(banner_file.read_text()) == printed
+        credentials = Credentials(
+            None,
+            refresh_token=printed["refresh_token"],
+            client_id=printed["client_id"],
+            client_secret=printed["client_secret"],
+            token_uri=printed["token_uri"],
+        )
+        credentials.refresh(google.auth.transport.requests.Request())
+        folder = requests.get(f"{printed['url']}/drive/v3/files/{printed['drive_folder_id']}",
+                              headers={"Authorization": f"Bearer {credentials.token}"}, timeout=10)
+        assert folder.json()["name"] == "backups"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
