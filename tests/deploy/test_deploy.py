@@ -454,8 +454,16 @@ def test_the_exporters_see_postgresql_the_disks_and_the_served_certificate(provi
     new_rules = {"LessonbotPostgresDown", "LessonbotGoogleAuthorizationInvalid", "LessonbotCertificateExpiring",
                  "LessonbotCertificateUnreadable", "LessonbotDiskFull"}
     assert new_rules <= {rule["name"] for group in rules["data"]["groups"] for rule in group["rules"]}
+    # The test machine has the Web client and nobody ran `google auth` (status: "not authorized yet"): that
+    # alert fires, from the core's gauge; none of the others does.
+    deadline = time.monotonic() + 60
+    google = 'ALERTS{alertname="LessonbotGoogleAuthorizationInvalid", alertstate="firing"}'
+    while not prometheus_query(provisioned, google):
+        assert time.monotonic() < deadline, prometheus_query(provisioned, "lessonbot_google_authorized")
+        time.sleep(2)
     firing = prometheus_query(provisioned, "ALERTS")
-    assert not [alert for alert in firing if alert["metric"]["alertname"] in new_rules], firing
+    assert not [alert for alert in firing
+                if alert["metric"]["alertname"] in new_rules - {"LessonbotGoogleAuthorizationInvalid"}], firing
 
 
 def ops_messages(environment: machine.TestEnvironment, after_id: int) -> list[dict]:
