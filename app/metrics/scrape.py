@@ -137,14 +137,28 @@ def _google(settings: Settings) -> list[Metric]:
         return []
     if time.monotonic() - google_check.asked_at >= GOOGLE_CHECK_SECONDS:
         google_check.asked_at = time.monotonic()
-        status = google_status(settings)
-        if status is None or not status.transient:
-            google_check.authorized = int(status is not None and status.refreshes)
+        answer = _ask_google(settings)
+        if answer is not None:
+            google_check.authorized = answer
     if google_check.authorized is None:
         return []
     return [GaugeMetricFamily("lessonbot_google_authorized", "1 when the stored Google authorization's token "
                               "refreshes (manage.py status, google); 0: none, or Google refuses it.",
                               value=google_check.authorized)]
+
+
+def _ask_google(settings: Settings) -> int | None:
+    """1 or 0 as above; None when the check got no answer about the authorization."""
+    try:
+        status = google_status(settings)
+    except SQLAlchemyError:
+        raise  # the database's failure: lessonbot_database_up 0
+    except Exception as error:  # a check that cannot run is not a failed scrape
+        log.warning("metrics: the Google check could not run: %s", error.__class__.__name__)
+        return None
+    if status is None:
+        return 0
+    return None if status.transient else int(status.refreshes)
 
 
 def _backups(settings: Settings) -> Iterator[Metric]:
