@@ -8,7 +8,6 @@ reached Google but whose answer was lost (timeout, 5xx, dropped connection) is h
 from __future__ import annotations
 
 import logging
-import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -25,6 +24,7 @@ from app.grading.service import GRADE_KINDS
 from app.i18n import Text
 from app.lessons.catalog import Catalog
 from app.lessons.schema import Lesson
+from app.loop import backoff
 from app.metrics.registry import GRADE_DELIVERIES
 from app.outbox.models import OutboxItem, OutboxKind, OutboxStatus
 from app.outbox.service import queue_reply
@@ -155,15 +155,15 @@ def deliver_grade(item: OutboxItem, settings: Settings, catalog: Catalog) -> Non
 # --- scheduling -----------------------------------------------------------------------------
 
 
-def backoff(attempts: int, retry_after: float | None) -> float:
-    base = min(600.0, 2.0 ** min(attempts, 10))
-    return max(retry_after or 0.0, base * random.uniform(0.5, 1.0))
+def failure_backoff(failures: int, retry_after: float | None) -> float:
+    """After a transient failure: doubling from 2 s up to 10 minutes; Retry-After wins."""
+    return backoff(failures, initial=2.0, maximum=600.0, at_least=retry_after)
 
 
 def quota_backoff(retries: int, retry_after: float | None, cap: float) -> float:
     """Google's truncated exponential back-off for quota errors: doubling up to ``cap`` (60 s), then
     steady at the cap, so a grade goes out within a minute of Classroom answering again. Retry-After wins."""
-    return max(retry_after or 0.0, min(cap, 2.0 ** min(retries, 16)) * random.uniform(0.5, 1.0))
+    return backoff(retries, initial=2.0, maximum=cap, at_least=retry_after)
 
 
 def _is_quota(error: GoogleError) -> bool:
@@ -219,7 +219,7 @@ def attempt(item: OutboxItem, settings: Settings, catalog: Catalog) -> str:
         failures = item.attempts - int(item.payload.get(QUOTA_RETRIES, 0))
         if failures >= settings.grade_max_attempts:
             return _fail(item, f"gave up after {failures} failed attempts; last error: {error}; retry: ./manage.py grades sync")
-        item.next_attempt_at = now + timedelta(seconds=backoff(failures, error.retry_after))
+        item.next_attempt_at = now + timedelta(seconds=failure_backoff(failures, error.retry_after))
         return "retry"
     except Permanent as error:
         return _fail(item, str(error))
@@ -281,7 +281,7 @@ def _reschedule_crashed(item_id: int, error: Exception) -> None:
     if item is not None:
         item.attempts += 1
         item.last_error = f"{error.__class__.__name__}: {error}"[:2000]
-        item.next_attempt_at = utcnow() + timedelta(seconds=backoff(item.attempts, None))
+        item.next_attempt_at = utcnow() + timedelta(seconds=failure_backoff(item.attempts, None))
         db.session.commit()
 
 

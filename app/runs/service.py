@@ -18,6 +18,7 @@ from app.i18n import render_all
 from app.lessons.catalog import Catalog
 from app.lessons.engine import PassedStep, Progress, RunState, current_step
 from app.lessons.platforms import Workspace
+from app.loop import backoff
 from app.outbox.service import queue_reply
 from app.runs.models import LessonRun, RunStatus, StepEvent, StepEventKind, StepResult
 from app.settings import Settings
@@ -60,7 +61,8 @@ def schedule_check(run: LessonRun, catalog: Catalog, settings: Settings, now: da
     if run.status != RunStatus.ACTIVE or lesson is None or current_step(lesson, run_state(run)).check.needs_answer:
         run.next_check_at = None
         return
-    delay = min(settings.check_interval_seconds * (2 ** min(run.check_failures, 16)), settings.check_interval_max_seconds)
+    delay = backoff(run.check_failures + 1, initial=settings.check_interval_seconds,
+                    maximum=settings.check_interval_max_seconds, jitter=0.0)
     run.next_check_at = now + timedelta(seconds=delay)
 
 

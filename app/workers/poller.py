@@ -8,7 +8,6 @@ pollers may share a database: each claims one run at a time with
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable
@@ -25,13 +24,13 @@ from app.grading.delivery import deliver_due
 from app.i18n import Text, render_all
 from app.lessons.catalog import Catalog
 from app.lessons.engine import evaluate
+from app.loop import StopFlag, isolated, run_forever
 from app.metrics.exposition import serve_worker_metrics
 from app.outbox.service import queue_reply
 from app.retention import prune_history
 from app.runs.models import LessonRun, RunStatus
 from app.runs.service import apply_progress, run_state, schedule_check
 from app.settings import Settings
-from app.workers.base import StopFlag, backoff, run_forever
 from app.workers.models import record_heartbeat
 from app.zulip.connect import shared_api
 from app.zulip.delivery import ReplyDelivery, run_delivery_loop
@@ -108,13 +107,16 @@ class Poller:
     def _process(self, run: LessonRun, handle: Callable[[LessonRun], None]) -> None:
         """Handle one claimed run in its own transaction; a failure is logged and rescheduled."""
         run_id = run.id
-        try:
+
+        def work() -> None:
             handle(run)
             db.session.commit()
-        except Exception as error:
+
+        def on_error(error: Exception) -> None:
             db.session.rollback()
-            log.exception("poller: run %s failed in %s; rescheduled", run_id, handle.__name__, extra={"run_id": run_id})
             self._reschedule_after_error(run_id, error)
+
+        isolated(f"poller: {handle.__name__} of run {run_id}", work, on_error)
 
     def check_run(self, run: LessonRun) -> None:
         lesson = self.catalog.get(run.lesson_id)
@@ -176,9 +178,7 @@ def main() -> None:
     poller.senders = senders
     with app.app_context():
         senders.start()
-        # Jitter the first pass so several pollers started together spread out.
-        poller.stop.event.wait(random.uniform(0, min(1.0, settings.poll_interval_seconds)))
-        run_forever(poller.run_once, settings.poll_interval_seconds, poller.stop, backoff)
+        run_forever(poller.run_once, settings.poll_interval_seconds, poller.stop)
     senders.join(timeout=30)
     log.info("poller stopped")
 

@@ -27,10 +27,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from app.db import db, is_postgresql, utcnow
+from app.loop import StopFlag, backoff, try_advisory_lock
 from app.metrics.registry import REPLY_LATENCY, ZULIP_FAILED, ZULIP_SENT
 from app.outbox.models import OutboxItem, OutboxKind, OutboxStatus
 from app.settings import Settings
-from app.workers.base import StopFlag, backoff
 from app.zulip.api import RateLimited, Stopping, Unauthorized, ZulipApi, ZulipError
 from app.zulip.wakeup import OutboxListener
 
@@ -71,8 +71,7 @@ class ReplyDelivery:
         self._lock_connection = db.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
         waiting = False
         while not stop.stopping:
-            if self._lock_connection.scalar(sa.text("SELECT pg_try_advisory_lock(:c, :p)"),
-                                             {"c": LOCK_CLASS, "p": self.partition}):
+            if try_advisory_lock(self._lock_connection, (LOCK_CLASS, self.partition)):
                 return True
             if not waiting:
                 log.info("reply partition %d is served by another poller; standing by", self.partition)

@@ -19,10 +19,10 @@ from pydantic import SecretStr
 from app.chat.models import InboundMessage
 from app.db import db
 from app.i18n import Text
+from app.loop import StopFlag
 from app.outbox.models import OutboxItem, OutboxStatus
 from app.settings import Settings
 from app.students.models import Student
-from app.workers.base import StopFlag
 from app.zulip.api import ZulipApi
 from app.zulip.budget import LocalBudget
 from app.zulip.connect import budget_for, connect

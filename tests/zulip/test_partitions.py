@@ -8,8 +8,8 @@ from typing import Any
 from flask import Flask
 
 from app.db import db
+from app.loop import StopFlag
 from app.settings import Settings
-from app.workers.base import StopFlag
 from app.zulip.delivery import ReplyDelivery
 
 

@@ -11,9 +11,9 @@ import pytest
 from flask import Flask
 
 from app.db import db
+from app.loop import StopFlag
 from app.outbox.models import OutboxItem, OutboxStatus
 from app.settings import Settings
-from app.workers.base import StopFlag
 from app.zulip.connect import connect
 from app.zulip.delivery import ReplyDelivery, run_delivery_loop
 from app.zulip.receiver import BATCH_BYTES, BATCH_MESSAGES, CoreClient, Receiver, batches

@@ -7,9 +7,9 @@ from datetime import timedelta
 from flask import Flask
 
 from app.db import db, utcnow
+from app.loop import StopFlag
 from app.runs.models import LessonRun, RunStatus
 from app.settings import Settings
-from app.workers.base import StopFlag
 from app.workers.poller import Poller
 from app.zulip.connect import connect
 from app.zulip.delivery import ReplyDelivery
