@@ -102,7 +102,7 @@ def backoff(attempt: int, *, initial: float = 1.0, maximum: float = 60.0, jitter
             at_least: float | None = None) -> float:
     """Seconds before retry ``attempt`` (1, 2, …): ``initial`` doubling up to ``maximum``, plus up to
     ``jitter`` seconds at random (tenacity's strategy); never less than ``at_least`` (a server's Retry-After)."""
-    strategy = wait_exponential_jitter(initial=initial, max=maximum, jitter=jitter)
+    strategy = wait_exponential_jitter(multiplier=initial, max=maximum, jitter=jitter)
     return max(float(strategy(_Attempt(max(attempt, 1)))), at_least or 0.0)  # type: ignore[arg-type]
 
 

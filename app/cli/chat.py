@@ -35,10 +35,12 @@ from app.chat.service import InboundChat, normalize_email, receive_message
 from app.db import db
 from app.git.repos import GitError, git, repo_path
 from app.i18n import LANGUAGES
+from app.outbox.dispatcher import Dispatcher
 from app.outbox.service import pending_replies
 from app.runs.service import active_run
 from app.settings import Settings
 from app.students.models import Student
+from app.workers.dispatcher import outbox_handlers
 from app.workers.poller import Poller
 
 POLL_EVERY_SECONDS = 2.0
@@ -132,11 +134,11 @@ class ConsoleChat:
 
 
 class Background(threading.Thread):
-    """Delivers replies and runs poller passes while the console waits for input."""
+    """Delivers replies and runs poller and dispatcher passes (grades, admin jobs) while the console waits for input."""
 
-    def __init__(self, chat: ConsoleChat, poller: Poller) -> None:
+    def __init__(self, chat: ConsoleChat, poller: Poller, dispatcher: Dispatcher) -> None:
         super().__init__(daemon=True)
-        self.chat, self.poller = chat, poller
+        self.chat, self.poller, self.dispatcher = chat, poller, dispatcher
         self.stopping = threading.Event()
 
     def run(self) -> None:
@@ -147,6 +149,7 @@ class Background(threading.Thread):
                 last_poll = time.monotonic()
                 with self.chat.app.app_context():
                     self.poller.run_once()
+                    self.dispatcher.run_once()
 
 
 def _origin_url(clone: Path) -> str | None:
@@ -293,7 +296,8 @@ def chat_command(email: str, name: str, script: Path | None, workdir: Path, port
     _point_hooks_here(settings, email)
     chat = ConsoleChat(app, email, name, workdir)
     poller = Poller(settings, app.extensions["lessonbot.catalog"])
-    background = Background(chat, poller)
+    dispatcher = Dispatcher(outbox_handlers(settings, app.extensions["lessonbot.catalog"], zulip=False))
+    background = Background(chat, poller, dispatcher)
     background.start()
     try:
         if lines is not None:
