@@ -35,6 +35,7 @@ from app.chat.service import InboundChat, normalize_email, receive_message
 from app.db import db
 from app.git.repos import GitError, git, repo_path
 from app.i18n import LANGUAGES
+from app.loop import StopFlag, run_forever
 from app.outbox.dispatcher import Dispatcher
 from app.outbox.service import pending_replies
 from app.runs.service import active_run
@@ -139,17 +140,21 @@ class Background(threading.Thread):
     def __init__(self, chat: ConsoleChat, poller: Poller, dispatcher: Dispatcher) -> None:
         super().__init__(daemon=True)
         self.chat, self.poller, self.dispatcher = chat, poller, dispatcher
-        self.stopping = threading.Event()
+        self.stop = StopFlag()
+        self.polled_at = 0.0
 
     def run(self) -> None:
-        last_poll = 0.0
-        while not self.stopping.wait(0.2):
-            self.chat.deliver()
-            if time.monotonic() - last_poll >= POLL_EVERY_SECONDS:
-                last_poll = time.monotonic()
-                with self.chat.app.app_context():
-                    self.poller.run_once()
-                    self.dispatcher.run_once()
+        with self.chat.app.app_context():
+            run_forever(self.run_once, 0.2, self.stop)
+
+    def run_once(self) -> bool:
+        """Show the replies; every POLL_EVERY_SECONDS a poller and a dispatcher pass. Never 'did work': the loop paces it."""
+        self.chat.deliver()
+        if time.monotonic() - self.polled_at >= POLL_EVERY_SECONDS:
+            self.polled_at = time.monotonic()
+            self.poller.run_once()
+            self.dispatcher.run_once()
+        return False
 
 
 def _origin_url(clone: Path) -> str | None:
@@ -307,7 +312,7 @@ def chat_command(email: str, name: str, script: Path | None, workdir: Path, port
             sys.exit(0 if ok else 1)
         _interactive(chat, start_lesson)
     finally:
-        background.stopping.set()
+        background.stop.stop()
         background.join(timeout=5)
         server.shutdown()
 
