@@ -62,6 +62,28 @@ def test_sigkill_while_zulip_holds_the_send_never_doubles_the_reply(zulip_app: F
     assert "found after an uncertain attempt" in workers.log("dispatcher")
 
 
+def test_a_second_dispatcher_takes_over_a_killed_ones_reply_without_doubling_it(
+        zulip_app: Flask, zs: ZulipTestServer, bot: User, workers: Workers) -> None:
+    student = zs.add_user("noa@example.com", "Noa Student")
+    workers.start("receiver", "app.workers.receiver")
+    wait_until(lambda: bool(zs.queue_ids(bot)), 60, "the receiver to register")
+    zs.faults.set_delay(4.0, endpoint="POST /messages")  # Zulip holds each send for 4 s
+    workers.start("first", "app.workers.dispatcher")
+    _dm(zs, student, bot, "help")
+    _dm(zs, student, bot, "lessons")
+    wait_until(lambda: zs.faults.count("delay") >= 1, 60, "the first dispatcher to start sending")
+    workers.start("second", "app.workers.dispatcher")  # the student's queue is the first one's: it stands by
+    time.sleep(1.0)
+    workers.kill("first")  # SIGKILL mid-send: the request still lands, and the queue's lock goes with the process
+    zs.faults.clear()
+    wait_until(lambda: len(_items()) == 2 and all(item.status == OutboxStatus.SENT for item in _items()), 90,
+               "the second dispatcher to settle both replies")
+    time.sleep(1.0)
+    replies = _replies(zs, student, bot)
+    assert len(replies) == 2 and replies[1].startswith("Lessons:")  # each once, in order
+    assert "found after an uncertain attempt" in workers.log("second")
+
+
 def _key_in_env_file(workers: Workers, tmp_path: Path, key: str) -> Path:
     """Keep the API key in the env file only (as production does), so that fixing the file fixes the key."""
     env_file = tmp_path / "lessonbot.env"
