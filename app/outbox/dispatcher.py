@@ -26,7 +26,7 @@ from __future__ import annotations
 import enum
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Protocol
@@ -91,7 +91,6 @@ class Dispatcher:
 
     handlers: Sequence[Handler]
     stop: StopFlag = field(default_factory=StopFlag)
-    on_outcome: Callable[[Handler, OutboxItem, Outcome], None] = lambda handler, item, outcome: None
     _pauses: dict[str, _Pause] = field(default_factory=dict)
     _locks: Connection | None = None
 
@@ -144,7 +143,6 @@ class Dispatcher:
                 return Outcome.WAITING
             db.session.commit()
             self._pauses.pop(handler.name, None)
-            self.on_outcome(handler, item, outcome)
             return outcome
 
         return isolated(f"outbox {item_id} ({item.kind.value})", attempt,

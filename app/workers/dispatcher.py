@@ -6,7 +6,7 @@ its feature folder: chat replies (app/zulip/), ops alerts (app/alerts/), grades 
 rows (app/grading/), admin jobs (app/admin/). Without Zulip configured, replies and alerts
 stay in the outbox (the console chat reads the replies itself).
 
-A dispatcher waits on PostgreSQL's NOTIFY (app/zulip/wakeup.py) when idle, so a reply
+A dispatcher waits on PostgreSQL's NOTIFY (app/outbox/wakeup.py) when idle, so a reply
 leaves within moments of its commit. A thread that ends while the process lives is
 logged and started again; the heartbeat tells ``/health`` how many are alive and what a
 paused handler is stuck on (a refused key, Zulip down).
@@ -31,12 +31,12 @@ from app.lessons.catalog import Catalog
 from app.loop import StopFlag, run_forever
 from app.metrics.exposition import serve_worker_metrics
 from app.outbox.dispatcher import Dispatcher, Handler
+from app.outbox.wakeup import OutboxListener
 from app.settings import Settings
 from app.workers.models import record_heartbeat
 from app.zulip.api import NotConfigured
 from app.zulip.connect import shared_api
 from app.zulip.delivery import ZulipSender
-from app.zulip.wakeup import OutboxListener
 
 log = logging.getLogger(__name__)
 HEARTBEAT_SECONDS = 2.0
