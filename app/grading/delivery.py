@@ -276,7 +276,8 @@ def grading_handlers(settings: Settings, catalog: Catalog) -> list[Handler]:
 
 def deliver_due(settings: Settings, catalog: Catalog) -> int:
     """Deliver the grades and rows that are due now, as a dispatcher pass would; how many were tried."""
-    return Dispatcher(grading_handlers(settings, catalog)).deliver_due()
+    with Dispatcher(grading_handlers(settings, catalog)) as dispatcher:
+        return dispatcher.deliver_due()
 
 
 Sleep = Callable[[float], None]
@@ -294,20 +295,27 @@ def sync(settings: Settings, catalog: Catalog, *, rounds: int = 30, sleep: Sleep
          on_item: Callable[[int, Outcome], None] = lambda item_id, outcome: None) -> SyncReport:
     """Try every pending grade now; repeat those that hit 429/5xx after their back-off, for a bounded number of rounds."""
     report = SyncReport()
-    dispatcher = Dispatcher(grading_handlers(settings, catalog))
-    for _ in range(rounds):
-        tried: list[int] = []
-        for handler in dispatcher.handlers:
-            while (result := dispatcher.process_one(handler, due_only=False, exclude=tried)) is not None:
-                item_id, outcome = result[0], result[1] or Outcome.RETRY  # a crash was rescheduled
-                tried.append(item_id)
-                report.outcomes[item_id] = outcome
-                on_item(item_id, outcome)
-        retrying = [i for i, outcome in report.outcomes.items() if outcome is Outcome.RETRY]
-        if not retrying:
-            break
-        sleep(_wait_for(retrying))
+    with Dispatcher(grading_handlers(settings, catalog)) as dispatcher:
+        for _ in range(rounds):
+            if not _sync_round(dispatcher, report, on_item, sleep):
+                break
     return report
+
+
+def _sync_round(dispatcher: Dispatcher, report: SyncReport, on_item: Callable[[int, Outcome], None], sleep: Sleep) -> bool:
+    """Try each pending item once; if some must be retried, wait for the soonest. False when none must."""
+    tried: list[int] = []
+    for handler in dispatcher.handlers:
+        while (result := dispatcher.process_one(handler, due_only=False, exclude=tried)) is not None:
+            item_id, outcome = result[0], result[1] or Outcome.RETRY  # a crash was rescheduled
+            tried.append(item_id)
+            report.outcomes[item_id] = outcome
+            on_item(item_id, outcome)
+    retrying = [i for i, outcome in report.outcomes.items() if outcome is Outcome.RETRY]
+    if not retrying:
+        return False
+    sleep(_wait_for(retrying))
+    return True
 
 
 def _wait_for(item_ids: list[int]) -> float:

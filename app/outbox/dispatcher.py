@@ -192,6 +192,12 @@ class Dispatcher:
         if queue is not None and self._locks is not None:
             advisory_unlock(self._locks, queue)
 
+    def __enter__(self) -> Dispatcher:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     def close(self) -> None:
         """Give every queue back: the locks belong to the database session, so close it (or drop it)."""
         if self._locks is None:
