@@ -65,9 +65,10 @@ test-fast:  ## The inner loop: stop at the first failure, no deploy test.
 	@$(MAKE) --no-print-directory $(STAMP)
 	$(BIN)/python -m pytest -x -q -m "not deploy" $(PYTEST_ARGS)
 
-lint:  ## ruff, mypy, ansible-lint (production profile) and yamllint.
+lint:  ## ruff, mypy, the import contracts (pyproject.toml), ansible-lint (production profile) and yamllint.
 	$(BIN)/ruff check app tests bench manage.py
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/yamllint -s .
 	$(BIN)/ansible-lint -q
 

@@ -87,7 +87,7 @@ class Settings(BaseSettings):
                                 description="The bot's full name in Zulip: a leading @**Name** of it is not part of a command.")
     zulip_rate_per_minute: float = Field(default=200.0, gt=0, description="The bot's Zulip request budget.")
     zulip_reply_max_attempts: int = Field(default=12, ge=1, description="Attempts before a reply is marked failed.")
-    zulip_sender_threads: int = Field(default=4, ge=1, le=32, description="Reply sender threads in the poller.")
+    dispatcher_threads: int = Field(default=4, ge=1, le=32, description="Outbox dispatcher threads per dispatcher process.")
     core_url: str = Field(default="http://127.0.0.1:8080", description="The core as the receiver reaches it (loopback).")
     ops_stream: str = Field(default="lessonbot-ops", min_length=1, max_length=60,
                             description="The Zulip stream where alerts from Alertmanager go.")
@@ -98,6 +98,7 @@ class Settings(BaseSettings):
     metrics_port_poller: int = Field(default=9311, ge=0, le=65535, description="The poller's /metrics port.")
     metrics_port_receiver: int = Field(default=9312, ge=0, le=65535, description="The receiver's /metrics port.")
     metrics_port_log_shipper: int = Field(default=9313, ge=0, le=65535, description="The log shipper's /metrics port.")
+    metrics_port_dispatcher: int = Field(default=9314, ge=0, le=65535, description="The dispatcher's /metrics port.")
 
     # Google: the Web OAuth client, the stored authorization, Classroom/Drive/Sheets targets, log shipping.
     google_client_id: str | None = Field(default=None, description="The Web OAuth client's id.")

@@ -13,10 +13,15 @@ from pathlib import Path
 import sqlalchemy as sa
 from flask.testing import FlaskClient
 
+from app.alerts.delivery import AlertSender
 from app.db import db
+from app.outbox.dispatcher import Dispatcher
 from app.outbox.models import OutboxItem, OutboxKind
 from app.runs.models import LessonRun
+from app.settings import Settings
 from app.students.models import Student
+from app.zulip.connect import connect
+from app.zulip.delivery import ZulipSender
 from tests.conftest import SECRETS
 
 _ids = itertools.count(1)
@@ -114,3 +119,9 @@ def poisoned_inbound() -> Iterator[None]:
         db.session.execute(sa.text("DROP TRIGGER IF EXISTS test_poison ON inbound_messages; "
                                    "DROP FUNCTION IF EXISTS test_poison()"))
         db.session.commit()
+
+
+def zulip_dispatcher(settings: Settings) -> Dispatcher:
+    """A dispatcher with the Zulip handlers only (chat replies, ops alerts), on a client of its own."""
+    api = connect(settings)
+    return Dispatcher([ZulipSender(api, settings), AlertSender(api, settings)])

@@ -9,8 +9,8 @@
 
 Only a Zulip account on the allowlist (``manage.py admins add EMAIL --zulip-user-id N``) is
 answered; anyone else gets the dialog's ordinary reply, so the commands' existence is never
-revealed. Quick commands answer at once; long ones answer "started", run in the poller as
-an ``admin_job`` outbox item, and report when done. Every command is recorded (who, when,
+revealed. Quick commands answer at once; long ones answer "started", run in the outbox
+dispatcher as an ``admin_job`` item (:class:`AdminJobs`), and report when done. Every command is recorded (who, when,
 what, and what came of it) in ``admin_actions``, where the admin pages show it.
 """
 
@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from app.admin.models import AdminAction
 from app.backup.service import BackupError, create_backup
 from app.chat.dialog import strip_mention
-from app.db import db, is_postgresql, utcnow
+from app.db import db, utcnow
 from app.google.signin import chat_admin
 from app.grading import delivery
 from app.grading.service import grades_of, retry_failed
@@ -36,6 +36,7 @@ from app.lessons.commands import normalize_word
 from app.logship.drive import ShipError
 from app.logship.shipper import LogShipper
 from app.logship.shipper import NotConfigured as LogsNotConfigured
+from app.outbox.dispatcher import Outcome
 from app.outbox.models import OutboxItem, OutboxKind, OutboxStatus
 from app.outbox.service import queue_reply
 from app.runs.service import runs_of, step_label
@@ -115,27 +116,24 @@ def _code_block_safe(text: str) -> str:
     return text.replace("```", "\u2035\u2035\u2035")
 
 
-# --- the long commands, run by the poller -------------------------------------------------------
+# --- the long commands, run by the outbox dispatcher ---------------------------------------------
 
 
-def run_admin_jobs(settings: Settings, catalog: Catalog, stopping: Callable[[], bool] = lambda: False) -> int:
-    """Run the admin jobs waiting, one transaction each; the admin is told how each went. How many ran."""
-    done = 0
-    while not stopping() and (item := _claim()) is not None:
-        _run(item, settings, catalog)
-        db.session.commit()
-        done += 1
-    db.session.rollback()
-    return done
+class AdminJobs:
+    """The outbox handler of admin jobs. Unordered: each job is its own queue, held while it runs."""
 
+    name = "admin jobs"
+    kinds: tuple[OutboxKind, ...] = (OutboxKind.ADMIN_JOB,)
+    ordered = False
+    lock_class = 7306  # pg advisory lock namespace: one run of a job at a time
 
-def _claim() -> OutboxItem | None:
-    query = (sa.select(OutboxItem).where(OutboxItem.kind == OutboxKind.ADMIN_JOB, OutboxItem.status == OutboxStatus.PENDING,
-                                         OutboxItem.next_attempt_at <= utcnow())
-             .order_by(OutboxItem.id).limit(1))
-    if is_postgresql():
-        query = query.with_for_update(skip_locked=True)
-    return db.session.scalars(query).first()
+    def __init__(self, settings: Settings, catalog: Catalog) -> None:
+        self.settings, self.catalog = settings, catalog
+
+    def deliver(self, item: OutboxItem) -> Outcome:
+        """Run the job and tell the admin how it went."""
+        _run(item, self.settings, self.catalog)
+        return {OutboxStatus.SENT: Outcome.SENT, OutboxStatus.FAILED: Outcome.FAILED}.get(item.status, Outcome.RETRY)
 
 
 def _run(item: OutboxItem, settings: Settings, catalog: Catalog) -> None:
@@ -176,8 +174,8 @@ def _grades_sync(settings: Settings, catalog: Catalog) -> str:
     retried = retry_failed()
     db.session.commit()
     report = delivery.sync(settings, catalog, rounds=1, sleep=lambda seconds: None)
-    return (f"sent {report.count('sent')}, failed {report.count('failed')}, still waiting "
-            f"{report.count('waiting') + report.count('retry')} ({retried} failed ones tried again)")
+    return (f"sent {report.count(Outcome.SENT)}, failed {report.count(Outcome.FAILED)}, still waiting "
+            f"{report.count(Outcome.WAITING) + report.count(Outcome.RETRY)} ({retried} failed ones tried again)")
 
 
 def _logs_ship(settings: Settings, catalog: Catalog) -> str:

@@ -1,1 +1,1 @@
-"""Alerts into Zulip: Alertmanager's notifications become outbox items the reply senders post to the ops stream."""
+"""Alerts into Zulip: Alertmanager's notifications become outbox items the dispatcher posts to the ops stream."""

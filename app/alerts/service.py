@@ -2,8 +2,8 @@
 
 Alertmanager groups alerts and sends one notification per group when it fires, repeats,
 or resolves; each notification becomes one outbox item in the caller's transaction, and
-the reply senders post it to the ops stream and topic like any other Zulip effect, with
-the same retries and the same look-up before a retry.
+the dispatcher posts it to the ops stream and topic (app/alerts/delivery.py) like a chat
+reply, with the same retries and the same look-up before a retry.
 """
 
 from __future__ import annotations

@@ -31,6 +31,7 @@ from app.backup.retention import to_keep
 from app.db import expected_revision
 from app.logship.drive import DriveUploader
 from app.logship.files import digest
+from app.loop import advisory_unlock, try_advisory_lock
 from app.settings import Settings, sqlalchemy_url
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,7 @@ log = logging.getLogger(__name__)
 SUFFIX = ".dump.age"
 MIME_TYPE = "application/octet-stream"
 MANIFEST = "manifest.json"
-LOCK_KEY = 0x4C42_4B50  # "LBKP": the advisory lock id of `backup create`
+LOCK_KEY = (0x4C42, 0x4B50)  # "LB", "KP": the advisory lock of `backup create`
 Progress = Callable[[int], None]
 
 
@@ -152,12 +153,12 @@ def _reason(stderr: bytes) -> str:
 @contextmanager
 def _only_backup(engine: sa.Engine) -> Iterator[None]:
     with engine.connect() as connection:
-        if not connection.execute(sa.text("SELECT pg_try_advisory_lock(:key)"), {"key": LOCK_KEY}).scalar():
+        if not try_advisory_lock(connection, LOCK_KEY):
             raise BackupError("another backup is running (its advisory lock is held); try again when it has finished")
         try:
             yield
         finally:
-            connection.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": LOCK_KEY})
+            advisory_unlock(connection, LOCK_KEY)
 
 
 # --- create ------------------------------------------------------------------------------------

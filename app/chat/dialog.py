@@ -8,54 +8,30 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from typing import Literal
+from dataclasses import replace
 
 from app.chat.markdown import quote_inline
 from app.i18n import LANGUAGES, Text
 from app.lessons.catalog import Catalog
 from app.lessons.checks import CheckResult
 from app.lessons.commands import COMMANDS, Command, normalize_text, parse
-from app.lessons.engine import Checker, PassedStep, RunState, current_step, default_checker, evaluate, status_text, step_text
+from app.lessons.conversation import (
+    ChatState,
+    Outcome,
+    RunEnded,
+    StepNote,
+    begin,
+    begin_again,
+    restarted_by_admin,
+    stopped_by_admin,
+)
+from app.lessons.engine import Checker, current_step, default_checker, evaluate, status_text, step_text
 from app.lessons.platforms import Workspace
 from app.lessons.schema import Lesson
 
 __all__ = ["COMMANDS", "ChatState", "Command", "Outcome", "RunEnded", "StepNote", "handle", "parse", "restarted_by_admin",
            "stopped_by_admin", "strip_mention"]
 NOTE_CHARS = 300
-
-@dataclass(frozen=True)
-class ChatState:
-    language: str
-    run: RunState | None = None
-    last_lesson_id: str | None = None
-    student_email: str = ""
-
-
-@dataclass(frozen=True)
-class RunEnded:
-    status: Literal["stopped", "completed"]
-
-
-@dataclass(frozen=True)
-class StepNote:
-    """Something that happened on the current step short of passing it, for the lesson funnel."""
-
-    kind: Literal["hint", "not_yet", "wrong_answer"]
-    step_id: str
-    detail: str = ""
-
-
-@dataclass
-class Outcome:
-    state: ChatState
-    texts: list[Text] = field(default_factory=list)
-    started: RunState | None = None        # a new run to create
-    ended: RunEnded | None = None          # the active run ends
-    passed: list[PassedStep] = field(default_factory=list)
-    progressed: RunState | None = None     # the active run after a check, even if it completed
-    notes: list[StepNote] = field(default_factory=list)
-
 
 # A Zulip mention: @**Name**, @**Name|12**, and the silent @_**Name**.
 _MENTION = re.compile(r"@_?\*\*(?P<name>[^*|]+?)(?:\|\d+)?\*\*")
@@ -99,13 +75,6 @@ def _lessons(command: Command, state: ChatState, catalog: Catalog, *_: object) -
     return Outcome(state, [Text("lessons.header"), *items, Text("lessons.footer")])
 
 
-def _begin(lesson: Lesson, state: ChatState, workspace: Workspace, texts: list[Text]) -> Outcome:
-    prepared = workspace.prepare(lesson, state.student_email)
-    run = RunState(lesson.id, context=prepared.context)
-    texts += [*prepared.texts, step_text(lesson, 0)]
-    return Outcome(replace(state, run=run, last_lesson_id=lesson.id), texts, started=run)
-
-
 def _start(command: Command, state: ChatState, catalog: Catalog, workspace: Workspace, _: Checker) -> Outcome:
     if not command.argument:
         return Outcome(state, [Text("start.usage")])
@@ -119,7 +88,7 @@ def _start(command: Command, state: ChatState, catalog: Catalog, workspace: Work
         total = len(active.steps) if active else 0
         return Outcome(state, [Text("start.busy", lesson=state.run.lesson_id, step=state.run.step_index + 1, total=total)])
     intro = Text("start.ok", title=lesson.title, total=len(lesson.steps), max_points=lesson.max_points)
-    return _begin(lesson, state, workspace, [intro])
+    return begin(lesson, state, workspace, [intro])
 
 
 def _resume(lesson: Lesson, state: ChatState, workspace: Workspace) -> Outcome:
@@ -192,27 +161,7 @@ def _restart(command: Command, state: ChatState, catalog: Catalog, workspace: Wo
     lesson = catalog.get(lesson_id) if lesson_id else None
     if lesson is None:
         return Outcome(state, [Text("restart.none")])
-    return _begin_again(lesson, state, workspace, Text("restart.ok", lesson=lesson.id))
-
-
-def _begin_again(lesson: Lesson, state: ChatState, workspace: Workspace, intro: Text) -> Outcome:
-    """The active run (if any) ends as stopped and a new run of the lesson starts at step 1."""
-    ended = RunEnded("stopped") if state.run else None
-    outcome = _begin(lesson, replace(state, run=None), workspace, [intro])
-    outcome.ended = ended
-    return outcome
-
-
-def stopped_by_admin(state: ChatState) -> Outcome:
-    """An admin ended the student's active run; the student is told, as if they had said `stop`."""
-    assert state.run is not None
-    text = Text("admin.stopped", lesson=state.run.lesson_id, points=state.run.points)
-    return Outcome(replace(state, run=None), [text], ended=RunEnded("stopped"))
-
-
-def restarted_by_admin(lesson: Lesson, state: ChatState, workspace: Workspace) -> Outcome:
-    """An admin started the lesson again for the student, as if they had said `restart`."""
-    return _begin_again(lesson, state, workspace, Text("admin.restarted", lesson=lesson.id))
+    return begin_again(lesson, state, workspace, Text("restart.ok", lesson=lesson.id))
 
 
 def _lang(command: Command, state: ChatState, *_: object) -> Outcome:

@@ -35,10 +35,13 @@ from app.chat.service import InboundChat, normalize_email, receive_message
 from app.db import db
 from app.git.repos import GitError, git, repo_path
 from app.i18n import LANGUAGES
+from app.loop import StopFlag, run_forever
+from app.outbox.dispatcher import Dispatcher
 from app.outbox.service import pending_replies
 from app.runs.service import active_run
 from app.settings import Settings
 from app.students.models import Student
+from app.workers.dispatcher import outbox_handlers
 from app.workers.poller import Poller
 
 POLL_EVERY_SECONDS = 2.0
@@ -132,21 +135,26 @@ class ConsoleChat:
 
 
 class Background(threading.Thread):
-    """Delivers replies and runs poller passes while the console waits for input."""
+    """Delivers replies and runs poller and dispatcher passes (grades, admin jobs) while the console waits for input."""
 
-    def __init__(self, chat: ConsoleChat, poller: Poller) -> None:
+    def __init__(self, chat: ConsoleChat, poller: Poller, dispatcher: Dispatcher) -> None:
         super().__init__(daemon=True)
-        self.chat, self.poller = chat, poller
-        self.stopping = threading.Event()
+        self.chat, self.poller, self.dispatcher = chat, poller, dispatcher
+        self.stop = StopFlag()
+        self.polled_at = 0.0
 
     def run(self) -> None:
-        last_poll = 0.0
-        while not self.stopping.wait(0.2):
-            self.chat.deliver()
-            if time.monotonic() - last_poll >= POLL_EVERY_SECONDS:
-                last_poll = time.monotonic()
-                with self.chat.app.app_context():
-                    self.poller.run_once()
+        with self.chat.app.app_context():
+            run_forever(self.run_once, 0.2, self.stop)
+
+    def run_once(self) -> bool:
+        """Show the replies; every POLL_EVERY_SECONDS a poller and a dispatcher pass. Never 'did work': the loop paces it."""
+        self.chat.deliver()
+        if time.monotonic() - self.polled_at >= POLL_EVERY_SECONDS:
+            self.polled_at = time.monotonic()
+            self.poller.run_once()
+            self.dispatcher.run_once()
+        return False
 
 
 def _origin_url(clone: Path) -> str | None:
@@ -293,7 +301,8 @@ def chat_command(email: str, name: str, script: Path | None, workdir: Path, port
     _point_hooks_here(settings, email)
     chat = ConsoleChat(app, email, name, workdir)
     poller = Poller(settings, app.extensions["lessonbot.catalog"])
-    background = Background(chat, poller)
+    dispatcher = Dispatcher(outbox_handlers(settings, app.extensions["lessonbot.catalog"], zulip=False))
+    background = Background(chat, poller, dispatcher)
     background.start()
     try:
         if lines is not None:
@@ -303,7 +312,7 @@ def chat_command(email: str, name: str, script: Path | None, workdir: Path, port
             sys.exit(0 if ok else 1)
         _interactive(chat, start_lesson)
     finally:
-        background.stopping.set()
+        background.stop.stop()
         background.join(timeout=5)
         server.shutdown()
 

@@ -18,6 +18,7 @@ from app.grading import delivery, sheets
 from app.grading import service as grading_service
 from app.grading.service import GRADE_KINDS, list_grades, retry_failed
 from app.lessons.catalog import Catalog
+from app.outbox.dispatcher import Outcome
 from app.outbox.models import OutboxStatus
 from app.outbox.service import count_pending
 from app.settings import Settings
@@ -49,8 +50,8 @@ def sync_grades(settings: Settings, catalog: Catalog, sleep: delivery.Sleep = ti
     with Progress(transient=True) as progress:
         task = progress.add_task("grades", total=total)
 
-        def advance(item_id: int, outcome: str) -> None:
-            if outcome != "retry":
+        def advance(item_id: int, outcome: Outcome) -> None:
+            if outcome is not Outcome.RETRY:
                 progress.advance(task)
 
         return delivery.sync(settings, catalog, rounds=rounds, sleep=sleep, on_item=advance)
@@ -61,12 +62,12 @@ def sync_grades(settings: Settings, catalog: Catalog, sleep: delivery.Sleep = ti
 def sync_command() -> None:
     """Send every waiting grade now (failed ones again too), backing off on quota errors."""
     report = sync_grades(current.settings(), current.catalog())
-    click.echo(f"sent {report.count('sent')}, failed {report.count('failed')}, still waiting "
-               f"{report.count('waiting') + report.count('retry')}")
+    click.echo(f"sent {report.count(Outcome.SENT)}, failed {report.count(Outcome.FAILED)}, still waiting "
+               f"{report.count(Outcome.WAITING) + report.count(Outcome.RETRY)}")
     problems = {item.last_error for item in list_grades(limit=1000) if item.status != OutboxStatus.SENT and item.last_error}
     for problem in sorted(problems):
         click.echo(f"- {problem}")
-    if report.count("failed") or report.count("retry"):
+    if report.count(Outcome.FAILED) or report.count(Outcome.RETRY):
         raise SystemExit(1)
 
 

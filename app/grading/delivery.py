@@ -8,7 +8,6 @@ reached Google but whose answer was lost (timeout, 5xx, dropped connection) is h
 from __future__ import annotations
 
 import logging
-import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -18,14 +17,15 @@ import sqlalchemy as sa
 
 from app.courses.models import Assignment, Course, CourseStudent
 from app.courses.service import CourseError, adopt_by_title, assignment_for, not_ours_reason
-from app.db import db, is_postgresql, utcnow
+from app.db import db, utcnow
 from app.google.client import GoogleError, NotAuthorized, call, service
 from app.grading import sheets
-from app.grading.service import GRADE_KINDS
 from app.i18n import Text
 from app.lessons.catalog import Catalog
 from app.lessons.schema import Lesson
+from app.loop import backoff
 from app.metrics.registry import GRADE_DELIVERIES
+from app.outbox.dispatcher import Dispatcher, Handler, Outcome
 from app.outbox.models import OutboxItem, OutboxKind, OutboxStatus
 from app.outbox.service import queue_reply
 from app.runs.models import LessonRun
@@ -155,15 +155,15 @@ def deliver_grade(item: OutboxItem, settings: Settings, catalog: Catalog) -> Non
 # --- scheduling -----------------------------------------------------------------------------
 
 
-def backoff(attempts: int, retry_after: float | None) -> float:
-    base = min(600.0, 2.0 ** min(attempts, 10))
-    return max(retry_after or 0.0, base * random.uniform(0.5, 1.0))
+def failure_backoff(failures: int, retry_after: float | None) -> float:
+    """After a transient failure: doubling from 2 s up to 10 minutes; Retry-After wins."""
+    return backoff(failures, initial=2.0, maximum=600.0, at_least=retry_after)
 
 
 def quota_backoff(retries: int, retry_after: float | None, cap: float) -> float:
     """Google's truncated exponential back-off for quota errors: doubling up to ``cap`` (60 s), then
     steady at the cap, so a grade goes out within a minute of Classroom answering again. Retry-After wins."""
-    return max(retry_after or 0.0, min(cap, 2.0 ** min(retries, 16)) * random.uniform(0.5, 1.0))
+    return backoff(retries, initial=2.0, maximum=cap, at_least=retry_after)
 
 
 def _is_quota(error: GoogleError) -> bool:
@@ -190,8 +190,8 @@ def _tell_not_enrolled(item: OutboxItem, settings: Settings, catalog: Catalog) -
     item.payload = {**item.payload, "told_not_enrolled": True}
 
 
-def attempt(item: OutboxItem, settings: Settings, catalog: Catalog) -> str:
-    """One delivery attempt; updates the item and returns its outcome: sent, retry, waiting or failed."""
+def attempt(item: OutboxItem, settings: Settings, catalog: Catalog) -> Outcome:
+    """One delivery attempt; updates the item and returns its outcome."""
     now = utcnow()
     item.attempts += 1
     item.last_attempt_at = now
@@ -215,84 +215,69 @@ def attempt(item: OutboxItem, settings: Settings, catalog: Catalog) -> str:
             item.payload = {**item.payload, QUOTA_RETRIES: retries}
             wait = quota_backoff(retries, error.retry_after, settings.grade_quota_backoff_max_seconds)
             item.next_attempt_at = now + timedelta(seconds=wait)
-            return "retry"
+            return Outcome.RETRY
         failures = item.attempts - int(item.payload.get(QUOTA_RETRIES, 0))
         if failures >= settings.grade_max_attempts:
             return _fail(item, f"gave up after {failures} failed attempts; last error: {error}; retry: ./manage.py grades sync")
-        item.next_attempt_at = now + timedelta(seconds=backoff(failures, error.retry_after))
-        return "retry"
+        item.next_attempt_at = now + timedelta(seconds=failure_backoff(failures, error.retry_after))
+        return Outcome.RETRY
     except Permanent as error:
         return _fail(item, str(error))
     item.mark_sent()
     item.ambiguous = False
-    return "sent"
+    return Outcome.SENT
 
 
-def _wait(item: OutboxItem, reason: str, wait: timedelta) -> str:
+def _wait(item: OutboxItem, reason: str, wait: timedelta) -> Outcome:
     item.attempts = 0  # waiting is not failing: nothing is retried in a loop, a link, sync or `google auth` wakes it
     item.payload = {key: value for key, value in item.payload.items() if key != QUOTA_RETRIES}
     item.last_error = reason
     item.next_attempt_at = utcnow() + wait
-    return "waiting"
+    return Outcome.WAITING
 
 
-def _fail(item: OutboxItem, reason: str) -> str:
+def _fail(item: OutboxItem, reason: str) -> Outcome:
     item.status = OutboxStatus.FAILED
     item.last_error = reason[:2000]
     log.warning("outbox %s (%s) failed: %s", item.id, item.kind.value, reason, extra={"outbox_id": item.id})
-    return "failed"
+    return Outcome.FAILED
 
 
-def _claim(due_only: bool, exclude: set[int]) -> OutboxItem | None:
-    query = (sa.select(OutboxItem).where(OutboxItem.kind.in_(GRADE_KINDS),
-                                         OutboxItem.status == OutboxStatus.PENDING)
-             .order_by(OutboxItem.next_attempt_at, OutboxItem.id).limit(1))
-    if due_only:
-        query = query.where(OutboxItem.next_attempt_at <= utcnow())
-    if exclude:
-        query = query.where(OutboxItem.id.not_in(exclude))
-    if is_postgresql():
-        query = query.with_for_update(skip_locked=True)
-    return db.session.scalars(query).first()
+class GradeDelivery:
+    """The outbox handler of grades (and, as :class:`SheetRowDelivery`, of gradebook rows).
+
+    Unordered: each item is its own queue. One attempt holds its row for the whole call to
+    Google, and the submission is read before it is patched, so nothing is written twice.
+    """
+
+    name = "grades"
+    kinds: tuple[OutboxKind, ...] = (OutboxKind.GRADE,)
+    ordered = False
+    lock_class = 7304  # pg advisory lock namespace: one attempt per grade at a time
+
+    def __init__(self, settings: Settings, catalog: Catalog) -> None:
+        self.settings, self.catalog = settings, catalog
+
+    def deliver(self, item: OutboxItem) -> Outcome:
+        outcome = attempt(item, self.settings, self.catalog)
+        GRADE_DELIVERIES.labels(item.kind.value, outcome.value).inc()
+        return outcome
 
 
-def process_one(settings: Settings, catalog: Catalog, due_only: bool = True, exclude: set[int] | None = None
-                ) -> tuple[int, str] | None:
-    """Claim one grade or row, try it in its own transaction; (id, outcome), or None if nothing is there."""
-    item = _claim(due_only, exclude or set())
-    if item is None:
-        db.session.rollback()
-        return None
-    item_id, kind = item.id, item.kind.value
-    try:
-        outcome = attempt(item, settings, catalog)
-        db.session.commit()
-    except Exception as error:  # one bad item never stops the others
-        db.session.rollback()
-        log.exception("outbox %s: delivery crashed; rescheduled", item_id, extra={"outbox_id": item_id})
-        _reschedule_crashed(item_id, error)
-        outcome = "retry"
-    GRADE_DELIVERIES.labels(kind, outcome).inc()
-    return item_id, outcome
+class SheetRowDelivery(GradeDelivery):
+    name = "sheet rows"
+    kinds: tuple[OutboxKind, ...] = (OutboxKind.SHEET_ROW,)
+    lock_class = 7305
 
 
-def _reschedule_crashed(item_id: int, error: Exception) -> None:
-    item = db.session.get(OutboxItem, item_id)
-    if item is not None:
-        item.attempts += 1
-        item.last_error = f"{error.__class__.__name__}: {error}"[:2000]
-        item.next_attempt_at = utcnow() + timedelta(seconds=backoff(item.attempts, None))
-        db.session.commit()
+def grading_handlers(settings: Settings, catalog: Catalog) -> list[Handler]:
+    return [GradeDelivery(settings, catalog), SheetRowDelivery(settings, catalog)]
 
 
-def deliver_due(settings: Settings, catalog: Catalog, limit: int = 50, stopping: Callable[[], bool] = lambda: False) -> int:
-    """The poller's share: deliver due grades and sheet rows, one per transaction."""
-    done = 0
-    while done < limit and not stopping():
-        if process_one(settings, catalog) is None:
-            break
-        done += 1
-    return done
+def deliver_due(settings: Settings, catalog: Catalog) -> int:
+    """Deliver the grades and rows that are due now, as a dispatcher pass would; how many were tried."""
+    with Dispatcher(grading_handlers(settings, catalog)) as dispatcher:
+        return dispatcher.deliver_due()
 
 
 Sleep = Callable[[float], None]
@@ -300,27 +285,37 @@ Sleep = Callable[[float], None]
 
 @dataclass
 class SyncReport:
-    outcomes: dict[int, str] = field(default_factory=dict)
+    outcomes: dict[int, Outcome] = field(default_factory=dict)
 
-    def count(self, outcome: str) -> int:
-        return sum(1 for value in self.outcomes.values() if value == outcome)
+    def count(self, outcome: Outcome) -> int:
+        return sum(1 for value in self.outcomes.values() if value is outcome)
 
 
 def sync(settings: Settings, catalog: Catalog, *, rounds: int = 30, sleep: Sleep,
-         on_item: Callable[[int, str], None] = lambda item_id, outcome: None) -> SyncReport:
+         on_item: Callable[[int, Outcome], None] = lambda item_id, outcome: None) -> SyncReport:
     """Try every pending grade now; repeat those that hit 429/5xx after their back-off, for a bounded number of rounds."""
     report = SyncReport()
-    for _ in range(rounds):
-        tried: set[int] = set()
-        while (result := process_one(settings, catalog, due_only=False, exclude=tried)) is not None:
-            tried.add(result[0])
-            report.outcomes[result[0]] = result[1]
-            on_item(*result)
-        retrying = [i for i, outcome in report.outcomes.items() if outcome == "retry"]
-        if not retrying:
-            break
-        sleep(_wait_for(retrying))
+    with Dispatcher(grading_handlers(settings, catalog)) as dispatcher:
+        for _ in range(rounds):
+            if not _sync_round(dispatcher, report, on_item, sleep):
+                break
     return report
+
+
+def _sync_round(dispatcher: Dispatcher, report: SyncReport, on_item: Callable[[int, Outcome], None], sleep: Sleep) -> bool:
+    """Try each pending item once; if some must be retried, wait for the soonest. False when none must."""
+    tried: list[int] = []
+    for handler in dispatcher.handlers:
+        while (result := dispatcher.process_one(handler, due_only=False, exclude=tried)) is not None:
+            item_id, outcome = result[0], result[1] or Outcome.RETRY  # a crash was rescheduled
+            tried.append(item_id)
+            report.outcomes[item_id] = outcome
+            on_item(item_id, outcome)
+    retrying = [i for i, outcome in report.outcomes.items() if outcome is Outcome.RETRY]
+    if not retrying:
+        return False
+    sleep(_wait_for(retrying))
+    return True
 
 
 def _wait_for(item_ids: list[int]) -> float:

@@ -21,6 +21,7 @@ from google.auth.transport.requests import AuthorizedSession
 
 from app.google.client import GoogleError, call, credentials, service
 from app.logship.files import StateLocation, digest, load_state, save_state
+from app.loop import backoff
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -122,7 +123,7 @@ class DriveUploader:
                     if errors > MAX_CHUNK_ERRORS:
                         raise ShipError(f"uploading {local.path.name} kept failing: {error}") from error
                     log.warning("upload of %s: %s; asking Drive where to resume", local.path.name, error)
-                    self.sleep(min(30.0, 0.5 * 2 ** errors))
+                    self.sleep(backoff(errors + 1, initial=0.5, maximum=30.0, jitter=0.5))
                     position = None
                     continue
                 if done is not None:

@@ -3,7 +3,7 @@
 The processes import these and count; nothing here touches the database. Under uWSGI
 (``PROMETHEUS_MULTIPROC_DIR`` set by uwsgi.ini) each worker process writes its values to
 a file of its own and the core's ``/metrics`` adds them up; every other process (the
-poller, the receiver, the log shipper) serves its own values on a loopback port. What is
+poller, the dispatcher, the receiver, the log shipper) serves its own values on a loopback port. What is
 better read than counted (outbox depth, active runs, heartbeats, backups) is read at
 scrape time by :mod:`app.metrics.scrape`.
 

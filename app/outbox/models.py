@@ -16,7 +16,7 @@ class OutboxKind(enum.StrEnum):
     CHAT_REPLY = "chat_reply"
     GRADE = "grade"
     SHEET_ROW = "sheet_row"
-    ADMIN_JOB = "admin_job"  # an admin's long command from chat, run by the poller (app/admin/chat.py)
+    ADMIN_JOB = "admin_job"  # an admin's long command from chat, run by the outbox dispatcher (app/admin/chat.py)
     OPS_ALERT = "ops_alert"  # an Alertmanager notification for the ops stream (app/alerts/)
 
 

@@ -9,15 +9,16 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.orm import joinedload
 
-from app.chat import dialog
-from app.chat.dialog import ChatState, Outcome
 from app.courses.models import Course
 from app.db import db, utcnow
 from app.grading.service import queue_grade
 from app.i18n import render_all
+from app.lessons import conversation
 from app.lessons.catalog import Catalog
+from app.lessons.conversation import ChatState, Outcome
 from app.lessons.engine import PassedStep, Progress, RunState, current_step
 from app.lessons.platforms import Workspace
+from app.loop import backoff
 from app.outbox.service import queue_reply
 from app.runs.models import LessonRun, RunStatus, StepEvent, StepEventKind, StepResult
 from app.settings import Settings
@@ -60,7 +61,8 @@ def schedule_check(run: LessonRun, catalog: Catalog, settings: Settings, now: da
     if run.status != RunStatus.ACTIVE or lesson is None or current_step(lesson, run_state(run)).check.needs_answer:
         run.next_check_at = None
         return
-    delay = min(settings.check_interval_seconds * (2 ** min(run.check_failures, 16)), settings.check_interval_max_seconds)
+    delay = backoff(run.check_failures + 1, initial=settings.check_interval_seconds,
+                    maximum=settings.check_interval_max_seconds, jitter=0.0)
     run.next_check_at = now + timedelta(seconds=delay)
 
 
@@ -168,7 +170,7 @@ def stop_run(run_id: int, by: str, catalog: Catalog, settings: Settings) -> Less
     if run.status != RunStatus.ACTIVE:
         raise RunError(f"run {run.id} already ended: {_ended(run)}; nothing to stop")
     state = ChatState(student.language, run_state(run), run.lesson_id, student.email)
-    _apply_admin_outcome(run.id, student, run, dialog.stopped_by_admin(state), by, "stopped", catalog, settings)
+    _apply_admin_outcome(run.id, student, run, conversation.stopped_by_admin(state), by, "stopped", catalog, settings)
     return run
 
 
@@ -188,7 +190,7 @@ def restart_run(run_id: int, by: str, catalog: Catalog, workspace: Workspace, se
         raise RunError(f"{student.email} is in another run now (run {active.id}, lesson {active.lesson_id}): "
                        f"stop it first with ./manage.py runs stop {active.id}, or restart that one")
     state = ChatState(student.language, run_state(active) if active else None, run.lesson_id, student.email)
-    outcome = dialog.restarted_by_admin(lesson, state, workspace)
+    outcome = conversation.restarted_by_admin(lesson, state, workspace)
     new_run = _apply_admin_outcome(run.id, student, active, outcome, by, "restarted", catalog, settings)
     assert new_run is not None
     return new_run

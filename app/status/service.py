@@ -184,7 +184,7 @@ def _outbox() -> list[Check]:
         if failed:
             checks.append(Check(f"outbox {kind.value}", Level.FAIL, detail, f"./manage.py outbox list --failed ({kind.value})"))
         elif age > OUTBOX_MAX_AGE:
-            checks.append(Check(f"outbox {kind.value}", Level.FAIL, detail, "is the poller running? ./manage.py outbox list"))
+            checks.append(Check(f"outbox {kind.value}", Level.FAIL, detail, "is the dispatcher running? ./manage.py outbox list"))
         else:
             checks.append(Check(f"outbox {kind.value}", Level.OK, detail))
     return checks

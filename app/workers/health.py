@@ -1,11 +1,12 @@
 """How each worker is doing, from its heartbeat: one reading for ``/health`` and ``manage.py status``.
 
-Every worker writes a heartbeat row after each pass (the poller also writes one for its
-reply senders). A worker is *stale* when its last beat is older than the longest pass it
+Every worker writes a heartbeat row after each pass (the dispatcher's tells how many of
+its threads are alive). A worker is *stale* when its last beat is older than the longest pass it
 may honestly take, *dead* when it says some of its threads are not running, *error* when
 it is alive but stuck on something (a refused key, Zulip down), *never_seen* when it
-never beat at all. Which workers are required follows the settings: the receiver and the
-reply senders when Zulip is configured, the log shipper when log shipping is.
+never beat at all. Which workers are required follows the settings: the poller and the
+outbox dispatcher always, the receiver when Zulip is configured, the log shipper when log
+shipping is.
 """
 
 from __future__ import annotations
@@ -44,8 +45,8 @@ class WorkerState:
 
     @property
     def program(self) -> str:
-        """The supervisor program to look at: the reply senders are threads of the poller."""
-        return "poller" if self.name == "reply-senders" else self.name
+        """The supervisor program to look at: each worker is its own."""
+        return self.name
 
     @property
     def degrades(self) -> bool:
@@ -61,10 +62,10 @@ class WorkerState:
 
 
 def required_workers(settings: Settings) -> list[str]:
-    """The workers that must beat: the poller always, the others when their feature is on."""
-    required = ["poller"]
+    """The workers that must beat: the poller and the dispatcher always, the others when their feature is on."""
+    required = ["dispatcher", "poller"]
     if settings.zulip_site:
-        required += ["receiver", "reply-senders"]
+        required.append("receiver")
     if settings.log_dir and settings.google_drive_folder_id:
         required.append("log_shipper")
     return required

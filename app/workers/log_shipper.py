@@ -14,10 +14,10 @@ import sys
 from app.boot import boot
 from app.db import db
 from app.logship.shipper import LogShipper, NotConfigured
+from app.loop import StopFlag, run_forever
 from app.metrics.exposition import serve_worker_metrics
 from app.metrics.registry import LOG_SHIP_LAST_SUCCESS
 from app.settings import Settings
-from app.workers.base import StopFlag, backoff, run_forever
 from app.workers.models import record_heartbeat
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ def main() -> None:
     serve_worker_metrics("log shipper", settings.metrics_port_log_shipper)
     log.info("log shipper started (interval %.0f s)", settings.log_ship_interval_seconds)
     with app.app_context():
-        run_forever(worker.run_once, settings.log_ship_interval_seconds, worker.stop, backoff)
+        run_forever(worker.run_once, settings.log_ship_interval_seconds, worker.stop)
     log.info("log shipper stopped")
 
 

@@ -1,4 +1,7 @@
-"""The poller: due step checks, idle reminders and timeouts for active runs.
+"""The poller: due step checks, idle reminders and timeouts for active runs, and pruning old history.
+
+Delivering what these queue (replies, grades) is the outbox dispatcher's work
+(app/workers/dispatcher.py), not the poller's.
 
 Run it with ``python -m app.workers.poller`` (under supervisor in production). Several
 pollers may share a database: each claims one run at a time with
@@ -8,33 +11,26 @@ pollers may share a database: each claims one run at a time with
 from __future__ import annotations
 
 import logging
-import random
-import threading
 import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from flask import Flask
 
-from app.admin.chat import run_admin_jobs
 from app.boot import boot
 from app.db import db, is_postgresql, utcnow
-from app.grading.delivery import deliver_due
 from app.i18n import Text, render_all
 from app.lessons.catalog import Catalog
 from app.lessons.engine import evaluate
+from app.loop import StopFlag, isolated, run_forever
 from app.metrics.exposition import serve_worker_metrics
 from app.outbox.service import queue_reply
 from app.retention import prune_history
 from app.runs.models import LessonRun, RunStatus
 from app.runs.service import apply_progress, run_state, schedule_check
 from app.settings import Settings
-from app.workers.base import StopFlag, backoff, run_forever
 from app.workers.models import record_heartbeat
-from app.zulip.connect import shared_api
-from app.zulip.delivery import ReplyDelivery, run_delivery_loop
 
 log = logging.getLogger(__name__)
 BATCH = 50
@@ -46,7 +42,6 @@ class Poller:
         self.settings = settings
         self.catalog = catalog
         self.stop = stop or StopFlag()
-        self.senders: ReplySenders | None = None
         self.next_prune = 0.0  # the first pass prunes
 
     def run_once(self) -> bool:
@@ -55,8 +50,6 @@ class Poller:
         did += self._drain(self._claim_due_check, self.check_run)
         did += self._drain(self._claim_timeout, self.time_out)
         did += self._drain(self._claim_reminder, self.remind)
-        did += deliver_due(self.settings, self.catalog, BATCH, lambda: self.stop.stopping)  # grades, sheet rows
-        did += run_admin_jobs(self.settings, self.catalog, lambda: self.stop.stopping)  # `admin …` from chat
         self._prune_when_due()
         self._heartbeat(did)
         return did > 0
@@ -108,13 +101,16 @@ class Poller:
     def _process(self, run: LessonRun, handle: Callable[[LessonRun], None]) -> None:
         """Handle one claimed run in its own transaction; a failure is logged and rescheduled."""
         run_id = run.id
-        try:
+
+        def work() -> None:
             handle(run)
             db.session.commit()
-        except Exception as error:
+
+        def on_error(error: Exception) -> None:
             db.session.rollback()
-            log.exception("poller: run %s failed in %s; rescheduled", run_id, handle.__name__, extra={"run_id": run_id})
             self._reschedule_after_error(run_id, error)
+
+        isolated(f"poller: {handle.__name__} of run {run_id}", work, on_error)
 
     def check_run(self, run: LessonRun) -> None:
         lesson = self.catalog.get(run.lesson_id)
@@ -159,10 +155,6 @@ class Poller:
 
     def _heartbeat(self, did: int) -> None:
         record_heartbeat("poller", {"last_pass_items": did})
-        if self.senders is not None and self.senders.threads and not self.stop.stopping:
-            # Not while stopping: senders that end with the process are not dead ones.
-            self.senders.ensure_running()
-            record_heartbeat("reply-senders", self.senders.status())
         db.session.commit()
 
 
@@ -172,84 +164,9 @@ def main() -> None:
     poller.stop.install()
     serve_worker_metrics("poller", settings.metrics_port_poller)
     log.info("poller started (interval %.1f s)", settings.poll_interval_seconds)
-    senders = ReplySenders(app, settings, poller.stop)
-    poller.senders = senders
     with app.app_context():
-        senders.start()
-        # Jitter the first pass so several pollers started together spread out.
-        poller.stop.event.wait(random.uniform(0, min(1.0, settings.poll_interval_seconds)))
-        run_forever(poller.run_once, settings.poll_interval_seconds, poller.stop, backoff)
-    senders.join(timeout=30)
+        run_forever(poller.run_once, settings.poll_interval_seconds, poller.stop)
     log.info("poller stopped")
-
-
-class ReplySenders:
-    """Deliver chat replies to Zulip in threads of their own, so checks never delay a reply.
-
-    Each sender serves one partition of the students, so each student's replies stay in
-    order. A sender thread never dies unnoticed: whatever ends it is logged, and the
-    poller's every pass (``ensure_running``) starts a dead one again. Each reports how it
-    is doing; the poller's heartbeat carries that to ``/health``.
-    """
-
-    def __init__(self, app: Flask, settings: Settings, stop: StopFlag) -> None:
-        self.app, self.settings, self.stop = app, settings, stop
-        self.count = settings.zulip_sender_threads if settings.is_postgresql else 1
-        self.threads: dict[int, threading.Thread] = {}
-        self.errors: dict[int, str | None] = {}
-        self.restarts = 0
-        self.lock = threading.Lock()
-
-    def start(self) -> None:
-        """Start every sender (inside an app context); nothing when Zulip is not configured."""
-        if not self.settings.zulip_site:
-            log.info("Zulip is not configured: chat replies stay in the outbox (the console chat delivers them)")
-            return
-        shared_api(self.settings, lambda: self.stop.stopping)  # the process's one client, stopping with it
-        for partition in range(self.count):
-            self._start(partition)
-
-    def _start(self, partition: int) -> None:
-        thread = threading.Thread(target=self._run, args=(partition,), name=f"reply-sender-{partition}", daemon=True)
-        self.threads[partition] = thread
-        thread.start()
-
-    def _run(self, partition: int) -> None:
-        try:
-            with self.app.app_context():
-                delivery = ReplyDelivery(shared_api(self.settings), self.settings, partition, self.count)
-                run_delivery_loop(delivery, self.stop, self.settings.poll_interval_seconds,
-                                  lambda error: self._report(partition, error))
-        except BaseException as error:  # a thread's last word; the poller restarts it
-            self._report(partition, f"sender stopped: {error.__class__.__name__}: {error}"[:300])
-            log.exception("reply sender %d stopped unexpectedly; the poller starts it again", partition)
-
-    def _report(self, partition: int, error: str | None) -> None:
-        with self.lock:
-            self.errors[partition] = error
-
-    def ensure_running(self) -> int:
-        """Start again every sender thread that ended while the process lives; how many were restarted."""
-        if self.stop.stopping:
-            return 0
-        dead = [partition for partition, thread in self.threads.items() if not thread.is_alive()]
-        for partition in dead:
-            log.error("reply sender %d was not running; starting it again", partition)
-            self.restarts += 1
-            self._start(partition)
-        return len(dead)
-
-    def status(self) -> dict[str, Any]:
-        """For the heartbeat: ok, or the senders' errors (e.g. a refused API key)."""
-        with self.lock:
-            errors = sorted({error for error in self.errors.values() if error})
-        alive = sum(1 for thread in self.threads.values() if thread.is_alive())
-        return {"status": "error" if errors else "ok", "errors": errors, "alive": alive, "threads": len(self.threads),
-                "restarts": self.restarts}
-
-    def join(self, timeout: float) -> None:
-        for thread in self.threads.values():
-            thread.join(timeout=timeout)
 
 
 if __name__ == "__main__":

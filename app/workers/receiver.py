@@ -14,8 +14,8 @@ import time
 
 from app.boot import boot
 from app.db import db
+from app.loop import StopFlag, run_forever
 from app.metrics.exposition import serve_worker_metrics
-from app.workers.base import StopFlag
 from app.workers.models import record_heartbeat
 from app.zulip.api import NotConfigured
 from app.zulip.connect import shared_api
@@ -41,14 +41,25 @@ def main() -> None:
         if receiver.wait_for_lock():
             receiver.load_progress()
             log.info("receiver started for %s (last message id %s)", receiver.bot_email, receiver.last_id)
-            beat_at, reported = 0.0, None
-            while not stop.stopping:
-                receiver.run_once()
-                if receiver.last_error != reported or time.monotonic() - beat_at > HEARTBEAT_SECONDS:
-                    beat_at, reported = time.monotonic(), receiver.last_error
-                    heartbeat(receiver)
+            run_forever(Beating(receiver).run_once, 0.0, stop)  # each pass is a long-poll: no idle wait
         receiver.close()
     log.info("receiver stopped")
+
+
+class Beating:
+    """The receiver's pass, with a heartbeat every few seconds and whenever its error changes."""
+
+    def __init__(self, receiver: Receiver) -> None:
+        self.receiver = receiver
+        self.beat_at = 0.0
+        self.reported: str | None = None
+
+    def run_once(self) -> bool:
+        did_work = self.receiver.run_once()
+        if self.receiver.last_error != self.reported or time.monotonic() - self.beat_at > HEARTBEAT_SECONDS:
+            self.beat_at, self.reported = time.monotonic(), self.receiver.last_error
+            heartbeat(self.receiver)
+        return did_work
 
 
 def heartbeat(receiver: Receiver) -> None:

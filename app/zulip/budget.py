@@ -1,7 +1,7 @@
 """One rate budget for every Zulip call the bot makes, shared by all processes.
 
 A token bucket in PostgreSQL (one row per bot): taking a token is one atomic UPDATE, so
-the receiver, the reply sender and the poller's checks never together exceed the
+the receiver, the dispatcher and the step checks never together exceed the
 bot's limit. The server's own ``X-RateLimit-*`` headers and 429 answers correct it:
 when Zulip says the window is used up, everyone waits until it resets.
 """

@@ -22,12 +22,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import requests
-import sqlalchemy as sa
 from flask import Flask, current_app
 from sqlalchemy.engine import Connection
 
 from app.db import db, is_postgresql, upsert_insert, utcnow
-from app.workers.base import StopFlag, backoff
+from app.loop import StopFlag, backoff, wait_for_advisory_lock
 from app.zulip.api import BadEventQueue, RateLimited, Stopping, ZulipApi, ZulipError
 from app.zulip.deadletters import dead_letter
 from app.zulip.models import ReceiverState
@@ -160,16 +159,7 @@ class Receiver:
             return True
         key = zlib.crc32(self.bot_email.encode()) & 0x7FFFFFFF
         self._lock_connection = db.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-        announced = False
-        while not self.stop.stopping:
-            if self._lock_connection.scalar(sa.text("SELECT pg_try_advisory_lock(:c, :k)"), {"c": LOCK_CLASS, "k": key}):
-                log.info("receiver lock taken for %s", self.bot_email)
-                return True
-            if not announced:
-                log.info("another receiver is active for %s; waiting", self.bot_email)
-                announced = True
-            self.stop.event.wait(1.0)
-        return False
+        return wait_for_advisory_lock(self._lock_connection, (LOCK_CLASS, key), self.stop, f"receiver for {self.bot_email}")
 
     # ---- progress ----------------------------------------------------------------------
 

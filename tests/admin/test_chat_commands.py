@@ -1,4 +1,4 @@
-"""Admin commands in chat: only an allowlisted admin's Zulip account is answered; long work runs in the poller."""
+"""Admin commands in chat: only an allowlisted admin's Zulip account is answered; long work runs in the outbox dispatcher."""
 
 from __future__ import annotations
 
@@ -11,13 +11,14 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from app.admin import chat
+from app.admin.chat import AdminJobs
 from app.admin.models import AdminAction
 from app.db import db, utcnow
 from app.google.signin import add_admin
 from app.i18n import Text
+from app.outbox.dispatcher import Dispatcher
 from app.outbox.models import OutboxItem, OutboxKind, OutboxStatus
 from app.settings import Settings
-from app.workers.poller import Poller
 from tests.helpers import INTERNAL_HEADERS, replies_to
 
 ADMIN, ADMIN_ZULIP_ID = "ops@school.example", 4242
@@ -56,7 +57,7 @@ def admin(app: Flask) -> str:
 
 
 def _poll(app: Flask, settings: Settings) -> None:
-    Poller(settings, app.extensions["lessonbot.catalog"]).run_once()
+    Dispatcher([AdminJobs(settings, app.extensions["lessonbot.catalog"])]).run_once()
 
 
 @pytest.mark.parametrize(("email", "zulip_id"), [
@@ -102,7 +103,7 @@ def test_a_name_cannot_break_out_of_the_code_block(client: FlaskClient, admin: s
     assert reply.count("```") == 2
 
 
-def test_status_starts_a_job_that_the_poller_runs_and_reports(app: Flask, client: FlaskClient, settings: Settings,
+def test_status_starts_a_job_that_the_dispatcher_runs_and_reports(app: Flask, client: FlaskClient, settings: Settings,
                                                                 admin: str) -> None:
     _say(client, ADMIN, ADMIN_ZULIP_ID, "lang en")
     assert _say(client, ADMIN, ADMIN_ZULIP_ID, "admin status") == "`admin status`: started; I will write when it is done."

@@ -14,9 +14,8 @@ from flask.testing import FlaskClient
 from app.db import db
 from app.outbox.models import OutboxItem, OutboxKind, OutboxStatus
 from app.settings import Settings
-from app.zulip.connect import connect
-from app.zulip.delivery import ReplyDelivery
 from tests.conftest import SECRETS
+from tests.helpers import zulip_dispatcher
 from tests.zulip_server.models import User
 from tests.zulip_server.server import ZulipTestServer
 
@@ -72,8 +71,8 @@ def test_a_firing_group_and_its_resolution_arrive_in_the_ops_stream_and_topic(
     assert answer.get_json() == {"status": "queued", "outbox_id": item.id}
     assert item.payload["stream"] == "lessonbot-ops" and item.payload["topic"] == "alerts"
 
-    delivery = ReplyDelivery(connect(_settings(zulip_app)), _settings(zulip_app))
-    assert delivery.run_once() == 1
+    delivery = zulip_dispatcher(_settings(zulip_app))
+    assert delivery.deliver_due() == 1
     [firing] = [message for message in zs.messages if message.type == "stream"]
     assert firing.sender.email == bot.email and firing.stream is not None
     assert (firing.stream.name, firing.topic) == ("lessonbot-ops", "alerts")
@@ -82,7 +81,7 @@ def test_a_firing_group_and_its_resolution_arrive_in_the_ops_stream_and_topic(
     assert "runbook: README#monitoring" in firing.content
 
     assert client.post("/internal/alerts", json=RESOLVED, headers=TOKEN).status_code == 202
-    assert delivery.run_once() == 1
+    assert delivery.deliver_due() == 1
     stream_messages = [message for message in zs.messages if message.type == "stream"]
     assert len(stream_messages) == 2
     resolved = stream_messages[1]
@@ -93,14 +92,14 @@ def test_a_firing_group_and_its_resolution_arrive_in_the_ops_stream_and_topic(
 def test_an_alert_whose_send_was_uncertain_is_found_in_the_topic_not_sent_twice(
         zulip_app: Flask, client: FlaskClient, zs: ZulipTestServer, bot: User, ops: User) -> None:
     assert client.post("/internal/alerts", json=FIRING, headers=TOKEN).status_code == 202
-    delivery = ReplyDelivery(connect(_settings(zulip_app)), _settings(zulip_app))
+    delivery = zulip_dispatcher(_settings(zulip_app))
     zs.faults.drop_next(1, endpoint="POST /messages", after=True)  # Zulip stores it, the answer is lost
-    delivery.run_once()
+    delivery.deliver_due()
     [item] = _alert_items()
     assert item.ambiguous and item.status == OutboxStatus.PENDING
     item.next_attempt_at = item.created_at  # as if the back-off had passed
     db.session.commit()
-    delivery.run_once()
+    delivery.deliver_due()
     assert len([message for message in zs.messages if message.type == "stream"]) == 1
     [item] = _alert_items()
     assert item.status == OutboxStatus.SENT and item.external_id is not None
@@ -116,7 +115,7 @@ def test_an_alert_that_cannot_go_yet_holds_back_no_students_reply(
     db.session.add(OutboxItem(kind=OutboxKind.CHAT_REPLY, student_id=None, status=OutboxStatus.PENDING,
                               payload={"to": student.email, "to_user_id": student.id, "content": "sorry"}))
     db.session.commit()
-    assert ReplyDelivery(connect(_settings(zulip_app)), _settings(zulip_app)).run_once() == 1
+    assert zulip_dispatcher(_settings(zulip_app)).deliver_due() == 1
     assert [message.content for message in zs.messages_to(student)] == ["sorry"]
 
 

@@ -114,12 +114,12 @@ def test_restore_with_the_wrong_key_says_so_and_leaves_the_database_empty(
 
 def test_a_second_backup_while_one_runs_is_refused(backup_settings: Settings) -> None:
     holder = db.engine.connect()
-    holder.execute(sa.text("SELECT pg_advisory_lock(:key)"), {"key": LOCK_KEY})
+    holder.execute(sa.text("SELECT pg_advisory_lock(:c, :k)"), {"c": LOCK_KEY[0], "k": LOCK_KEY[1]})
     try:
         with pytest.raises(BackupError, match="another backup is running"):
             create_backup(backup_settings, db.engine)
     finally:
-        holder.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": LOCK_KEY})
+        holder.execute(sa.text("SELECT pg_advisory_unlock(:c, :k)"), {"c": LOCK_KEY[0], "k": LOCK_KEY[1]})
         holder.close()
     assert not list(backup_settings.backup_dir.glob("*.age"))
 

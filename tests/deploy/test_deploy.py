@@ -290,7 +290,7 @@ def test_health_answers_over_https_with_the_acme_certificate(provisioned: machin
                                               f"https://{machine.DOMAIN}/health"))
     assert body["status"] == "ok" and body["components"]["database"]["dialect"] == "postgresql"
     assert {name: worker["status"] for name, worker in body["components"]["workers"].items()} == {
-        "poller": "ok", "receiver": "ok", "reply-senders": "ok"}
+        "dispatcher": "ok", "poller": "ok", "receiver": "ok"}
 
 
 def test_https_sends_hsts_and_security_headers(provisioned: machine.TestEnvironment, pebble_roots: Path) -> None:
@@ -408,20 +408,20 @@ def test_every_supervisor_worker_is_running(provisioned: machine.TestEnvironment
             break
         assert time.monotonic() < deadline, f"supervisorctl status:\n{chr(10).join(lines)}"
         time.sleep(2)
-    assert "lessonbot:poller" in states
+    assert {"lessonbot:poller", "lessonbot:receiver", "lessonbot:dispatcher"} <= set(states)
 
 
 def test_metrics_answer_on_the_machine_and_are_refused_from_outside(provisioned: machine.TestEnvironment,
                                                                    pebble_roots: Path) -> None:
     assert https_get("/metrics", pebble_roots).status == 403
     assert http_get("/metrics").status == 403
-    # Prometheus, Alertmanager, the poller's and the receiver's metrics, the node, postgres and blackbox exporters
-    for port in (9090, 9093, 9311, 9312, 9100, 9187, 9115):
+    # Prometheus, Alertmanager, the poller's, receiver's and dispatcher's metrics, the node, postgres and blackbox exporters
+    for port in (9090, 9093, 9311, 9312, 9314, 9100, 9187, 9115):
         with pytest.raises(OSError):
             socket.create_connection((machine.GUEST_ADDRESS, port), timeout=2).close()
     core = on_machine(provisioned, "curl -sf http://127.0.0.1/metrics")
     assert "lessonbot_http_requests_total" in core and "lessonbot_database_up 1.0" in core
-    assert "lessonbot_zulip_sent_total" in on_machine(provisioned, "curl -sf http://127.0.0.1:9311/metrics")
+    assert "lessonbot_zulip_sent_total" in on_machine(provisioned, "curl -sf http://127.0.0.1:9314/metrics")
     deadline = time.monotonic() + 60
     while True:  # Prometheus scrapes the core and every running worker
         targets = json.loads(on_machine(provisioned, "curl -sf http://127.0.0.1:9090/api/v1/targets"))
@@ -430,7 +430,8 @@ def test_metrics_answer_on_the_machine_and_are_refused_from_outside(provisioned:
             break
         assert time.monotonic() < deadline, health
         time.sleep(2)
-    assert {"lessonbot_core", "lessonbot_poller", "lessonbot_receiver", "node", "postgres", "certificate"} <= set(health)
+    assert {"lessonbot_core", "lessonbot_poller", "lessonbot_receiver", "lessonbot_dispatcher", "node", "postgres",
+            "certificate"} <= set(health)
 
 
 def prometheus_query(environment: machine.TestEnvironment, expression: str) -> list[dict]:
@@ -692,7 +693,7 @@ def test_an_admin_runs_admin_status_from_zulip_and_a_student_cannot(provisioned:
     on_machine(provisioned, f"{MANAGE} admins add ops@lessonbot.test --zulip-user-id {admin_id}")
 
     started = {Text("admin.started", command="status").render(language) for language in LANGUAGES}
-    replies = _ask_bot(admin, "admin status", "`admin status`:\n```")  # the receiver, the core, the poller's job
+    replies = _ask_bot(admin, "admin status", "`admin status`:\n```")  # the receiver, the core, the dispatcher's job
     assert started & set(replies)
     report = next(reply for reply in replies if "```" in reply)
     assert "database" in report and "worker poller" in report

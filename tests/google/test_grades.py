@@ -16,12 +16,12 @@ from app.cli.grades import sync_grades
 from app.courses.models import CourseStudent
 from app.courses.service import add_course, create_assignment, get_course, sync_roster
 from app.db import db, utcnow
-from app.grading.delivery import deliver_due, process_one
+from app.grading.delivery import deliver_due, grading_handlers
 from app.grading.service import queue_grade
+from app.outbox.dispatcher import Dispatcher, Outcome
 from app.outbox.models import OutboxItem, OutboxKind, OutboxStatus
 from app.runs.models import LessonRun
 from app.settings import Settings
-from app.workers.poller import Poller
 from tests.google.conftest import TEACHER, GoogleWorld, sign_in
 from tests.google_server import FaultKind
 from tests.helpers import ChatStudent
@@ -55,20 +55,20 @@ def _grades() -> list[OutboxItem]:
     return list(db.session.scalars(sa.select(OutboxItem).where(OutboxItem.kind == OutboxKind.GRADE).order_by(OutboxItem.id)))
 
 
-def test_a_finished_lesson_is_graded_and_returned_by_the_poller(app: Flask, client: FlaskClient, authorized: GoogleWorld,
+def test_a_finished_lesson_is_graded_and_returned_by_the_dispatcher(app: Flask, client: FlaskClient, authorized: GoogleWorld,
                                                                 settings: Settings, tmp_path: Path) -> None:
     course_id, work_id = _classroom(authorized, settings, app, ["ann@example.com"])
     _finish_quiz(client, "ann@example.com", tmp_path)
     [item] = _grades()
     assert item.status == OutboxStatus.PENDING and item.payload["points"] == 10  # queued with the completion
 
-    poller = Poller(settings, app.extensions["lessonbot.catalog"])
-    assert poller.run_once() is True
+    dispatcher = Dispatcher(grading_handlers(settings, app.extensions["lessonbot.catalog"]))
+    assert dispatcher.run_once() is True
     submission = authorized.gs.submission_for(course_id, str(work_id), "ann@example.com")
     assert submission["assignedGrade"] == 10 and submission["draftGrade"] == 10 and submission["state"] == "RETURNED"
     [item] = _grades()
     assert item.status == OutboxStatus.SENT and item.external_id == submission["id"]
-    poller.run_once()
+    dispatcher.run_once()
     assert len(authorized.gs.grade_history(course_id, str(work_id))) == 1
 
 
@@ -84,7 +84,7 @@ def test_quota_storm_during_grades_sync_lands_every_grade_exactly_once(
     gs.faults.add("classroom.courses.courseWork.studentSubmissions.return", FaultKind.SERVER_ERROR, times=2, status=503)
 
     report = sync_grades(settings, app.extensions["lessonbot.catalog"], sleep=gs.clock.advance, rounds=200)
-    assert report.count("sent") == len(emails), report.outcomes
+    assert report.count(Outcome.SENT) == len(emails), report.outcomes
     history = gs.grade_history(course_id, str(work_id))
     assert len({h["submissionId"] for h in history}) == len(history)  # one patch per student
     assert len(history) == len(emails)
@@ -196,7 +196,7 @@ def test_missing_assignment_and_revoked_token_have_actionable_reasons(
                         authorized.gs.issue_refresh_token(authorized.client_id, "teacher@example.com", SCOPES))
     db.session.commit()
     report = sync_grades(settings, catalog, sleep=lambda s: None)
-    assert report.count("failed") == 1
+    assert report.count(Outcome.FAILED) == 1
     [item] = _grades()
     assert "has no assignment for lesson git-quiz" in str(item.last_error)
     assert "assignments create --course git1 --lesson git-quiz" in str(item.last_error)
@@ -277,16 +277,16 @@ def test_grades_waiting_for_authorization_go_out_at_the_next_poll_after_google_a
     course_id, work_id = _classroom(authorized, settings, app, ["ann@example.com"])
     _finish_quiz(client, "ann@example.com", tmp_path)
     gs.revoke(authorized.refresh_token)
-    poller = Poller(settings, app.extensions["lessonbot.catalog"])
-    poller.run_once()
+    dispatcher = Dispatcher(grading_handlers(settings, app.extensions["lessonbot.catalog"]))
+    dispatcher.run_once()
     [item] = _grades()
     assert item.status == OutboxStatus.PENDING and "run `./manage.py google auth`" in str(item.last_error)
-    assert poller.run_once() is False  # it waits; nothing is retried in a loop
+    assert dispatcher.run_once() is False  # it waits; nothing is retried in a loop
 
     url = next(line for line in runner.invoke(args=["google", "auth"]).output.splitlines() if line.startswith("https://"))
     gs.auto_approve_as(TEACHER)
     assert sign_in(client, url).status_code == 200
-    assert poller.run_once() is True  # the next poll, not when the 30-minute wait ends
+    assert dispatcher.run_once() is True  # the next poll, not when the 30-minute wait ends
     [item] = _grades()
     assert item.status == OutboxStatus.SENT
     assert gs.submission_for(course_id, str(work_id), "ann@example.com")["assignedGrade"] == 10
@@ -296,7 +296,8 @@ def _storm(settings: Settings, app: Flask, gs: Any, attempts: int) -> OutboxItem
     """Classroom answers 429 to every call while the grade is tried ``attempts`` times in a row."""
     storm = gs.faults.storm("classroom", percent=100, seconds=24 * 3600)
     for _ in range(attempts):
-        assert process_one(settings, app.extensions["lessonbot.catalog"], due_only=False) is not None
+        dispatcher = Dispatcher(grading_handlers(settings, app.extensions["lessonbot.catalog"]))
+        assert dispatcher.process_one(dispatcher.handlers[0], due_only=False) is not None
     gs.faults.remove(storm)
     [item] = _grades()
     return item
@@ -321,10 +322,10 @@ def test_once_classroom_answers_again_the_grade_goes_out_when_its_capped_wait_en
     _finish_quiz(client, "ann@example.com", tmp_path)
     _storm(settings, app, gs, 15)
     storm_ended = utcnow()
-    poller = Poller(settings, app.extensions["lessonbot.catalog"])
+    dispatcher = Dispatcher(grading_handlers(settings, app.extensions["lessonbot.catalog"]))
     deadline = time.monotonic() + 10
     while _grades()[0].status == OutboxStatus.PENDING and time.monotonic() < deadline:
-        poller.run_once()
+        dispatcher.run_once()
         time.sleep(0.2)
     [item] = _grades()
     assert item.status == OutboxStatus.SENT and item.sent_at is not None

@@ -43,6 +43,7 @@ def _get(client: FlaskClient) -> tuple[int, dict[str, Any]]:
 def test_health_reports_components(app: Flask, client: FlaskClient, settings: Settings) -> None:
     _use(app, settings)
     _beat("poller")
+    _beat("dispatcher")
     status, body = _get(client)
     assert status == 200 and body["status"] == "ok"
     assert body["components"]["database"] == {"status": "ok", "dialect": "postgresql"}
@@ -55,12 +56,13 @@ def test_health_reports_components(app: Flask, client: FlaskClient, settings: Se
 def test_a_worker_that_never_started_is_degraded(app: Flask, client: FlaskClient, settings: Settings) -> None:
     _use(app, settings)
     status, body = _get(client)
-    assert status == 503 and body["status"] == "degraded" and body["degraded"] == ["poller"]
+    assert status == 503 and body["status"] == "degraded" and body["degraded"] == ["dispatcher", "poller"]
     assert body["components"]["workers"]["poller"] == {"status": "never_seen", "required": True}
 
 
 def test_a_quiet_worker_turns_stale_after_the_configured_time(app: Flask, client: FlaskClient, settings: Settings) -> None:
     _use(app, settings, worker_stale_seconds=30)
+    _beat("dispatcher")
     _beat("poller", ago=timedelta(seconds=20))
     assert _get(client)[0] == 200
     _beat("poller", ago=timedelta(seconds=40))
@@ -69,25 +71,25 @@ def test_a_quiet_worker_turns_stale_after_the_configured_time(app: Flask, client
     assert body["components"]["workers"]["poller"]["status"] == "stale"
 
 
-def test_with_zulip_the_receiver_and_the_reply_senders_are_required(app: Flask, client: FlaskClient,
+def test_with_zulip_the_receiver_is_required(app: Flask, client: FlaskClient,
                                                                     settings: Settings) -> None:
     _use(app, settings, **ZULIP)
     _beat("poller")
+    _beat("dispatcher")
     status, body = _get(client)
-    assert status == 503 and body["degraded"] == ["receiver", "reply-senders"]
+    assert status == 503 and body["degraded"] == ["receiver"]
     _beat("receiver", {"status": "ok", "last_message_id": 7})
-    _beat("reply-senders", {"status": "ok", "errors": [], "alive": 4, "threads": 4, "restarts": 0})
     assert _get(client)[0] == 200
 
 
 @pytest.mark.parametrize(("name", "info", "health"), [
-    ("reply-senders", {"status": "ok", "errors": [], "alive": 3, "threads": 4, "restarts": 2}, "dead"),
+    ("dispatcher", {"status": "ok", "errors": [], "alive": 3, "threads": 4, "restarts": 2}, "dead"),
     ("receiver", {"status": "error", "error": "Zulip refused the bot's email or API key (401)"}, "error"),
 ])
 def test_dead_threads_or_a_stuck_worker_are_degraded_and_say_why(
         app: Flask, client: FlaskClient, settings: Settings, name: str, info: dict[str, Any], health: str) -> None:
     _use(app, settings, **ZULIP)
-    for worker in ("poller", "receiver", "reply-senders"):
+    for worker in ("dispatcher", "poller", "receiver"):
         _beat(worker, {"status": "ok", "alive": 4, "threads": 4})
     _beat(name, info)
     status, body = _get(client)
@@ -101,6 +103,7 @@ def test_the_log_shipper_counts_only_when_log_shipping_is_configured(app: Flask,
                                                                      tmp_path: Path) -> None:
     _use(app, settings)
     _beat("poller")
+    _beat("dispatcher")
     assert "log_shipper" not in _get(client)[1]["components"]["workers"]
     _use(app, settings, log_dir=tmp_path, google_drive_folder_id="folder-1", log_ship_interval_seconds=60)
     status, body = _get(client)
@@ -115,6 +118,7 @@ def test_the_log_shipper_counts_only_when_log_shipping_is_configured(app: Flask,
 def test_a_worker_that_is_not_required_never_degrades(app: Flask, client: FlaskClient, settings: Settings) -> None:
     _use(app, settings)
     _beat("poller")
+    _beat("dispatcher")
     _beat("receiver", ago=timedelta(hours=3))  # Zulip was configured once, and no longer is
     status, body = _get(client)
     assert status == 200 and body["components"]["workers"]["receiver"] == {
@@ -136,6 +140,7 @@ def test_the_world_learns_only_the_status(app: Flask, client: FlaskClient, setti
     outside = {"REMOTE_ADDR": "203.0.113.9"}
     assert client.get("/health", environ_base=outside).get_json() == {"status": "degraded"}
     _beat("poller")
+    _beat("dispatcher")
     response = client.get("/health", environ_base=outside)
     assert response.status_code == 200 and response.get_json() == {"status": "ok"}
     for loopback in ("127.0.0.1", "::1"):
@@ -146,6 +151,7 @@ def test_the_first_request_after_a_database_restart_succeeds(app: Flask, client:
     """A PostgreSQL restart ends every pooled connection; the next request must not be the one that finds out."""
     _use(app, settings)
     _beat("poller")
+    _beat("dispatcher")
     assert client.get("/health").status_code == 200  # leaves its connection in the pool
     outside = sa.create_engine(db.engine.url, poolclass=sa.pool.NullPool)  # not one of the app's connections
     with outside.connect() as admin:

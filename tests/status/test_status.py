@@ -51,6 +51,7 @@ def _beat(name: str, ago: timedelta = timedelta(0)) -> None:
 def test_a_healthy_minimal_install_is_all_good(app: Flask, runner: Any, settings: Settings) -> None:
     _use(app, _plain(settings))
     _beat("poller")
+    _beat("dispatcher")
     result = runner.invoke(args=["status"])
     assert result.exit_code == 0, result.output
     assert "all good" in result.output
@@ -73,6 +74,7 @@ def test_an_unreachable_database_is_named_and_the_rest_still_reported(settings: 
 def test_a_schema_behind_the_release_says_db_upgrade(app: Flask, settings: Settings) -> None:
     _use(app, _plain(settings))
     _beat("poller")
+    _beat("dispatcher")
     db.session.execute(sa.text("UPDATE alembic_version SET version_num = '0001'"))
     db.session.commit()
     try:
@@ -87,12 +89,14 @@ def test_a_schema_behind_the_release_says_db_upgrade(app: Flask, settings: Setti
 def test_a_stale_worker_fails(app: Flask, settings: Settings, ago: timedelta, expected: Level) -> None:
     _use(app, _plain(settings))
     _beat("poller", ago)
+    _beat("dispatcher")
     assert _level(system_status(), "worker poller") is expected
 
 
 def test_a_worker_that_reports_an_error_fails_with_it(app: Flask, settings: Settings) -> None:
     _use(app, _plain(settings))
     _beat("poller")
+    _beat("dispatcher")
     record_heartbeat("receiver", {"status": "error", "error": "Zulip refused the bot's API key (401)"})
     db.session.commit()
     [receiver] = [c for c in system_status().checks if c.name == "worker receiver"]
@@ -102,6 +106,7 @@ def test_a_worker_that_reports_an_error_fails_with_it(app: Flask, settings: Sett
 def test_dead_letters_are_a_warning_with_the_command_to_see_them(app: Flask, settings: Settings) -> None:
     _use(app, _plain(settings))
     _beat("poller")
+    _beat("dispatcher")
     db.session.add(DeadLetter(message_id=42, sender="s@example.com", content="?", reason="core answered 500", attempts=5))
     db.session.commit()
     report = system_status()
@@ -118,6 +123,7 @@ def test_a_required_worker_that_never_started_fails(app: Flask, settings: Settin
 def test_failed_and_old_outbox_items_fail_their_kind(app: Flask, settings: Settings) -> None:
     _use(app, _plain(settings))
     _beat("poller")
+    _beat("dispatcher")
     db.session.add(OutboxItem(kind=OutboxKind.GRADE, payload={}, status=OutboxStatus.FAILED, last_error="403"))
     db.session.add(OutboxItem(kind=OutboxKind.CHAT_REPLY, payload={}, created_at=utcnow() - timedelta(hours=1)))
     db.session.commit()
@@ -157,6 +163,7 @@ def test_backups_missing_fresh_and_too_old(app: Flask, settings: Settings, tmp_p
     public = subprocess.run(["age-keygen", "-y", str(identity)], check=True, capture_output=True, text=True).stdout.strip()
     configured = _use(app, _plain(settings, backup_age_recipients=(public,), backup_dir=tmp_path / "backups"))
     _beat("poller")
+    _beat("dispatcher")
     assert _level(system_status(), "backups") is Level.FAIL
     create_backup(configured, db.engine, now=utcnow() - timedelta(hours=30))
     assert _level(system_status(), "backups") is Level.FAIL

@@ -19,17 +19,16 @@ from pydantic import SecretStr
 from app.chat.models import InboundMessage
 from app.db import db
 from app.i18n import Text
+from app.loop import StopFlag
 from app.outbox.models import OutboxItem, OutboxStatus
 from app.settings import Settings
 from app.students.models import Student
-from app.workers.base import StopFlag
 from app.zulip.api import ZulipApi
 from app.zulip.budget import LocalBudget
 from app.zulip.connect import budget_for, connect
-from app.zulip.delivery import ReplyDelivery
 from app.zulip.models import DeadLetter
 from app.zulip.receiver import CORE_MAX_ATTEMPTS, CoreClient, Receiver
-from tests.helpers import poisoned_inbound
+from tests.helpers import poisoned_inbound, zulip_dispatcher
 from tests.zulip.conftest import NO_LIMIT, wait_until
 from tests.zulip_server.contract import ContractChecker
 from tests.zulip_server.faults import Fault
@@ -177,14 +176,14 @@ def test_an_older_server_gets_the_narrows_it_understands(old_server_app: tuple[F
     assert _handed_over() == ["help"]
     assert [{"operator": "is", "operand": "private"}] in narrows
     # A reply whose send was uncertain is looked up with `pm-with` on this server.
-    delivery = ReplyDelivery(connect(_settings(app)), _settings(app))
+    delivery = zulip_dispatcher(_settings(app))
     old_zs.faults.drop_next(1, endpoint="POST /messages", after=True)
-    delivery.run_once()
+    delivery.deliver_due()
     item = db.session.scalars(sa.select(OutboxItem)).one()
     assert item.ambiguous
     item.next_attempt_at = item.created_at
     db.session.commit()
-    delivery.run_once()
+    delivery.deliver_due()
     assert len(_replies(old_zs, student, bot)) == 1
     assert any(narrow[0]["operator"] == "pm-with" for narrow in narrows)
 
@@ -220,7 +219,7 @@ def test_a_poisoned_message_becomes_a_dead_letter_and_the_rest_move_on(
         sa.select(OutboxItem).where(OutboxItem.student_id == student.id).order_by(OutboxItem.id))]
     assert queued.count(apology) == 1 and queued.index(apology) == 1  # after the first reply, before the next
 
-    ReplyDelivery(connect(_settings(zulip_app)), _settings(zulip_app)).run_once()
+    zulip_dispatcher(_settings(zulip_app)).deliver_due()
     assert apology in _replies(zs, poisoned, bot)
     assert db.session.scalar(sa.select(sa.func.count()).select_from(OutboxItem).where(
         OutboxItem.status != OutboxStatus.SENT)) == 0
@@ -239,7 +238,7 @@ def test_a_message_from_someone_the_core_never_recorded_still_gets_the_apology(
     _dm(zs, stranger, bot, "☠")
     _dm(zs, stranger, bot, "help")
     _run_until(receiver, lambda: _handed_over() == ["help"], timeout=40)
-    ReplyDelivery(connect(_settings(zulip_app)), _settings(zulip_app)).run_once()
+    zulip_dispatcher(_settings(zulip_app)).deliver_due()
     english, russian = Text("zulip.dead_letter").render("en"), Text("zulip.dead_letter").render("ru")
     replies = _replies(zs, stranger, bot)
     assert len(replies) == 2 and replies[0] in (english, russian)

@@ -1,7 +1,7 @@
 """The whole Zulip path under random faults: every student message answered exactly once, in order per student.
 
 Students (real zulip.Clients) write to the bot while, at random moments, the receiver and
-the poller (which delivers the replies) are SIGKILLed and restarted, every endpoint answers
+the dispatcher (which delivers the replies) are SIGKILLed and restarted, every endpoint answers
 500s and 429s (the long-poll, ``GET /messages``, ``GET /users``, ``POST /messages``,
 ``POST /register``, ``GET /server_settings``, ``DELETE /events``), connections drop, event
 queues expire and the bot's API key is rotated (then fixed in the env file, as an admin
@@ -150,7 +150,7 @@ def _make_trouble(zs: ZulipTestServer, workers: Workers, bot: User, env_file: Pa
                   lock: threading.Lock, started: float, seconds: float) -> None:
     """Each kind of trouble at least once, at a random moment; more of it at random in between."""
     planned = sorted((started + rng.uniform(0.1, 0.9) * seconds, action)
-                     for action in ("rotate", "kill-receiver", "kill-poller", "expire"))
+                     for action in ("rotate", "kill-receiver", "kill-dispatcher", "expire"))
     while time.monotonic() < started + seconds:
         time.sleep(rng.uniform(0.3, 1.2))
         if planned and time.monotonic() >= planned[0][0]:
@@ -159,7 +159,7 @@ def _make_trouble(zs: ZulipTestServer, workers: Workers, bot: User, env_file: Pa
                 threading.Thread(target=_rotate_key, args=(zs, bot, env_file, rng.uniform(1.0, 3.0), chaos)).start()
                 continue
         else:
-            action = rng.choice(["kill-receiver", "kill-poller", "expire", "500s", "500s", "429", "429", "drop"])
+            action = rng.choice(["kill-receiver", "kill-dispatcher", "expire", "500s", "500s", "429", "429", "drop"])
         _disturb(zs, workers, bot, action, rng, chaos, lock)
 
 
@@ -180,7 +180,7 @@ def test_every_message_is_answered_exactly_once_in_order_through_random_faults(
     lock = threading.Lock()
     zs.faults.script([Fault.error(500), Fault.rate_limited(0.5)], endpoint="GET /users")  # at the very first start
     workers.start("receiver", "app.workers.receiver")
-    workers.start("poller", "app.workers.poller")
+    workers.start("dispatcher", "app.workers.dispatcher")
     wait_until(_receiver_started, 60, "the receiver to start (its progress saved)")
 
     chaos = Chaos()
@@ -206,7 +206,7 @@ def test_every_message_is_answered_exactly_once_in_order_through_random_faults(
     _until_each_endpoint_failed(zs, workers, lock, chaos)
     zs.faults.clear()
     with lock:  # whatever was killed last is running again
-        for name in ("receiver", "poller"):
+        for name in ("receiver", "dispatcher"):
             if name not in workers.processes:
                 workers.start(name, f"app.workers.{name}")
     chaos_done = time.monotonic()
@@ -223,11 +223,11 @@ def test_every_message_is_answered_exactly_once_in_order_through_random_faults(
     hit = sorted(_failed_endpoints(zs))
     print(f"fault injection: {total} messages, {sum(len(a) for a in answers.values())} answers, {doubled} doubled, "
           f"{out_of_order} student(s) out of order; drained {time.monotonic() - chaos_done:.1f} s after the chaos")
-    print(f"  SIGKILLs: receiver {chaos.kills['receiver']}, poller {chaos.kills['poller']}; queue expiries "
+    print(f"  SIGKILLs: receiver {chaos.kills['receiver']}, dispatcher {chaos.kills['dispatcher']}; queue expiries "
           f"{chaos.expiries}; key rotations {chaos.rotations}; faults injected {dict(injected)}; "
           f"scripted bursts {sum(chaos.scripted.values())}; student re-sends {chaos.student_retries}")
     print(f"  endpoints that failed: {', '.join(hit)}")
     assert doubled == 0 and out_of_order == 0, {s.email: (expected[s.id], answers[s.id])
                                                 for s in students if answers[s.id] != expected[s.id]}
-    assert chaos.rotations == 1 and chaos.kills["receiver"] >= 1 and chaos.kills["poller"] >= 1
+    assert chaos.rotations == 1 and chaos.kills["receiver"] >= 1 and chaos.kills["dispatcher"] >= 1
     assert set(MUST_FAIL) <= set(hit)

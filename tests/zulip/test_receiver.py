@@ -11,12 +11,13 @@ import pytest
 from flask import Flask
 
 from app.db import db
+from app.loop import StopFlag
 from app.outbox.models import OutboxItem, OutboxStatus
 from app.settings import Settings
-from app.workers.base import StopFlag
+from app.workers.dispatcher import DispatcherThreads
 from app.zulip.connect import connect
-from app.zulip.delivery import ReplyDelivery, run_delivery_loop
 from app.zulip.receiver import BATCH_BYTES, BATCH_MESSAGES, CoreClient, Receiver, batches
+from tests.helpers import zulip_dispatcher
 from tests.zulip.conftest import wait_until
 from tests.zulip_server.models import User
 from tests.zulip_server.server import ZulipTestServer
@@ -50,9 +51,9 @@ def test_a_direct_message_is_answered_once(zulip_app: Flask, zs: ZulipTestServer
     receiver = _receiver(zulip_app)
     _dm(zs, student, bot, "lessons")
     assert receiver.run_once() is True
-    delivery = ReplyDelivery(connect(_settings(zulip_app)), _settings(zulip_app))
-    assert delivery.run_once() == 1
-    assert delivery.run_once() == 0
+    delivery = zulip_dispatcher(_settings(zulip_app))
+    assert delivery.deliver_due() == 1
+    assert delivery.deliver_due() == 0
     replies = _replies(zs, student, bot)
     assert len(replies) == 1 and "git-basics" in replies[0]
     item = db.session.query(OutboxItem).one()
@@ -69,7 +70,7 @@ def test_ignores_itself_other_bots_and_unmentioned_stream_talk(zulip_app: Flask,
     zs.client(student).send_message({"type": "stream", "to": "general", "topic": "t", "content": "just chatting"})
     zs.client(student).send_message({"type": "stream", "to": "general", "topic": "t", "content": "@**Lessonbot** lessons"})
     receiver.run_once()
-    ReplyDelivery(connect(_settings(zulip_app)), _settings(zulip_app)).run_once()
+    zulip_dispatcher(_settings(zulip_app)).deliver_due()
     assert [reply.split("\n")[0] for reply in _replies(zs, student, bot)] == ["from myself", "Lessons:"]
     assert _replies(zs, other_bot, bot) == []
 
@@ -86,8 +87,8 @@ def test_restart_backfills_what_came_while_it_was_away(zulip_app: Flask, zs: Zul
     second = _receiver(zulip_app)  # a new process would start exactly like this
     _dm(zs, student, bot, "after restart")
     second.run_once()
-    delivery = ReplyDelivery(connect(_settings(zulip_app)), _settings(zulip_app))
-    delivery.run_once()
+    delivery = zulip_dispatcher(_settings(zulip_app))
+    delivery.deliver_due()
     texts = _replies(zs, student, bot)
     assert [text.split("“")[1].split("”")[0] for text in texts] == [
         "first message", "while away 0", "while away 1", "while away 2", "after restart"]
@@ -102,7 +103,7 @@ def test_expired_queue_is_registered_again_and_nothing_is_missed(zulip_app: Flas
     assert receiver.run_once() is False  # BAD_EVENT_QUEUE_ID: forget the queue
     receiver.run_once()  # registers, backfills "one"
     assert receiver.queue_id not in (None, old_queue)
-    ReplyDelivery(connect(_settings(zulip_app)), _settings(zulip_app)).run_once()
+    zulip_dispatcher(_settings(zulip_app)).deliver_due()
     assert len(_replies(zs, student, bot)) == 1
 
 
@@ -117,7 +118,7 @@ def test_second_receiver_waits_for_the_first(zulip_app: Flask, zs: ZulipTestServ
     threading.Timer(1.0, stop.stop).start()
     with caplog.at_level(logging.INFO):
         assert second.wait_for_lock() is False
-    assert "another receiver is active" in caplog.text
+    assert "another process holds the lock" in caplog.text
     first.close()
     third = Receiver(connect(settings), connect(settings), core, StopFlag())
     assert third.wait_for_lock()
@@ -130,14 +131,14 @@ def test_uncertain_send_is_never_doubled(zulip_app: Flask, zs: ZulipTestServer, 
     _dm(zs, student, bot, "help")
     _dm(zs, student, bot, "help")
     receiver.run_once()
-    delivery = ReplyDelivery(connect(_settings(zulip_app)), _settings(zulip_app))
+    delivery = zulip_dispatcher(_settings(zulip_app))
     zs.faults.drop_next(1, endpoint="POST /messages", after=True)  # stored, but the answer never comes
-    delivery.run_once()
+    delivery.deliver_due()
     first = db.session.query(OutboxItem).order_by(OutboxItem.id).first()
     assert first is not None and first.ambiguous and first.status == OutboxStatus.PENDING
     first.next_attempt_at = first.created_at
     db.session.commit()
-    delivery.run_once()
+    delivery.deliver_due()
     assert len(_replies(zs, student, bot)) == 2  # two identical `help` replies, each exactly once
     statuses = [(item.status, item.ambiguous) for item in db.session.query(OutboxItem).order_by(OutboxItem.id)]
     assert statuses == [(OutboxStatus.SENT, False), (OutboxStatus.SENT, False)]
@@ -150,17 +151,17 @@ def test_a_reply_that_keeps_failing_is_marked_failed_with_its_reason(zulip_app: 
     _dm(zs, student, bot, "help")
     receiver.run_once()
     zulip_app.extensions["lessonbot.settings"] = _settings(zulip_app).model_copy(update={"zulip_reply_max_attempts": 2})
-    delivery = ReplyDelivery(connect(_settings(zulip_app)), _settings(zulip_app))
+    delivery = zulip_dispatcher(_settings(zulip_app))
     zs.faults.set_error_rate(1.0, 503, endpoint="POST /messages")
     for _ in range(2):
-        delivery.run_once()
+        delivery.deliver_due()
         for item in db.session.query(OutboxItem):
             item.next_attempt_at = item.created_at
         db.session.commit()
     item = db.session.query(OutboxItem).one()
     assert item.status == OutboxStatus.FAILED and "503" in (item.last_error or "")
     zs.faults.clear()
-    assert delivery.run_once() == 0 and _replies(zs, student, bot) == []
+    assert delivery.deliver_due() == 0 and _replies(zs, student, bot) == []
     listed = runner.invoke(args=["outbox", "list", "--failed"])
     assert listed.exit_code == 0 and "failed" in listed.output and "503" in listed.output
 
@@ -172,10 +173,10 @@ def test_rate_limit_is_honoured_by_every_caller(zulip_app: Flask, zs: ZulipTestS
         _dm(zs, student, bot, f"n{n}")
     receiver.run_once()
     zs.set_rate_limit(3, 2.0)
-    delivery = ReplyDelivery(connect(_settings(zulip_app)), _settings(zulip_app))
+    delivery = zulip_dispatcher(_settings(zulip_app))
     started = time.monotonic()
     while len(_replies(zs, student, bot)) < 6 and time.monotonic() - started < 20:
-        delivery.run_once()
+        delivery.deliver_due()
         time.sleep(0.05)
     texts = [text.split("“")[1].split("”")[0] for text in _replies(zs, student, bot)]
     assert texts == [f"n{n}" for n in range(6)]
@@ -186,19 +187,11 @@ def test_reply_leaves_within_a_second_of_its_commit(zulip_app: Flask, zs: ZulipT
     student = zs.add_user("hal@example.com", "Hal Student")
     settings = _settings(zulip_app)
     stop = StopFlag()
-    sender_ready = threading.Event()
-
-    def sender() -> None:
-        with zulip_app.app_context():
-            delivery = ReplyDelivery(connect(settings), settings)
-            sender_ready.set()
-            run_delivery_loop(delivery, stop, idle_seconds=30)  # only NOTIFY can wake it in time
-
-    thread = threading.Thread(target=sender)
-    thread.start()
+    idle = settings.model_copy(update={"poll_interval_seconds": 30.0, "dispatcher_threads": 1})  # only NOTIFY wakes it in time
+    dispatchers = DispatcherThreads(zulip_app, idle, zulip_dispatcher(settings).handlers, stop)
+    dispatchers.start()
     try:
-        sender_ready.wait(10)
-        time.sleep(0.5)  # let it go idle on LISTEN
+        time.sleep(1.0)  # let it go idle on LISTEN
         latencies = []
         for n in range(5):
             body = {"message_id": f"zulip:{1000 + n}", "sender_email": student.email, "sender_id": student.id,
@@ -212,7 +205,7 @@ def test_reply_leaves_within_a_second_of_its_commit(zulip_app: Flask, zs: ZulipT
         assert max(latencies) < 1.0, latencies
     finally:
         stop.stop()
-        thread.join(timeout=10)
+        dispatchers.join(timeout=10)
 
 
 def test_what_one_long_poll_brings_goes_to_the_core_in_one_batch(zulip_app: Flask, zs: ZulipTestServer, bot: User,
@@ -233,8 +226,8 @@ def test_what_one_long_poll_brings_goes_to_the_core_in_one_batch(zulip_app: Flas
     while sum(batches) < 10:
         receiver.run_once()
     assert batches == [10]  # one request, one transaction
-    delivery = ReplyDelivery(connect(_settings(zulip_app)), _settings(zulip_app))
-    while delivery.run_once():
+    delivery = zulip_dispatcher(_settings(zulip_app))
+    while delivery.deliver_due():
         pass
     for student in students:  # each student's two answers, in order: the second already in English
         replies = _replies(zs, student, bot)

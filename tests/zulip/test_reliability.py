@@ -1,6 +1,6 @@
 """The whole Zulip path with real worker processes: nothing lost, repeated or reordered.
 
-Students are real zulip.Clients; the receiver and the poller (which sends the replies)
+Students are real zulip.Clients; the receiver and the dispatcher (which sends the replies)
 run as the same processes supervisor runs; the core is the live test server.
 """
 
@@ -66,7 +66,7 @@ def _inbound_count() -> int:
 
 def _start(workers: Workers, zs: ZulipTestServer, bot: User) -> None:
     workers.start("receiver", "app.workers.receiver")
-    workers.start("poller", "app.workers.poller")
+    workers.start("dispatcher", "app.workers.dispatcher")
     wait_until(lambda: bool(zs.queue_ids(bot)), 60, "the receiver to register")
 
 
@@ -114,7 +114,7 @@ def test_thirty_percent_failed_sends_still_deliver_every_reply_once_in_order(zul
     zs.faults.set_error_rate(0.12, 429, endpoint="POST /messages")
     zs.faults.set_error_rate(0.10, 502, endpoint="POST /messages")
     zs.faults.set_drop_rate(0.10, endpoint="POST /messages")
-    workers.start("poller", "app.workers.poller")
+    workers.start("dispatcher", "app.workers.dispatcher")
     wait_until(lambda: _all_answered(zs, bot, students, expected), 120, "every reply despite the faults")
     _assert_exactly_once_in_order(zs, bot, students, expected)
     assert zs.faults.count() >= 10  # the faults really happened

@@ -48,18 +48,40 @@ def test_sigkill_while_zulip_holds_the_send_never_doubles_the_reply(zulip_app: F
     _dm(zs, student, bot, "help")
     wait_until(lambda: _inbound("help"), 30, "the message to reach the core")
     zs.faults.set_delay(4.0, endpoint="POST /messages")  # Zulip holds the reply's send for 4 s
-    workers.start("poller", "app.workers.poller")
-    wait_until(lambda: zs.faults.count("delay") >= 1, 60, "the poller to start sending")
-    workers.kill("poller")  # SIGKILL mid-send: the request still lands
+    workers.start("dispatcher", "app.workers.dispatcher")
+    wait_until(lambda: zs.faults.count("delay") >= 1, 60, "the dispatcher to start sending")
+    workers.kill("dispatcher")  # SIGKILL mid-send: the request still lands
     zs.faults.clear()
     wait_until(lambda: len(_replies(zs, student, bot)) == 1, 10, "the held send to land")
     item = _items()[0]
     assert item.status == OutboxStatus.PENDING and item.ambiguous and item.attempts == 1  # committed before sending
-    workers.start("poller", "app.workers.poller")
-    wait_until(lambda: _items()[0].status == OutboxStatus.SENT, 60, "the restarted poller to settle the reply")
+    workers.start("dispatcher", "app.workers.dispatcher")
+    wait_until(lambda: _items()[0].status == OutboxStatus.SENT, 60, "the restarted dispatcher to settle the reply")
     time.sleep(1.0)
     assert len(_replies(zs, student, bot)) == 1
-    assert "found after an uncertain attempt" in workers.log("poller")
+    assert "found after an uncertain attempt" in workers.log("dispatcher")
+
+
+def test_a_second_dispatcher_takes_over_a_killed_ones_reply_without_doubling_it(
+        zulip_app: Flask, zs: ZulipTestServer, bot: User, workers: Workers) -> None:
+    student = zs.add_user("noa@example.com", "Noa Student")
+    workers.start("receiver", "app.workers.receiver")
+    wait_until(lambda: bool(zs.queue_ids(bot)), 60, "the receiver to register")
+    zs.faults.set_delay(4.0, endpoint="POST /messages")  # Zulip holds each send for 4 s
+    workers.start("first", "app.workers.dispatcher")
+    _dm(zs, student, bot, "help")
+    _dm(zs, student, bot, "lessons")
+    wait_until(lambda: zs.faults.count("delay") >= 1, 60, "the first dispatcher to start sending")
+    workers.start("second", "app.workers.dispatcher")  # the student's queue is the first one's: it stands by
+    time.sleep(1.0)
+    workers.kill("first")  # SIGKILL mid-send: the request still lands, and the queue's lock goes with the process
+    zs.faults.clear()
+    wait_until(lambda: len(_items()) == 2 and all(item.status == OutboxStatus.SENT for item in _items()), 90,
+               "the second dispatcher to settle both replies")
+    time.sleep(1.0)
+    replies = _replies(zs, student, bot)
+    assert len(replies) == 2 and replies[1].startswith("Lessons:")  # each once, in order
+    assert "found after an uncertain attempt" in workers.log("second")
 
 
 def _key_in_env_file(workers: Workers, tmp_path: Path, key: str) -> Path:
@@ -84,7 +106,7 @@ def test_a_rotated_key_is_one_line_and_visible_and_delivery_resumes_once_the_key
     student = zs.add_user("lee@example.com", "Lee Student")
     env_file = _key_in_env_file(workers, tmp_path, bot.api_key)
     workers.start("receiver", "app.workers.receiver")
-    workers.start("poller", "app.workers.poller")
+    workers.start("dispatcher", "app.workers.dispatcher")
     wait_until(lambda: bool(zs.queue_ids(bot)), 60, "the receiver to register")
     _dm(zs, student, bot, "help")
     wait_until(lambda: len(_replies(zs, student, bot)) == 1, 30, "the first reply")
@@ -97,12 +119,12 @@ def test_a_rotated_key_is_one_line_and_visible_and_delivery_resumes_once_the_key
         content_type="application/json", headers={"Authorization": f"Bearer {settings.internal_token.get_secret_value()}"})
     assert response.status_code == 200
     wait_until(lambda: _health_worker(client, "receiver").get("status") == "error", 60, "/health to show the receiver's error")
-    wait_until(lambda: _health_worker(client, "reply-senders").get("status") == "error", 60,
+    wait_until(lambda: _health_worker(client, "dispatcher").get("status") == "error", 60,
                "/health to show the senders' error")
-    senders = _health_worker(client, "reply-senders")
+    senders = _health_worker(client, "dispatcher")
     assert BAD_KEY in json.dumps(senders) and senders["alive"] == senders["threads"]
     assert BAD_KEY in str(_health_worker(client, "receiver").get("error"))
-    assert workers.processes["receiver"].poll() is None and workers.processes["poller"].poll() is None
+    assert workers.processes["receiver"].poll() is None and workers.processes["dispatcher"].poll() is None
     assert len(_replies(zs, student, bot)) == 1
 
     env_file.write_text(f"LESSONBOT_ZULIP_API_KEY={rotated.api_key}\n")  # the admin fixes the key; nobody restarts anything
@@ -110,9 +132,9 @@ def test_a_rotated_key_is_one_line_and_visible_and_delivery_resumes_once_the_key
     time.sleep(1.0)
     replies = _replies(zs, student, bot)
     assert len(replies) == 3 and sum(reply.startswith("Lessons:") for reply in replies) == 1
-    wait_until(lambda: _health_worker(client, "reply-senders").get("status") == "ok", 30, "the senders to report ok")
+    wait_until(lambda: _health_worker(client, "dispatcher").get("status") == "ok", 30, "the senders to report ok")
     wait_until(lambda: _health_worker(client, "receiver").get("status") == "ok", 30, "the receiver to report ok")
-    for name in ("receiver", "poller"):
+    for name in ("receiver", "dispatcher"):
         log = workers.log(name)
         assert "Traceback" not in log and "AssertionError" not in log, f"{name}:\n{log[-3000:]}"
         assert BAD_KEY in log
@@ -122,11 +144,11 @@ def test_a_wrong_key_at_start_is_one_line_not_a_traceback(zulip_app: Flask, zs: 
                                                          workers: Workers, tmp_path: Path, client: FlaskClient) -> None:
     _key_in_env_file(workers, tmp_path, "not-the-key")
     workers.start("receiver", "app.workers.receiver")
-    workers.start("poller", "app.workers.poller")
+    workers.start("dispatcher", "app.workers.dispatcher")
     wait_until(lambda: _health_worker(client, "receiver").get("status") == "error", 60, "the receiver's error in /health")
     time.sleep(2.0)
-    assert workers.processes["receiver"].poll() is None and workers.processes["poller"].poll() is None
-    for name in ("receiver", "poller"):
+    assert workers.processes["receiver"].poll() is None and workers.processes["dispatcher"].poll() is None
+    for name in ("receiver", "dispatcher"):
         log = workers.log(name)
         assert "Traceback" not in log and "AssertionError" not in log, f"{name}:\n{log[-3000:]}"
     assert BAD_KEY in workers.log("receiver")
@@ -137,7 +159,7 @@ def test_five_students_cost_one_server_settings_call_per_process(zulip_app: Flas
     zs.add_stream("sandbox", subscribers=[bot])
     students = [zs.add_user(f"s{n}@example.com", f"Student {n}") for n in range(5)]
     workers.start("receiver", "app.workers.receiver")
-    workers.start("poller", "app.workers.poller")
+    workers.start("dispatcher", "app.workers.dispatcher")
     wait_until(lambda: bool(zs.queue_ids(bot)), 60, "the receiver to register")
     for student in students:
         _dm(zs, student, bot, "start zulip-basics")
@@ -149,10 +171,10 @@ def test_five_students_cost_one_server_settings_call_per_process(zulip_app: Flas
     wait_until(lambda: all(len(_replies(zs, s, bot)) >= 3 for s in students), 60, "every check's answer")
     calls = [r for r in zs.request_log if r.path == "/api/v1/server_settings" and r.user_id == bot.id]
     checks = [r for r in zs.request_log if r.user_id == bot.id and "subscriptions" in r.path]
-    print(f"\nGET /server_settings by the bot: {len(calls)} (receiver, poller and core processes); "
+    print(f"\nGET /server_settings by the bot: {len(calls)} (receiver, dispatcher and core processes); "
           f"subscription checks: {len(checks)}")
     assert len(checks) >= 5
-    assert len(calls) <= 3  # one client per process: receiver, poller (senders and checks) and the core
+    assert len(calls) <= 3  # one client per process: receiver, dispatcher and the core
 
 
 def _listening() -> list[int]:
@@ -165,23 +187,23 @@ def _listening() -> list[int]:
     return list(pids)
 
 
-def test_a_reply_sender_that_dies_is_started_again_and_replies_keep_leaving(
+def test_a_dispatcher_thread_that_dies_is_started_again_and_replies_keep_leaving(
         zulip_app: Flask, zs: ZulipTestServer, bot: User, workers: Workers, client: FlaskClient) -> None:
     student = zs.add_user("max@example.com", "Max Student")
     workers.start("receiver", "app.workers.receiver")
-    workers.start("poller", "app.workers.poller")
+    workers.start("dispatcher", "app.workers.dispatcher")
     wait_until(lambda: bool(zs.queue_ids(bot)), 60, "the receiver to register")
     wait_until(lambda: len(_listening()) >= 1, 60, "the reply senders to listen")
     # The database drops the senders' LISTEN connections (as a PostgreSQL restart would): the threads end.
     for pid in _listening():
         db.session.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
     db.session.commit()
-    wait_until(lambda: int(str(_health_worker(client, "reply-senders").get("restarts", 0))) >= 1, 60,
-               "the poller to start the senders again")
+    wait_until(lambda: int(str(_health_worker(client, "dispatcher").get("restarts", 0))) >= 1, 60,
+               "the dispatcher to start its thread again")
     _dm(zs, student, bot, "help")
     wait_until(lambda: len(_replies(zs, student, bot)) == 1, 30, "the reply, through a restarted sender")
-    senders = _health_worker(client, "reply-senders")
+    senders = _health_worker(client, "dispatcher")
     assert senders["alive"] == senders["threads"]
-    log = workers.log("poller")
+    log = workers.log("dispatcher")
     assert "stopped unexpectedly" in log and "starting it again" in log
-    assert workers.processes["poller"].poll() is None
+    assert workers.processes["dispatcher"].poll() is None

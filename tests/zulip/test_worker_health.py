@@ -39,9 +39,10 @@ def test_health_is_degraded_while_a_worker_is_stopped_and_ok_again_once_it_runs(
         update={"worker_stale_seconds": STALE_SECONDS})
     workers.start("receiver", "app.workers.receiver")
     workers.start("poller", "app.workers.poller")
+    workers.start("dispatcher", "app.workers.dispatcher")
     body = _becomes(client, 200, [], "every worker beating")
     assert {name: worker["status"] for name, worker in body["components"]["workers"].items()} == {
-        "poller": "ok", "receiver": "ok", "reply-senders": "ok"}
+        "dispatcher": "ok", "poller": "ok", "receiver": "ok"}
 
     workers.kill("receiver")
     body = _becomes(client, 503, ["receiver"], "the killed receiver stale")
@@ -49,7 +50,7 @@ def test_health_is_degraded_while_a_worker_is_stopped_and_ok_again_once_it_runs(
     workers.start("receiver", "app.workers.receiver")
     _becomes(client, 200, [], "the restarted receiver beating")
 
-    workers.stop("poller")  # the reply senders are the poller's threads: they go with it
-    body = _becomes(client, 503, ["poller", "reply-senders"], "the stopped poller and its senders stale")
-    workers.start("poller", "app.workers.poller")
-    _becomes(client, 200, [], "the restarted poller beating")
+    workers.stop("dispatcher")
+    body = _becomes(client, 503, ["dispatcher"], "the stopped dispatcher stale")
+    workers.start("dispatcher", "app.workers.dispatcher")
+    _becomes(client, 200, [], "the restarted dispatcher beating")

@@ -1,4 +1,4 @@
-"""Each worker serves its own /metrics on 127.0.0.1: the poller's reply senders count what reached Zulip."""
+"""Each worker serves its own /metrics on 127.0.0.1: the dispatcher counts what reached Zulip."""
 
 from __future__ import annotations
 
@@ -30,12 +30,12 @@ def _answers(port: int) -> bool:
     return True
 
 
-def test_the_pollers_metrics_count_the_replies_its_senders_delivered(
+def test_the_dispatchers_metrics_count_the_replies_it_delivered(
         zulip_app: Flask, zs: ZulipTestServer, bot: User, workers: Workers, client: FlaskClient) -> None:
     port = free_port()
-    workers.env["LESSONBOT_METRICS_PORT_POLLER"] = str(port)
-    workers.start("poller", "app.workers.poller")
-    wait_until(lambda: _answers(port), 30, "the poller's /metrics")
+    workers.env["LESSONBOT_METRICS_PORT_DISPATCHER"] = str(port)
+    workers.start("dispatcher", "app.workers.dispatcher")
+    wait_until(lambda: _answers(port), 30, "the dispatcher's /metrics")
     student = zs.add_user("ann@example.com", "Ann")
     for number in range(3):
         post_message(client, student.email, "help", message_id=f"w-{number}")

@@ -7,13 +7,13 @@ from datetime import timedelta
 from flask import Flask
 
 from app.db import db, utcnow
+from app.loop import StopFlag
 from app.runs.models import LessonRun, RunStatus
 from app.settings import Settings
-from app.workers.base import StopFlag
 from app.workers.poller import Poller
 from app.zulip.connect import connect
-from app.zulip.delivery import ReplyDelivery
 from app.zulip.receiver import CoreClient, Receiver
+from tests.helpers import zulip_dispatcher
 from tests.zulip_server.models import User
 from tests.zulip_server.server import ZulipTestServer
 
@@ -28,7 +28,7 @@ class ZulipStudent:
         self.receiver = Receiver(connect(settings), connect(settings), core, StopFlag())
         self.receiver.load_progress()
         self.receiver.register_and_backfill()
-        self.delivery = ReplyDelivery(connect(settings), settings)
+        self.delivery = zulip_dispatcher(settings)
         self.seen = 0
 
     def say(self, text: str) -> str:
@@ -37,7 +37,7 @@ class ZulipStudent:
         return self.replies()
 
     def replies(self) -> str:
-        self.delivery.run_once()
+        self.delivery.deliver_due()
         mine = [m.content for m in self.zs.messages_to(self.user) if m.sender.id == self.bot.id]
         fresh, self.seen = mine[self.seen:], len(mine)
         return "\n".join(fresh)

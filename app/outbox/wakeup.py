@@ -1,7 +1,7 @@
-"""Waking the reply sender when a reply is committed: PostgreSQL LISTEN/NOTIFY.
+"""Waking the outbox dispatcher when an item is committed: PostgreSQL LISTEN/NOTIFY.
 
 A trigger on the outbox (migration 0002) notifies ``lessonbot_outbox`` when a
-transaction that queued something commits; the sender waits on that instead of
+transaction that queued something commits; the dispatcher waits on that instead of
 sleeping, so a reply leaves within moments of its commit.
 """
 

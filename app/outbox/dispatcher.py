@@ -1,0 +1,255 @@
+"""The outbox dispatcher: every pending effect delivered by its kind's handler, each exactly once.
+
+Each feature registers a :class:`Handler` for its kinds (chat replies in app/zulip/, ops
+alerts in app/alerts/, grades and sheet rows in app/grading/, admin jobs in app/admin/);
+the dispatcher owns the rest:
+
+- **Claims.** Due items are selected ``FOR UPDATE SKIP LOCKED``, so several dispatchers
+  (processes or threads) never take the same item.
+- **Order.** An ordered handler's items form one queue per student (items of no student
+  form one queue of their own): only a queue's oldest pending item is ever a candidate,
+  and the dispatcher delivering a queue holds its advisory lock until that item's
+  outcome is committed. A handler may commit in the middle of an attempt (a chat reply
+  is marked in flight before it leaves), and the queue still stays with it. An item that
+  must wait holds back the later ones of its queue, never another queue.
+- **Isolation.** A handler that raises is logged, its item rescheduled with the one
+  back-off, and the next item goes on; :class:`Unavailable` (the platform refuses us as a
+  whole, e.g. a rotated key) charges no item and pauses that handler only.
+
+After a crash (even SIGKILL) the advisory locks go with the dead process's connections,
+and what a handler committed before its external call tells the next attempt to look
+before it repeats anything.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Protocol
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import aliased
+
+from app.db import db, is_postgresql, utcnow
+from app.loop import StopFlag, advisory_unlock, backoff, isolated, try_advisory_lock
+from app.outbox.models import OutboxItem, OutboxKind, OutboxStatus
+
+log = logging.getLogger(__name__)
+BATCH = 50  # items per handler and pass, so every handler gets its turn
+PAUSE_REPORTED_FOR = 10.0  # seconds a pause is still reported after it ends, so /health does not flicker
+CANDIDATES = 20  # queue heads looked at per claim; a head whose queue another dispatcher holds is passed over
+
+
+Queue = tuple[int, int]  # the advisory lock of one queue: (handler's lock class, student id or item id)
+Claimed = tuple[OutboxItem, Queue | None]
+
+
+class Outcome(enum.Enum):
+    """What came of one attempt; the handler has written its consequences onto the item."""
+
+    SENT = "sent"  # done for good
+    RETRY = "retry"  # tried and failed for now: ``next_attempt_at`` says when to try again
+    WAITING = "waiting"  # not tried: it waits for someone (a link, a sync, an authorization)
+    FAILED = "failed"  # parked with its reason where admins see it; its queue goes on
+    STOPPING = "stopping"  # the process is stopping: nothing was attempted
+
+
+class Unavailable(Exception):
+    """The handler's platform cannot be used at all (unreachable, the key refused): no item's fault.
+
+    The handler leaves the item as it found it (committed); the dispatcher pauses this
+    handler with a back-off and reports the reason in its heartbeat.
+    """
+
+
+class Handler(Protocol):
+    """Delivers one kind of effect. ``deliver`` runs in the dispatcher's transaction, with the item claimed."""
+
+    name: str
+    kinds: tuple[OutboxKind, ...]
+    ordered: bool  # one queue per student, in id order
+    lock_class: int  # the advisory-lock namespace of this handler's queues
+
+    def deliver(self, item: OutboxItem) -> Outcome: ...
+
+
+@dataclass
+class _Pause:
+    errors: int = 0
+    until: float = 0.0
+    reason: str | None = None
+
+
+@dataclass
+class Dispatcher:
+    """One dispatcher: one database session, one lock connection. Several may run, in threads or processes."""
+
+    handlers: Sequence[Handler]
+    stop: StopFlag = field(default_factory=StopFlag)
+    _pauses: dict[str, _Pause] = field(default_factory=dict)
+    _locks: Connection | None = None
+
+    def run_once(self) -> bool:
+        """One pass over every handler; True if any item was attempted."""
+        return self.deliver_due() > 0
+
+    def deliver_due(self) -> int:
+        """Deliver what is due, up to BATCH items per handler; the number of attempts made."""
+        done = 0
+        for handler in self.handlers:
+            if self._paused(handler):
+                continue
+            count = 0
+            while count < BATCH and not self.stop.stopping:
+                result = self.process_one(handler)
+                if result is None:
+                    break
+                count += 1
+                if result[1] is Outcome.STOPPING or self._paused(handler):
+                    break
+            done += count
+        return done
+
+    def process_one(self, handler: Handler, *, due_only: bool = True,
+                    exclude: Sequence[int] = ()) -> tuple[int, Outcome | None] | None:
+        """Claim one item of ``handler`` and deliver it; (id, outcome), outcome None if it crashed.
+        None when there is nothing to claim. ``due_only=False`` takes items before their time (``grades sync``)."""
+        claimed = self._claim(handler, due_only, exclude)
+        if claimed is None:
+            return None
+        item, queue = claimed
+        item_id = item.id
+        try:
+            return item_id, self._deliver(handler, item)
+        finally:
+            db.session.rollback()
+            self._unlock(queue)
+
+    def _deliver(self, handler: Handler, item: OutboxItem) -> Outcome | None:
+        """One attempt, its outcome committed; a crash is rescheduled and the caller goes on."""
+        item_id = item.id
+
+        def attempt() -> Outcome:
+            try:
+                outcome = handler.deliver(item)
+            except Unavailable as error:
+                db.session.rollback()
+                self._pause(handler, str(error))
+                return Outcome.WAITING
+            db.session.commit()
+            self._pauses.pop(handler.name, None)
+            return outcome
+
+        return isolated(f"outbox {item_id} ({item.kind.value})", attempt,
+                        lambda error: self._reschedule_crashed(item_id, error))
+
+    # --- claims ---------------------------------------------------------------------------------
+
+    def _claim(self, handler: Handler, due_only: bool, exclude: Sequence[int]) -> Claimed | None:
+        """The first candidate whose queue is free, its row and queue locked; None if there is none."""
+        query = sa.select(OutboxItem).where(OutboxItem.kind.in_(handler.kinds), OutboxItem.status == OutboxStatus.PENDING)
+        if due_only:
+            query = query.where(OutboxItem.next_attempt_at <= utcnow())
+        if exclude:
+            query = query.where(OutboxItem.id.not_in(exclude))
+        if handler.ordered:
+            query = query.where(~_earlier_pending(handler))
+        query = query.order_by(OutboxItem.next_attempt_at, OutboxItem.id).limit(CANDIDATES if handler.ordered else 1)
+        if not is_postgresql():
+            item = db.session.scalars(query.limit(1)).first()
+            if item is None:
+                db.session.rollback()
+            return (item, None) if item is not None else None
+        for item in db.session.scalars(query.with_for_update(skip_locked=True)).all():
+            queue = (handler.lock_class, (item.student_id or 0) if handler.ordered else item.id)
+            if try_advisory_lock(self._lock_connection(), queue):
+                if not handler.ordered or self._still_first(handler, item):
+                    return item, queue
+                self._unlock(queue)
+        db.session.rollback()
+        return None
+
+    @staticmethod
+    def _still_first(handler: Handler, item: OutboxItem) -> bool:
+        """Whether ``item`` is still its queue's oldest pending item, seen now that the queue is ours
+        (the claim's snapshot may predate the commit of an item the queue's last holder rescheduled)."""
+        earlier = sa.select(OutboxItem.id).where(
+            OutboxItem.kind.in_(handler.kinds), OutboxItem.status == OutboxStatus.PENDING, OutboxItem.id < item.id,
+            sa.func.coalesce(OutboxItem.student_id, 0) == (item.student_id or 0)).limit(1)
+        return db.session.scalar(earlier) is None
+
+    def _lock_connection(self) -> Connection:
+        if self._locks is None:
+            self._locks = db.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        return self._locks
+
+    def _unlock(self, queue: Queue | None) -> None:
+        if queue is not None and self._locks is not None:
+            advisory_unlock(self._locks, queue)
+
+    def __enter__(self) -> Dispatcher:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Give every queue back: the locks belong to the database session, so close it (or drop it)."""
+        if self._locks is None:
+            return
+        try:
+            self._locks.close()
+        except sa.exc.DBAPIError:
+            self._locks.invalidate()
+        self._locks = None
+
+    # --- failures -------------------------------------------------------------------------------
+
+    def _reschedule_crashed(self, item_id: int, error: Exception) -> None:
+        db.session.rollback()
+        item = db.session.get(OutboxItem, item_id)
+        if item is not None:
+            item.attempts += 1
+            item.last_error = f"{error.__class__.__name__}: {error}"[:2000]
+            item.next_attempt_at = utcnow() + timedelta(seconds=backoff(item.attempts, initial=2.0, maximum=600.0))
+            db.session.commit()
+
+    def _pause(self, handler: Handler, reason: str) -> None:
+        pause = self._pauses.setdefault(handler.name, _Pause())
+        pause.errors += 1
+        delay = backoff(pause.errors, initial=1.0, maximum=60.0)
+        pause.until, pause.reason = time.monotonic() + delay, reason
+        log.error("%s: %s; trying again in %.0f s", handler.name, reason, delay)
+
+    def _paused(self, handler: Handler) -> bool:
+        pause = self._pauses.get(handler.name)
+        return pause is not None and time.monotonic() < pause.until
+
+    def errors(self) -> dict[str, str]:
+        """For the heartbeat: each handler paused now or a moment ago (between two pauses it is tried again), and why."""
+        now = time.monotonic()
+        return {name: pause.reason for name, pause in self._pauses.items()
+                if pause.reason and now < pause.until + PAUSE_REPORTED_FOR}
+
+    def next_due_in(self) -> float | None:
+        """Seconds until the earliest pending item of a handler not paused is due (None: nothing pending)."""
+        kinds = [kind for handler in self.handlers if not self._paused(handler) for kind in handler.kinds]
+        if not kinds:
+            return None
+        due = db.session.scalar(sa.select(sa.func.min(OutboxItem.next_attempt_at)).where(
+            OutboxItem.kind.in_(kinds), OutboxItem.status == OutboxStatus.PENDING))
+        db.session.rollback()
+        return None if due is None else max((due - utcnow()).total_seconds(), 0.0)
+
+
+def _earlier_pending(handler: Handler) -> Any:
+    """An older pending item in the same queue (same student, or both of none) exists."""
+    earlier = aliased(OutboxItem)
+    return sa.exists().where(earlier.kind.in_(handler.kinds), earlier.status == OutboxStatus.PENDING,
+                             earlier.id < OutboxItem.id,
+                             sa.func.coalesce(earlier.student_id, 0) == sa.func.coalesce(OutboxItem.student_id, 0))
