@@ -1,0 +1,358 @@
+"""The endpoints: each takes a `Call` and returns (status, JSON body or None for an empty answer)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from .hub import ApiError, Hub, not_found, unprocessable
+from .models import Account, App, Installation, Issue, Repo, now_iso
+from .shapes import Json, Urls
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who a request is from: the App (JWT), one of its installations (token) or a user (token)."""
+
+    kind: Literal["app", "installation", "user"]
+    app: App | None = None
+    installation: Installation | None = None
+    user: Account | None = None
+    token_expires_at: float | None = None
+
+    @property
+    def rate_key(self) -> str:
+        if self.installation is not None:
+            return f"installation:{self.installation.id}"
+        if self.user is not None:
+            return f"user:{self.user.login}"
+        return f"app:{self.app.id if self.app else 0}"
+
+    @property
+    def actor(self) -> Account:
+        """The account that a write is made as (an installation acts as the App's bot)."""
+        if self.user is not None:
+            return self.user
+        if self.installation is not None:
+            return self.installation.app.bot
+        raise ApiError(403, "A JSON web token could not be used for this request; use an installation token")
+
+
+@dataclass
+class Call:
+    hub: Hub
+    urls: Urls
+    caller: Caller
+    query: dict[str, str]
+    body: Any
+    path_args: dict[str, Any]
+
+    def field(self, name: str, default: Any = None) -> Any:
+        value = self.body.get(name, default) if isinstance(self.body, dict) else default
+        return value
+
+    def required(self, name: str) -> Any:
+        value = self.field(name)
+        if value is None:
+            raise unprocessable("Invalid request.", errors=[f'"{name}" wasn\'t supplied.'])
+        return value
+
+
+Answer = tuple[int, Any]
+View = Callable[[Call], Answer]
+
+
+def _require(call: Call, *kinds: str) -> None:
+    if call.caller.kind not in kinds:
+        if call.caller.kind == "app":
+            raise ApiError(401, "A JSON web token could not be decoded")
+        raise ApiError(401, "'Authorization' header is using an invalid format; use a JSON web token")
+
+
+def _repo(call: Call, owner_key: str = "owner", name_key: str = "repo", *, write: bool = False) -> Repo:
+    """The repository named in the path, if the caller may see it (GitHub answers 404 otherwise)."""
+    repo = call.hub.repo(call.path_args[owner_key], call.path_args[name_key])
+    caller = call.caller
+    if caller.installation is not None and caller.installation.account.id == repo.owner.id:
+        return repo
+    if caller.user is not None and (caller.user.login in repo.collaborators or caller.user.id == repo.owner.id):
+        return repo
+    if caller.user is not None and not repo.private and not write:
+        return repo
+    raise not_found()
+
+
+# -- the App ------------------------------------------------------------------
+
+
+def get_app(call: Call) -> Answer:
+    _require(call, "app")
+    assert call.caller.app is not None
+    return 200, call.urls.app(call.caller.app)
+
+
+def get_org_installation(call: Call) -> Answer:
+    _require(call, "app")
+    assert call.caller.app is not None
+    return 200, call.urls.installation(call.hub.installation_for(call.caller.app, call.path_args["org"]))
+
+
+def create_installation_token(call: Call) -> Answer:
+    _require(call, "app")
+    assert call.caller.app is not None
+    token = call.hub.issue_token(call.caller.app, int(call.path_args["installation_id"]))
+    return 201, {"token": token.token, "expires_at": now_iso(token.expires_at),
+                 "permissions": dict(call.caller.app.permissions), "repository_selection": "all"}
+
+
+def rate_limit_view(call: Call) -> Answer:
+    raise AssertionError("answered by the API itself, which keeps the counts")
+
+
+# -- users --------------------------------------------------------------------
+
+
+def get_user(call: Call) -> Answer:
+    _require(call, "user")
+    assert call.caller.user is not None
+    return 200, call.urls.private_user(call.caller.user)
+
+
+def list_invitations(call: Call) -> Answer:
+    _require(call, "user")
+    mine = [i for i in call.hub.invitations.values() if i.invitee is call.caller.user]
+    return 200, [call.urls.invitation(invitation) for invitation in mine]
+
+
+def accept_invitation(call: Call) -> Answer:
+    _require(call, "user")
+    assert call.caller.user is not None
+    call.hub.accept(call.caller.user, int(call.path_args["invitation_id"]))
+    return 204, None
+
+
+# -- repositories -------------------------------------------------------------
+
+
+def generate_repo(call: Call) -> Answer:
+    _require(call, "installation", "user")
+    template = _repo(call, "template_owner", "template_repo")
+    owner = call.hub.account(call.field("owner") or call.caller.actor.login)
+    if call.caller.installation is not None and owner.id != call.caller.installation.account.id:
+        raise ApiError(403, "Resource not accessible by integration")
+    repo = call.hub.generate(template, owner, call.required("name"), call.field("description"),
+                             bool(call.field("private", False)))
+    return 201, call.urls.repository(repo)
+
+
+def get_repo(call: Call) -> Answer:
+    return 200, call.urls.repository(_repo(call))
+
+
+def check_collaborator(call: Call) -> Answer:
+    repo = _repo(call)
+    login = call.path_args["username"]
+    is_one = login.lower() in {c.lower() for c in repo.collaborators} or login.lower() == repo.owner.login.lower()
+    if not is_one:
+        raise not_found()
+    return 204, None
+
+
+def add_collaborator(call: Call) -> Answer:
+    repo = _repo(call, write=True)
+    invitee = call.hub.account(call.path_args["username"])
+    # The request names push/pull, the invitation says write/read, as on GitHub.
+    permission = {"push": "write", "pull": "read"}.get(call.field("permission", "push"), call.field("permission"))
+    invitation = call.hub.invite(repo, invitee, call.caller.actor, permission)
+    if invitation is None:
+        return 204, None
+    return 201, call.urls.invitation(invitation)
+
+
+# -- git data and contents ------------------------------------------------------
+
+
+def get_ref(call: Call) -> Answer:
+    repo = _repo(call)
+    ref = call.path_args["ref"]
+    if not ref.startswith("heads/") or ref.removeprefix("heads/") not in repo.branches:
+        raise not_found()
+    return 200, call.urls.git_ref(repo, ref.removeprefix("heads/"))
+
+
+def create_ref(call: Call) -> Answer:
+    repo = _repo(call, write=True)
+    ref, sha = str(call.required("ref")), str(call.required("sha"))
+    if not ref.startswith("refs/heads/") or ref.count("/") < 2:
+        raise unprocessable("Reference name must start with 'refs/' and have at least two slashes.")
+    branch = ref.removeprefix("refs/heads/")
+    if branch in repo.branches:
+        raise unprocessable("Reference already exists")
+    if sha not in repo.commits:
+        raise unprocessable("Object does not exist")
+    repo.branches[branch] = sha
+    repo.pushed_at = time.time()
+    return 201, call.urls.git_ref(repo, branch)
+
+
+def get_content(call: Call) -> Answer:
+    repo = _repo(call)
+    ref = call.query.get("ref") or repo.default_branch
+    commit = repo.tip(ref) or repo.commits.get(ref)
+    path = call.path_args["path"].strip("/")
+    if commit is None or path not in commit.tree:
+        raise not_found()
+    return 200, call.urls.content_file(repo, path, commit.tree[path], ref)
+
+
+def put_content(call: Call) -> Answer:
+    repo = _repo(call, write=True)
+    path = call.path_args["path"].strip("/")
+    branch = call.field("branch") or repo.default_branch
+    try:
+        data = base64.b64decode(str(call.required("content")), validate=True)
+    except binascii.Error:
+        raise unprocessable("content is not valid Base64") from None
+    tip = repo.tip(branch)
+    if tip is None:
+        raise unprocessable(f"Branch {branch} not found")
+    existed = path in tip.tree
+    if existed and call.field("sha") is None:
+        raise unprocessable("Invalid request.", errors=['"sha" wasn\'t supplied.'])
+    commit = repo.commit_on(branch, {**tip.tree, path: data}, str(call.required("message")), call.caller.actor)
+    if branch == repo.default_branch:
+        call.hub.close_referenced(repo, [commit.message], call.caller.actor)
+    return (200 if existed else 201), call.urls.file_commit(repo, path, commit, branch)
+
+
+# -- pull requests and issues --------------------------------------------------
+
+
+def _pull(call: Call, repo: Repo) -> Issue:
+    issue = repo.issues.get(int(call.path_args["pull_number"]))
+    if issue is None or not issue.is_pull:
+        raise not_found()
+    return issue
+
+
+def _issue(call: Call, repo: Repo) -> Issue:
+    issue = repo.issues.get(int(call.path_args["issue_number"]))
+    if issue is None:
+        raise not_found()
+    return issue
+
+
+def _state_filter(call: Call) -> Callable[[Issue], bool]:
+    state = call.query.get("state", "open")
+    return lambda issue: state == "all" or issue.state == state
+
+
+def _page(call: Call, items: list[Issue]) -> list[Issue]:
+    """Newest first, as GitHub lists them by default; `per_page` and `page`."""
+    per_page = min(int(call.query.get("per_page", 30)), 100)
+    page = max(int(call.query.get("page", 1)), 1)
+    ordered = sorted(items, key=lambda issue: issue.created_at, reverse=True)
+    return ordered[(page - 1) * per_page:page * per_page]
+
+
+def list_pulls(call: Call) -> Answer:
+    repo = _repo(call)
+    wanted = _state_filter(call)
+    head = call.query.get("head")
+    base = call.query.get("base")
+    found = [
+        issue for issue in repo.issues.values()
+        if issue.is_pull and wanted(issue) and (not base or issue.base == base)
+        and (not head or f"{repo.owner.login}:{issue.head}".lower() == head.lower())
+    ]
+    return 200, [call.urls.pull_simple(repo, pull) for pull in _page(call, found)]
+
+
+def create_pull(call: Call) -> Answer:
+    repo = _repo(call, write=True)
+    pull = call.hub.open_pull(repo, call.caller.actor, str(call.required("title")), str(call.required("head")),
+                              str(call.required("base")), call.field("body"))
+    return 201, call.urls.pull(repo, pull)
+
+
+def get_pull(call: Call) -> Answer:
+    repo = _repo(call)
+    return 200, call.urls.pull(repo, _pull(call, repo))
+
+
+def merge_pull(call: Call) -> Answer:
+    repo = _repo(call, write=True)
+    pull = _pull(call, repo)
+    method = call.field("merge_method", "merge")
+    if method not in ("merge", "squash"):
+        raise ApiError(405, f"{method} merges are not allowed on this repository")
+    sha = call.hub.merge(repo, pull, call.caller.actor, method, call.field("commit_title"))
+    return 200, {"sha": sha, "merged": True, "message": "Pull Request successfully merged"}
+
+
+def list_issues(call: Call) -> Answer:
+    repo = _repo(call)
+    wanted = _state_filter(call)
+    found = [issue for issue in repo.issues.values() if wanted(issue)]
+    return 200, [call.urls.issue(repo, issue) for issue in _page(call, found)]
+
+
+def create_issue(call: Call) -> Answer:
+    repo = _repo(call, write=True)
+    labels = [label if isinstance(label, str) else str(label.get("name")) for label in call.field("labels") or []]
+    issue = call.hub.open_issue(repo, call.caller.actor, str(call.required("title")), call.field("body"), labels)
+    return 201, call.urls.issue(repo, issue)
+
+
+def get_issue(call: Call) -> Answer:
+    repo = _repo(call)
+    return 200, call.urls.issue(repo, _issue(call, repo))
+
+
+def update_issue(call: Call) -> Answer:
+    repo = _repo(call, write=True)
+    issue = _issue(call, repo)
+    state = call.field("state")
+    if state == "closed" and issue.state == "open":
+        issue.close(call.caller.actor, call.field("state_reason") or "completed")
+    elif state == "open" and issue.state == "closed":
+        issue.state, issue.state_reason, issue.closed_at, issue.closed_by = "open", "reopened", None, None
+    if call.field("title") is not None:
+        issue.title = str(call.field("title"))
+    if call.field("labels") is not None:
+        issue.labels = [str(label) for label in call.field("labels")]
+    issue.updated_at = time.time()
+    return 200, call.urls.issue(repo, issue)
+
+
+ROUTES: list[tuple[str, str, View]] = [
+    ("/app", "GET", get_app),
+    ("/orgs/<org>/installation", "GET", get_org_installation),
+    ("/app/installations/<int:installation_id>/access_tokens", "POST", create_installation_token),
+    ("/rate_limit", "GET", rate_limit_view),
+    ("/user", "GET", get_user),
+    ("/user/repository_invitations", "GET", list_invitations),
+    ("/user/repository_invitations/<int:invitation_id>", "PATCH", accept_invitation),
+    ("/repos/<template_owner>/<template_repo>/generate", "POST", generate_repo),
+    ("/repos/<owner>/<repo>", "GET", get_repo),
+    ("/repos/<owner>/<repo>/collaborators/<username>", "GET", check_collaborator),
+    ("/repos/<owner>/<repo>/collaborators/<username>", "PUT", add_collaborator),
+    ("/repos/<owner>/<repo>/git/ref/<path:ref>", "GET", get_ref),
+    ("/repos/<owner>/<repo>/git/refs", "POST", create_ref),
+    ("/repos/<owner>/<repo>/contents/<path:path>", "GET", get_content),
+    ("/repos/<owner>/<repo>/contents/<path:path>", "PUT", put_content),
+    ("/repos/<owner>/<repo>/pulls", "GET", list_pulls),
+    ("/repos/<owner>/<repo>/pulls", "POST", create_pull),
+    ("/repos/<owner>/<repo>/pulls/<int:pull_number>", "GET", get_pull),
+    ("/repos/<owner>/<repo>/pulls/<int:pull_number>/merge", "PUT", merge_pull),
+    ("/repos/<owner>/<repo>/issues", "GET", list_issues),
+    ("/repos/<owner>/<repo>/issues", "POST", create_issue),
+    ("/repos/<owner>/<repo>/issues/<int:issue_number>", "GET", get_issue),
+    ("/repos/<owner>/<repo>/issues/<int:issue_number>", "PATCH", update_issue),
+]
+
+
