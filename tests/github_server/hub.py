@@ -18,6 +18,10 @@ from .models import Account, App, Installation, InstallationToken, Invitation, I
 DOCS = "https://docs.github.com/rest"
 DEFAULT_PERMISSIONS = {"administration": "write", "contents": "write", "pull_requests": "write", "issues": "write",
                        "members": "read", "metadata": "read", "actions": "read"}
+# Ids are unique across servers in one process, as GitHub's are: githubkit caches installation
+# tokens by App and installation id, so two servers must never share those.
+_IDS = itertools.count(1001)
+_IDS_LOCK = threading.Lock()
 DEFAULT_EVENTS = ["pull_request", "pull_request_review", "issues", "push", "workflow_run", "member"]
 
 
@@ -42,7 +46,6 @@ class Hub:
     def __init__(self, token_lifetime_seconds: float = 3600.0) -> None:
         self.lock = threading.RLock()
         self.token_lifetime_seconds = token_lifetime_seconds
-        self._ids = itertools.count(1001)
         self.accounts: dict[str, Account] = {}
         self.apps: dict[int, App] = {}
         self.installations: dict[int, Installation] = {}
@@ -51,7 +54,8 @@ class Hub:
         self.invitations: dict[int, Invitation] = {}
 
     def next_id(self) -> int:
-        return next(self._ids)
+        with _IDS_LOCK:
+            return next(_IDS)
 
     # -- accounts, the App ------------------------------------------------------
 

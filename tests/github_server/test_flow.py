@@ -6,6 +6,7 @@ import base64
 
 import pytest
 from githubkit import AppInstallationAuthStrategy, GitHub
+from githubkit.cache import MemCacheStrategy
 from githubkit.exception import RequestFailed
 
 from .server import GitHubTestServer
@@ -13,7 +14,7 @@ from .server import GitHubTestServer
 
 def app_client(gh: GitHubTestServer) -> GitHub[AppInstallationAuthStrategy]:
     auth = AppInstallationAuthStrategy(gh.app.id, gh.private_key_pem.decode(), gh.installation.id)
-    return GitHub(auth, base_url=gh.url, http_cache=False, auto_retry=False)
+    return GitHub(auth, base_url=gh.url, http_cache=False, auto_retry=False, cache_strategy=MemCacheStrategy())
 
 
 def test_the_app_generates_a_repository_and_the_invited_student_opens_and_merges_a_pull_request(

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from .hub import ApiError, Hub, not_found, unprocessable
 from .models import Account, App, Installation, Issue, Repo, now_iso
-from .shapes import Json, Urls
+from .shapes import Urls
 
 
 @dataclass(frozen=True)
