@@ -17,7 +17,7 @@ from app.lessons.catalog import Catalog
 from app.lessons.checks import CheckResult
 from app.lessons.commands import COMMANDS, Command, normalize_text, parse
 from app.lessons.engine import Checker, PassedStep, RunState, current_step, default_checker, evaluate, status_text, step_text
-from app.lessons.platforms import Workspace
+from app.lessons.platforms import NotReady, Workspace
 from app.lessons.schema import Lesson
 
 __all__ = ["COMMANDS", "ChatState", "Command", "Outcome", "RunEnded", "StepNote", "handle", "parse", "restarted_by_admin",
@@ -100,7 +100,10 @@ def _lessons(command: Command, state: ChatState, catalog: Catalog, *_: object) -
 
 
 def _begin(lesson: Lesson, state: ChatState, workspace: Workspace, texts: list[Text]) -> Outcome:
-    prepared = workspace.prepare(lesson, state.student_email)
+    try:
+        prepared = workspace.prepare(lesson, state.student_email)
+    except NotReady as not_ready:
+        return Outcome(state, [not_ready.text])
     run = RunState(lesson.id, context=prepared.context)
     texts += [*prepared.texts, step_text(lesson, 0)]
     return Outcome(replace(state, run=run, last_lesson_id=lesson.id), texts, started=run)
@@ -199,6 +202,8 @@ def _begin_again(lesson: Lesson, state: ChatState, workspace: Workspace, intro: 
     """The active run (if any) ends as stopped and a new run of the lesson starts at step 1."""
     ended = RunEnded("stopped") if state.run else None
     outcome = _begin(lesson, replace(state, run=None), workspace, [intro])
+    if outcome.started is None:  # the platform is not ready: the active run goes on
+        return Outcome(state, outcome.texts)
     outcome.ended = ended
     return outcome
 
@@ -223,6 +228,11 @@ def _lang(command: Command, state: ChatState, *_: object) -> Outcome:
 
 
 def _link(command: Command, state: ChatState, catalog: Catalog, workspace: Workspace, _: Checker) -> Outcome:
+    platform, _space, login = command.argument.partition(" ")
+    if platform == "github" and login:
+        return Outcome(state, workspace.link_github(state.student_email, login))
+    if command.argument:
+        return Outcome(state, [Text("link.usage")])
     url = workspace.link_url(state.student_email)
     return Outcome(state, [Text("link.url", url=url) if url else Text("link.unavailable")])
 

@@ -58,7 +58,7 @@ class Call:
     def required(self, name: str) -> Any:
         value = self.field(name)
         if value is None:
-            raise unprocessable("Invalid request.", errors=[f'"{name}" wasn\'t supplied.'])
+            raise unprocessable(f'Invalid request.\n\n"{name}" wasn\'t supplied.')
         return value
 
 
@@ -222,7 +222,7 @@ def put_content(call: Call) -> Answer:
         raise unprocessable(f"Branch {branch} not found")
     existed = path in tip.tree
     if existed and call.field("sha") is None:
-        raise unprocessable("Invalid request.", errors=['"sha" wasn\'t supplied.'])
+        raise unprocessable('Invalid request.\n\n"sha" wasn\'t supplied.')
     commit = repo.commit_on(branch, {**tip.tree, path: data}, str(call.required("message")), call.caller.actor)
     if branch == repo.default_branch:
         call.hub.close_referenced(repo, [commit.message], call.caller.actor)
