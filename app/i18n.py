@@ -24,7 +24,8 @@ MESSAGES: dict[str, dict[str, str]] = {
             "- `стоп` (`stop`): закончить урок без оценки\n"
             "- `заново` (`restart`): начать текущий урок с первого шага\n"
             "- `язык en` (`lang ru|en`): язык ответов\n"
-            "- `связать` (`link`): связать аккаунт Google для оценок в Classroom"
+            "- `связать` (`link`): связать аккаунт Google для оценок в Classroom\n"
+            "- `связать github <логин>` (`link github <login>`): ваш логин на GitHub для уроков по GitHub"
         ),
         "en": (
             "I am Lessonbot and I run interactive lessons. Commands:\n"
@@ -36,7 +37,8 @@ MESSAGES: dict[str, dict[str, str]] = {
             "- `stop`: end the lesson without a grade\n"
             "- `restart`: start the current lesson again from step 1\n"
             "- `lang ru|en`: the language of my answers\n"
-            "- `link`: connect your Google account for grades in Classroom"
+            "- `link`: connect your Google account for grades in Classroom\n"
+            "- `link github <login>`: your GitHub login, for the GitHub lessons"
         ),
     },
     "unknown": {
