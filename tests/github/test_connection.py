@@ -112,3 +112,11 @@ def test_tokens_and_keys_never_reach_the_log(gh: GitHubTestServer) -> None:
     record = logging.makeLogRecord({"msg": f"calling with {token} and {gh.private_key_pem.decode()}"})
     RedactSecrets().filter(record)
     assert token not in record.getMessage() and "PRIVATE KEY" not in record.getMessage()
+
+
+def test_the_key_may_come_from_the_env_file_with_escaped_newlines(github_app: Flask, gh: GitHubTestServer,
+                                                                   runner: Any) -> None:
+    escaped = gh.private_key_pem.decode().strip().replace("\n", "\\n")  # as the deployment's env file holds it
+    _set(github_app, github_private_key_file=None, github_private_key=SecretStr(escaped))
+    result = runner.invoke(args=["github", "check"])
+    assert result.exit_code == 0, result.output
