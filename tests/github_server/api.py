@@ -170,6 +170,7 @@ class GitHubApi:
         if data is None:
             return Response(b"", status)
         response = _json(data, status)
+        response.headers["X-GitHub-Api-Version-Selected"] = request.headers.get("X-GitHub-Api-Version", "2022-11-28")
         if request.method == "GET" and status == 200:
             return _conditional(request, response)
         return response

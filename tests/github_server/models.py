@@ -100,6 +100,31 @@ class Invitation:
 
 
 @dataclass
+class Review:
+    id: int
+    user: Account
+    state: Literal["APPROVED", "CHANGES_REQUESTED", "COMMENTED"]
+    body: str
+    commit_id: str
+    submitted_at: float = field(default_factory=time.time)
+
+
+@dataclass
+class WorkflowRun:
+    """A run of one workflow file for one push (the server does not run workflows: see `Repo.trigger_workflows`)."""
+
+    id: int
+    run_number: int
+    path: str
+    branch: str
+    commit: Commit
+    conclusion: Literal["success", "failure"]
+    status: str = "completed"
+    event: str = "push"
+    created_at: float = field(default_factory=time.time)
+
+
+@dataclass
 class Issue:
     """An issue or a pull request: they share one numbering, as on GitHub."""
 
@@ -122,6 +147,7 @@ class Issue:
     merged_at: float | None = None
     merged_by: Account | None = None
     merge_commit_sha: str | None = None
+    reviews: list[Review] = field(default_factory=list)
 
     @property
     def is_pull(self) -> bool:
@@ -146,6 +172,7 @@ class Repo:
     branches: dict[str, str] = field(default_factory=dict)
     collaborators: set[str] = field(default_factory=set)
     issues: dict[int, Issue] = field(default_factory=dict)
+    runs: list[WorkflowRun] = field(default_factory=list)
     created_at: float = field(default_factory=time.time)
     updated_at: float = field(default_factory=time.time)
     pushed_at: float = field(default_factory=time.time)
@@ -166,7 +193,21 @@ class Repo:
         self.commits[commit.sha] = commit
         self.branches[branch] = commit.sha
         self.pushed_at = self.updated_at = commit.at
+        self.trigger_workflows(branch)
         return commit
+
+    def trigger_workflows(self, branch: str) -> None:
+        """A push runs each workflow in `.github/workflows/` at the pushed commit.
+
+        The server runs no code: a workflow whose file contains `exit 1` fails, any other succeeds,
+        at once. That is enough for a lesson's "make the workflow pass" step.
+        """
+        commit = self.commits[self.branches[branch]]
+        for path, data in sorted(commit.tree.items()):
+            if path.startswith(".github/workflows/") and path.endswith((".yml", ".yaml")):
+                conclusion: Literal["success", "failure"] = "failure" if b"exit 1" in data else "success"
+                number = len(self.runs) + 1
+                self.runs.append(WorkflowRun(self.id * 1000 + number, number, path, branch, commit, conclusion))
 
     def new_commits(self, tip: str, known: str | None) -> list[Commit]:
         """Commits reachable from `tip` but not from `known`."""

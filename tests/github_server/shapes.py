@@ -12,7 +12,7 @@ import zlib
 from dataclasses import dataclass
 from typing import Any
 
-from .models import Account, App, Commit, Installation, Invitation, Issue, Repo, git_sha, now_iso
+from .models import Account, App, Commit, Installation, Invitation, Issue, Repo, Review, WorkflowRun, git_sha, now_iso
 
 Json = dict[str, Any]
 
@@ -144,7 +144,9 @@ class Urls:
     def label(self, repo: Repo, name: str) -> Json:
         return {"id": zlib.crc32(f"{repo.id}:{name}".encode()), "node_id": node_id("L", zlib.crc32(name.encode())),
                 "url": f"{self.api}/repos/{repo.full_name}/labels/{name}", "name": name, "description": None,
-                "color": "ededed", "default": False}
+                "color": "ededed", "default": False,
+                # Not in the 2022-11-28 description; githubkit's 2026-03-10 models require them.
+                "archived_at": None, "archived_by": None}
 
     def issue(self, repo: Repo, issue: Issue) -> Json:
         api = f"{self.api}/repos/{repo.full_name}/issues/{issue.number}"
@@ -203,6 +205,42 @@ class Urls:
             "rebaseable": None, "mergeable_state": "clean" if pull.state == "open" else "unknown",
             "merged_by": self.user(pull.merged_by) if pull.merged_by else None, "comments": 0, "review_comments": 0,
             "maintainer_can_modify": False, "commits": 1, "additions": 0, "deletions": 0, "changed_files": 0,
+        }
+
+    def review(self, repo: Repo, pull: Issue, review: Review) -> Json:
+        """pull-request-review."""
+        pull_url = f"{self.api}/repos/{repo.full_name}/pulls/{pull.number}"
+        html = f"{self.html}/{repo.full_name}/pull/{pull.number}#pullrequestreview-{review.id}"
+        return {
+            "id": review.id, "node_id": node_id("PRR", review.id), "user": self.user(review.user), "body": review.body,
+            "state": review.state, "html_url": html, "pull_request_url": pull_url, "commit_id": review.commit_id,
+            "submitted_at": now_iso(review.submitted_at), "author_association": association(repo, review.user),
+            "_links": {"html": {"href": html}, "pull_request": {"href": pull_url}},
+        }
+
+    def workflow_run(self, repo: Repo, run: WorkflowRun) -> Json:
+        """workflow-run."""
+        api = f"{self.api}/repos/{repo.full_name}/actions/runs/{run.id}"
+        commit = run.commit
+        person = {"name": commit.author.name or commit.author.login,
+                  "email": f"{commit.author.id}+{commit.author.login}@users.noreply.github.com"}
+        workflow_id = zlib.crc32(run.path.encode())
+        return {
+            "id": run.id, "node_id": node_id("WFR", run.id), "name": run.path.rsplit("/", 1)[-1],
+            "head_branch": run.branch, "head_sha": commit.sha, "path": run.path, "run_number": run.run_number,
+            "run_attempt": 1, "display_title": commit.message.splitlines()[0] if commit.message else "",
+            "event": run.event, "status": run.status, "conclusion": run.conclusion, "workflow_id": workflow_id,
+            "url": api, "html_url": f"{self.html}/{repo.full_name}/actions/runs/{run.id}", "pull_requests": [],
+            "created_at": now_iso(run.created_at), "updated_at": now_iso(run.created_at),
+            "run_started_at": now_iso(run.created_at), "actor": self.user(commit.author),
+            "triggering_actor": self.user(commit.author), "jobs_url": f"{api}/jobs", "logs_url": f"{api}/logs",
+            "check_suite_url": f"{self.api}/repos/{repo.full_name}/check-suites/{run.id}",
+            "artifacts_url": f"{api}/artifacts", "cancel_url": f"{api}/cancel", "rerun_url": f"{api}/rerun",
+            "previous_attempt_url": None,
+            "workflow_url": f"{self.api}/repos/{repo.full_name}/actions/workflows/{workflow_id}",
+            "head_commit": {"id": commit.sha, "tree_id": commit.sha, "message": commit.message,
+                            "timestamp": now_iso(commit.at), "author": person, "committer": person},
+            "repository": self.repository(repo), "head_repository": self.repository(repo),
         }
 
     def _end(self, repo: Repo, branch: str, sha: str | None) -> Json:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from .hub import ApiError, Hub, not_found, unprocessable
-from .models import Account, App, Installation, Issue, Repo, now_iso
+from .models import Account, App, Installation, Issue, Repo, Review, now_iso
 from .shapes import Urls
 
 
@@ -196,6 +196,7 @@ def create_ref(call: Call) -> Answer:
         raise unprocessable("Object does not exist")
     repo.branches[branch] = sha
     repo.pushed_at = time.time()
+    repo.trigger_workflows(branch)
     return 201, call.urls.git_ref(repo, branch)
 
 
@@ -329,6 +330,57 @@ def update_issue(call: Call) -> Answer:
     return 200, call.urls.issue(repo, issue)
 
 
+REVIEW_EVENTS = {"APPROVE": "APPROVED", "REQUEST_CHANGES": "CHANGES_REQUESTED", "COMMENT": "COMMENTED"}
+
+
+def list_reviews(call: Call) -> Answer:
+    repo = _repo(call)
+    pull = _pull(call, repo)
+    return 200, [call.urls.review(repo, pull, review) for review in pull.reviews]
+
+
+def create_review(call: Call) -> Answer:
+    """A submitted review; GitHub refuses approving or requesting changes on one's own pull request."""
+    repo = _repo(call)
+    pull = _pull(call, repo)
+    event = call.field("event")
+    if event not in REVIEW_EVENTS:
+        raise unprocessable("Unprocessable Entity", errors=["A pending review is not supported here: give event"])
+    actor = call.caller.actor
+    if actor.id == pull.user.id and event != "COMMENT":
+        verb = "approve" if event == "APPROVE" else "request changes on"
+        raise unprocessable("Unprocessable Entity", errors=[f"Can not {verb} your own pull request"])
+    if event == "REQUEST_CHANGES" and not call.field("body"):
+        raise unprocessable("Unprocessable Entity", errors=["Review body is required for REQUEST_CHANGES"])
+    assert pull.head is not None
+    review = Review(call.hub.next_id(), actor, REVIEW_EVENTS[event], str(call.field("body") or ""),
+                    repo.branches.get(pull.head, pull.head_sha or ""))
+    pull.reviews.append(review)
+    pull.updated_at = review.submitted_at
+    return 200, call.urls.review(repo, pull, review)
+
+
+def add_labels(call: Call) -> Answer:
+    repo = _repo(call, write=True)
+    issue = _issue(call, repo)
+    given = call.body.get("labels") if isinstance(call.body, dict) else call.body
+    names = [label if isinstance(label, str) else str(label.get("name")) for label in given or []]
+    issue.labels += [name for name in names if name not in issue.labels]
+    issue.updated_at = time.time()
+    return 200, [call.urls.label(repo, name) for name in issue.labels]
+
+
+def list_runs(call: Call) -> Answer:
+    """Workflow runs, newest first; `branch`, `status` (completed/success/failure/…) and `head_sha` filter them."""
+    repo = _repo(call)
+    branch, status, head_sha = call.query.get("branch"), call.query.get("status"), call.query.get("head_sha")
+    runs = [run for run in reversed(repo.runs)
+            if (not branch or run.branch == branch) and (not head_sha or run.commit.sha == head_sha)
+            and (not status or status in (run.status, run.conclusion))]
+    per_page = min(int(call.query.get("per_page", 30)), 100)
+    return 200, {"total_count": len(runs), "workflow_runs": [call.urls.workflow_run(repo, run) for run in runs[:per_page]]}
+
+
 ROUTES: list[tuple[str, str, View]] = [
     ("/app", "GET", get_app),
     ("/orgs/<org>/installation", "GET", get_org_installation),
@@ -353,6 +405,10 @@ ROUTES: list[tuple[str, str, View]] = [
     ("/repos/<owner>/<repo>/issues", "POST", create_issue),
     ("/repos/<owner>/<repo>/issues/<int:issue_number>", "GET", get_issue),
     ("/repos/<owner>/<repo>/issues/<int:issue_number>", "PATCH", update_issue),
+    ("/repos/<owner>/<repo>/pulls/<int:pull_number>/reviews", "GET", list_reviews),
+    ("/repos/<owner>/<repo>/pulls/<int:pull_number>/reviews", "POST", create_review),
+    ("/repos/<owner>/<repo>/issues/<int:issue_number>/labels", "POST", add_labels),
+    ("/repos/<owner>/<repo>/actions/runs", "GET", list_runs),
 ]
 
 
