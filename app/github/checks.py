@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -170,3 +170,70 @@ def issue_closed(params: IssueParams, context: CheckContext) -> CheckResult:
         if not is_pull and issue.state_reason in ("completed", None) and wanted in issue.title.casefold():
             return PASSED
     return not_yet("github.no_issue_closed")
+
+
+class ReviewParams(PullParams):
+    state: Literal["approved", "changes_requested", "commented"] = "approved"
+
+
+@check_type("github.pull_request_reviewed", ReviewParams)
+@_guarded
+def pull_request_reviewed(params: ReviewParams, context: CheckContext) -> CheckResult:
+    """The student's pull request from `head` got a review in that state (from someone else, for approvals)."""
+    owner, name = _repo(context)
+    pulls = [pull for pull in _pulls(context, params) if _by_student(pull, context)]
+    if not pulls:
+        return not_yet("github.no_pull", head=params.head, base=params.base)
+    number = pulls[0].number
+    reviews: list[Any] = _github().conditional(
+        f"reviews:{owner}/{name}:{number}", f"reviews of #{number} in {owner}/{name}",
+        lambda client, headers: client.rest.pulls.list_reviews(owner, name, number, headers=headers))
+    if any(str(review.state).lower() == params.state for review in reviews):
+        return PASSED
+    return not_yet("github.no_review", number=number, state=params.state.replace("_", " "))
+
+
+class LabelParams(CheckParams):
+    label: str = Field(min_length=1, max_length=50)
+
+
+@check_type("github.label_added", LabelParams)
+@_guarded
+def label_added(params: LabelParams, context: CheckContext) -> CheckResult:
+    """An issue or pull request of the run's repository has the label."""
+    owner, name = _repo(context)
+    issues: list[Any] = _github().conditional(
+        f"issues:{owner}/{name}", f"issues of {owner}/{name}",
+        lambda client, headers: client.rest.issues.list_for_repo(owner, name, state="all", headers=headers))
+    wanted = params.label.casefold()
+    for issue in issues:
+        names = [label if isinstance(label, str) else str(label.name) for label in issue.labels]
+        if any(label.casefold() == wanted for label in names):
+            return PASSED
+    return not_yet("github.no_label", label=params.label)
+
+
+class WorkflowParams(CheckParams):
+    branch: RefName = "main"
+    workflow: str | None = Field(default=None, max_length=200,
+                                 description="The workflow file, e.g. .github/workflows/ci.yml; any if unset.")
+
+
+@check_type("github.workflow_succeeded", WorkflowParams)
+@_guarded
+def workflow_succeeded(params: WorkflowParams, context: CheckContext) -> CheckResult:
+    """The newest run (of that workflow) on the branch finished with success."""
+    owner, name = _repo(context)
+    found: Any = _github().conditional(
+        f"runs:{owner}/{name}:{params.branch}", f"workflow runs of {owner}/{name}",
+        lambda client, headers: client.rest.actions.list_workflow_runs_for_repo(owner, name, branch=params.branch,
+                                                                                headers=headers))
+    runs = [run for run in found.workflow_runs if params.workflow is None or run.path == params.workflow]
+    if not runs:
+        return not_yet("github.no_workflow_run", branch=params.branch)
+    latest = runs[0]
+    if latest.status != "completed":
+        return not_yet("github.workflow_running", branch=params.branch, url=latest.html_url)
+    if latest.conclusion != "success":
+        return not_yet("github.workflow_failed", branch=params.branch, conclusion=latest.conclusion, url=latest.html_url)
+    return PASSED

@@ -71,8 +71,12 @@ def _student(client: FlaskClient, gh: GitHubTestServer, tmp_path: Path, email: s
     return student
 
 
+CI = "on: push\njobs:\n  check:\n    runs-on: ubuntu-latest\n    steps:\n      - run: exit 1\n"
+
+
 def _template(gh: GitHubTestServer) -> None:
-    gh.add_template("github-basics-template", {"README.md": b"# GitHub basics\n"})
+    gh.add_template("github-basics-template", {"README.md": b"# GitHub basics\n",
+                                               ".github/workflows/ci.yml": CI.encode()})
 
 
 def test_student_completes_github_basics_by_polling_alone(github_app: Flask, gh: GitHubTestServer, client: FlaskClient,
@@ -82,7 +86,7 @@ def test_student_completes_github_basics_by_polling_alone(github_app: Flask, gh:
     assert "needs your GitHub login" in student.say("start github-basics")
     assert "Noted your GitHub login: `gwen-codes`" in student.say("link github @Gwen-Codes")
     started = student.say("start github-basics")
-    assert "Step 1 of 7" in started and f"{gh.url}/{ORG}/github-basics-gwen-codes-" in started
+    assert "Step 1 of 8" in started and f"{gh.url}/{ORG}/github-basics-gwen-codes-" in started
     assert "the invitation for `gwen-codes` is not accepted yet" in student.say("check")
 
     student.accept_invitation()
@@ -93,15 +97,18 @@ def test_student_completes_github_basics_by_polling_alone(github_app: Flask, gh:
     student.commit("add-notes", "NOTES.md", "I learn GitHub\n", "Add notes")
     assert "does not contain “Lessonbot”" in student.say("check")
     student.commit("add-notes", "NOTES.md", "I learn GitHub with Lessonbot\n", "Mention Lessonbot")
-    assert "Step 3 passed (+15)" in student.poll(github_app)
+    assert "Step 3 passed (+10)" in student.poll(github_app)
 
     issue = student.github.rest.issues.create(ORG, student.repo, title="Notes are missing").parsed_data
     pull = student.github.rest.pulls.create(ORG, student.repo, title="Add notes", head="add-notes", base="main",
                                             body=f"Fixes #{issue.number}").parsed_data
-    assert "Step 4 passed (+15)" in student.poll(github_app)
+    assert "Step 4 passed (+10)" in student.poll(github_app)
     student.github.rest.pulls.merge(ORG, student.repo, pull.number, merge_method="merge")
     merged = student.poll(github_app)
-    assert "Step 5 passed (+20)" in merged and "Step 6 passed (+15)" in merged  # the merge closed the issue too
+    assert "Step 5 passed (+15)" in merged and "Step 6 passed (+15)" in merged  # the merge closed the issue too
+    assert "ended `failure`" in student.say("check")  # the merge ran the template's failing workflow
+    student.commit("main", ".github/workflows/ci.yml", CI.replace("exit 1", "echo ok"), "Make CI pass")
+    assert "Step 7 passed (+15)" in student.poll(github_app)
 
     assert "Not right" in student.say("git commit")
     assert "Score: 100 of 100" in student.say("Fixes #7")
@@ -169,7 +176,7 @@ def test_start_says_what_is_wrong_when_github_cannot_set_up_the_run(github_app: 
     gh.faults.script([503], endpoint="POST /repos/*/generate")
     assert "GitHub is not answering right now" in student.say("start github-basics")
     assert student.run() is None
-    assert "Step 1 of 7" in student.say("start github-basics")
+    assert "Step 1 of 8" in student.say("start github-basics")
 
 
 def test_github_trouble_during_a_check_is_an_error_not_a_failed_step(github_app: Flask, gh: GitHubTestServer,
