@@ -141,6 +141,8 @@ class Settings(BaseSettings):
     github_org: str | None = Field(default=None, pattern=r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$",
                                    description="The organization the App is installed on; runs' repositories go there.")
     github_request_timeout_seconds: float = Field(default=10.0, gt=0, le=120, description="One GitHub API call at most.")
+    github_archive_after_days: float = Field(default=7.0, ge=0, description=(
+        "A run's repository is archived (read-only, kept) this long after the run ended."))
 
     # Backups: pg_dump, encrypted with age to these public keys, kept here and uploaded to Drive.
     backup_dir: Path = Field(default=INSTANCE_DIR / "backups", description="Encrypted dumps (and the upload state).")

@@ -166,6 +166,7 @@ class Repo:
     description: str | None
     private: bool
     is_template: bool = False
+    archived: bool = False
     default_branch: str = "main"
     template_of: Repo | None = None
     commits: dict[str, Commit] = field(default_factory=dict)

@@ -82,7 +82,7 @@ class Urls:
             "stargazers_count": 0, "watchers_count": 0, "watchers": 0, "size": 0, "default_branch": repo.default_branch,
             "open_issues_count": open_issues, "open_issues": open_issues, "is_template": repo.is_template,
             "topics": [], "has_issues": True, "has_projects": False, "has_wiki": False, "has_pages": False,
-            "has_downloads": True, "has_discussions": False, "archived": False, "disabled": False,
+            "has_downloads": True, "has_discussions": False, "archived": repo.archived, "disabled": False,
             "visibility": "private" if repo.private else "public", "pushed_at": now_iso(repo.pushed_at),
             "created_at": now_iso(repo.created_at), "updated_at": now_iso(repo.updated_at), "license": None,
             "allow_forking": False, "web_commit_signoff_required": False, "network_count": 0, "subscribers_count": 0,

@@ -77,13 +77,13 @@ def _repo(call: Call, owner_key: str = "owner", name_key: str = "repo", *, write
     """The repository named in the path, if the caller may see it (GitHub answers 404 otherwise)."""
     repo = call.hub.repo(call.path_args[owner_key], call.path_args[name_key])
     caller = call.caller
-    if caller.installation is not None and caller.installation.account.id == repo.owner.id:
-        return repo
-    if caller.user is not None and (caller.user.login in repo.collaborators or caller.user.id == repo.owner.id):
-        return repo
-    if caller.user is not None and not repo.private and not write:
-        return repo
-    raise not_found()
+    member = (caller.installation is not None and caller.installation.account.id == repo.owner.id) or (
+        caller.user is not None and (caller.user.login in repo.collaborators or caller.user.id == repo.owner.id))
+    if not member and not (caller.user is not None and not repo.private and not write):
+        raise not_found()
+    if write and repo.archived:
+        raise ApiError(403, "Repository was archived so is read-only.")
+    return repo
 
 
 # -- the App ------------------------------------------------------------------
@@ -151,6 +151,19 @@ def generate_repo(call: Call) -> Answer:
 
 def get_repo(call: Call) -> Answer:
     return 200, call.urls.repository(_repo(call))
+
+
+def update_repo(call: Call) -> Answer:
+    """PATCH /repos/{owner}/{repo}: here only `archived` (true archives, false unarchives) and `description`."""
+    repo = _repo(call)
+    if call.caller.installation is None and (call.caller.user is None or call.caller.user.id != repo.owner.id):
+        raise ApiError(403, "Must have admin rights to Repository.")
+    if call.field("archived") is not None:
+        repo.archived = bool(call.field("archived"))
+    if call.field("description") is not None:
+        repo.description = str(call.field("description"))
+    repo.updated_at = time.time()
+    return 200, call.urls.repository(repo)
 
 
 def check_collaborator(call: Call) -> Answer:
@@ -391,6 +404,7 @@ ROUTES: list[tuple[str, str, View]] = [
     ("/user/repository_invitations/<int:invitation_id>", "PATCH", accept_invitation),
     ("/repos/<template_owner>/<template_repo>/generate", "POST", generate_repo),
     ("/repos/<owner>/<repo>", "GET", get_repo),
+    ("/repos/<owner>/<repo>", "PATCH", update_repo),
     ("/repos/<owner>/<repo>/collaborators/<username>", "GET", check_collaborator),
     ("/repos/<owner>/<repo>/collaborators/<username>", "PUT", add_collaborator),
     ("/repos/<owner>/<repo>/git/ref/<path:ref>", "GET", get_ref),

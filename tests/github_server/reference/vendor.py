@@ -36,6 +36,7 @@ OPERATIONS: tuple[tuple[str, str], ...] = (
     ("patch", "/user/repository_invitations/{invitation_id}"),
     ("post", "/repos/{template_owner}/{template_repo}/generate"),
     ("get", "/repos/{owner}/{repo}"),
+    ("patch", "/repos/{owner}/{repo}"),
     ("get", "/repos/{owner}/{repo}/collaborators/{username}"),
     ("put", "/repos/{owner}/{repo}/collaborators/{username}"),
     ("get", "/repos/{owner}/{repo}/git/ref/{ref}"),
