@@ -31,6 +31,8 @@ def prepare_repository(settings: Settings, lesson: Lesson, student_email: str) -
     try:
         github = shared_app(settings)
         org, name = github.org, f"{lesson.id}-{login}-{secrets.token_hex(3)}"
+        # Asked first, so that a mistyped login leaves no repository behind.
+        github.call(f"the GitHub user {login}", lambda client: client.rest.users.get_by_username(login))
         repo = github.call(f"the repository {org}/{name}", lambda client: client.rest.repos.create_using_template(
             org, template_name(lesson), owner=org, name=name, private=True,
             description=f"Lessonbot: {lesson.id} for {login}")).parsed_data
@@ -39,7 +41,7 @@ def prepare_repository(settings: Settings, lesson: Lesson, student_email: str) -
     except NotConfigured:
         raise NotReady(Text("github.not_configured")) from None
     except NotFound as missing:
-        key = "github.no_such_user" if "invitation" in str(missing) else "github.no_template"
+        key = "github.no_such_user" if "GitHub user" in str(missing) else "github.no_template"
         raise NotReady(Text(key, login=login, template=template_name(lesson))) from None
     except GitHubError:
         raise NotReady(Text("github.setup_failed")) from None

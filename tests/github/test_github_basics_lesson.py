@@ -171,7 +171,9 @@ def test_start_says_what_is_wrong_when_github_cannot_set_up_the_run(github_app: 
     assert "did not find the lesson's template repository `github-basics-template`" in student.say("start github-basics")
     _template(gh)
     student.say("link github nobody-of-that-name")
+    repositories = len(gh.hub.repos)
     assert "There is no GitHub user `nobody-of-that-name`" in student.say("start github-basics")
+    assert len(gh.hub.repos) == repositories  # nothing made for a mistyped login
     student.say("link github jon")
     gh.faults.script([503], endpoint="POST /repos/*/generate")
     assert "GitHub is not answering right now" in student.say("start github-basics")

@@ -68,6 +68,13 @@ class Urls:
             "collaborators": 0, "two_factor_authentication": True,
         }
 
+    def public_user(self, account: Account) -> Json:
+        """public-user: what GET /users/{username} tells anyone."""
+        private = self.private_user(account)
+        hidden = ("private_gists", "total_private_repos", "owned_private_repos", "disk_usage", "collaborators",
+                  "two_factor_authentication")
+        return {**{key: value for key, value in private.items() if key not in hidden}, "user_view_type": "public"}
+
     def repository(self, repo: Repo) -> Json:
         """full-repository (a superset of repository and minimal-repository)."""
         api = f"{self.api}/repos/{repo.full_name}"

@@ -122,6 +122,13 @@ def get_user(call: Call) -> Answer:
     return 200, call.urls.private_user(call.caller.user)
 
 
+def get_user_by_login(call: Call) -> Answer:
+    account = call.hub.account(call.path_args["username"])
+    if account.type == "Organization":
+        raise not_found()  # GitHub answers an organization here too, with more fields; not needed
+    return 200, call.urls.public_user(account)
+
+
 def list_invitations(call: Call) -> Answer:
     _require(call, "user")
     mine = [i for i in call.hub.invitations.values() if i.invitee is call.caller.user]
@@ -400,6 +407,7 @@ ROUTES: list[tuple[str, str, View]] = [
     ("/app/installations/<int:installation_id>/access_tokens", "POST", create_installation_token),
     ("/rate_limit", "GET", rate_limit_view),
     ("/user", "GET", get_user),
+    ("/users/<username>", "GET", get_user_by_login),
     ("/user/repository_invitations", "GET", list_invitations),
     ("/user/repository_invitations/<int:invitation_id>", "PATCH", accept_invitation),
     ("/repos/<template_owner>/<template_repo>/generate", "POST", generate_repo),

@@ -32,6 +32,7 @@ OPERATIONS: tuple[tuple[str, str], ...] = (
     ("post", "/app/installations/{installation_id}/access_tokens"),
     ("get", "/rate_limit"),
     ("get", "/user"),
+    ("get", "/users/{username}"),
     ("get", "/user/repository_invitations"),
     ("patch", "/user/repository_invitations/{invitation_id}"),
     ("post", "/repos/{template_owner}/{template_repo}/generate"),
