@@ -166,7 +166,7 @@ class GitHubApp:
                 try:
                     found = app.rest.apps.get_org_installation(self.org).parsed_data
                 except GitHubException as error:
-                    raise self._auth_failure(error, f"the App's installation on {self.org}") from None
+                    raise self.explain(error, f"the App's installation on {self.org}") from None
                 self._installation_id = found.id
             return self._installation_id
 
@@ -185,7 +185,7 @@ class GitHubApp:
             try:
                 return request(client)
             except GitHubException as error:
-                failure = self._auth_failure(error, what)
+                failure = self.explain(error, what)
                 if failure.status == 401 and attempt == 1:
                     log.warning("GitHub refused the installation token; asking for a new one", extra={"what": what})
                     with self._lock:
@@ -210,7 +210,8 @@ class GitHubApp:
             self.etags.put(key, etag, data)
         return data
 
-    def _auth_failure(self, error: GitHubException, what: str) -> GitHubError:
+    def explain(self, error: GitHubException, what: str) -> GitHubError:
+        """githubkit's exception as a GitHubError; a 401 names the settings to look at."""
         failure = describe_failure(error, what)
         if failure.status == 401:
             return GitHubError(f"{what}: GitHub refused the App's credentials (401): check LESSONBOT_GITHUB_APP_ID "
@@ -246,7 +247,7 @@ def describe(settings: Settings) -> tuple[str, bool]:
     try:
         about = app.rest.apps.get_authenticated().parsed_data
     except GitHubException as error:
-        raise github._auth_failure(error, f"the App {settings.github_app_id}") from None
+        raise github.explain(error, f"the App {settings.github_app_id}") from None
     installation_id = github.installation_id()
     installation = app.rest.apps.get_org_installation(github.org).parsed_data
     granted = installation.permissions.model_dump(exclude_none=True, exclude_unset=True)
