@@ -85,7 +85,8 @@ class RedactSecrets(logging.Filter):
 def configured_secrets(settings: Settings) -> list[str]:
     """The secret values of the settings (masked wherever they appear)."""
     values = [settings.secret_key, settings.internal_token, settings.git_hook_secret,
-              settings.google_client_secret, settings.zulip_api_key, settings.github_private_key]
+              settings.google_client_secret, settings.zulip_api_key, settings.github_private_key,
+              settings.github_webhook_secret]
     return [value.get_secret_value() for value in values if value is not None]
 
 

@@ -141,6 +141,8 @@ class Settings(BaseSettings):
     github_org: str | None = Field(default=None, pattern=r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$",
                                    description="The organization the App is installed on; runs' repositories go there.")
     github_request_timeout_seconds: float = Field(default=10.0, gt=0, le=120, description="One GitHub API call at most.")
+    github_webhook_secret: SecretStr | None = Field(default=None, description=(
+        "The App's webhook secret: /github/hook accepts only deliveries signed with it; unset: no webhooks."))
     github_archive_after_days: float = Field(default=7.0, ge=0, description=(
         "A run's repository is archived (read-only, kept) this long after the run ended."))
 
@@ -198,10 +200,10 @@ class Settings(BaseSettings):
                     raise ValueError(f"{path} is a file, not a directory")
         return value
 
-    @field_validator("secret_key", "internal_token", "git_hook_secret")
+    @field_validator("secret_key", "internal_token", "git_hook_secret", "github_webhook_secret")
     @classmethod
-    def _long_enough(cls, value: SecretStr) -> SecretStr:
-        if len(value.get_secret_value()) < 16:
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
             raise ValueError("must be at least 16 characters (try: python -c 'import secrets; print(secrets.token_urlsafe(32))')")
         return value
 

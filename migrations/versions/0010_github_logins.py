@@ -1,4 +1,4 @@
-"""GitHub: a student's GitHub login, claimed in chat and confirmed by accepting a repository invitation
+"""GitHub: a student's GitHub login, claimed in chat and confirmed by accepting a repository invitation; webhook deliveries already received
 
 Revision ID: 0010_github_logins
 Revises: 0009_chat_admins
@@ -24,9 +24,16 @@ def upgrade():
         batch_op.add_column(sa.Column('github_confirmed_at', sa.DateTime(timezone=True), nullable=True))
     op.create_index('uq_students_github_login_confirmed', 'students', ['github_login'], unique=True,
                     postgresql_where=sa.text(CONFIRMED), sqlite_where=sa.text(CONFIRMED))
+    op.create_table('github_deliveries',
+                    sa.Column('delivery_id', sa.String(length=64), nullable=False),
+                    sa.Column('received_at', sa.DateTime(timezone=True), nullable=False),
+                    sa.PrimaryKeyConstraint('delivery_id', name=op.f('pk_github_deliveries')))
+    op.create_index(op.f('ix_github_deliveries_received_at'), 'github_deliveries', ['received_at'], unique=False)
 
 
 def downgrade():
+    op.drop_index(op.f('ix_github_deliveries_received_at'), table_name='github_deliveries')
+    op.drop_table('github_deliveries')
     op.drop_index('uq_students_github_login_confirmed', table_name='students')
     with op.batch_alter_table('students', schema=None) as batch_op:
         batch_op.drop_column('github_confirmed_at')

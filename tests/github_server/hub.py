@@ -10,6 +10,7 @@ import itertools
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +53,7 @@ class Hub:
         self.tokens: dict[str, InstallationToken] = {}
         self.repos: dict[str, Repo] = {}
         self.invitations: dict[int, Invitation] = {}
+        self.on_event: Callable[[str, str | None, Repo, Account], None] = lambda *_: None
 
     def next_id(self) -> int:
         with _IDS_LOCK:
@@ -155,6 +157,7 @@ class Hub:
             raise not_found()
         invitation.repo.collaborators.add(user.login)
         del self.invitations[invitation_id]
+        self.on_event("member", "added", invitation.repo, user)
 
     # -- issues and pull requests ------------------------------------------------
 

@@ -21,6 +21,7 @@ from .api import GitHubApi, Observer, RequestRecord
 from .hub import Hub
 from .models import Account, App, Installation, Repo
 from .shapes import Urls
+from .webhooks import Webhooks
 
 LOOPBACK = "127.0.0.1"
 
@@ -58,6 +59,8 @@ class GitHubTestServer:
         self.org: Account = self.hub.add_account(org, "Organization")
         self.app: App = self.hub.add_app(app_slug, owner, public_half(self.private_key_pem))
         self.installation: Installation = self.hub.install(self.app, self.org)
+        self.webhooks = Webhooks()
+        self.hub.on_event = self._emit
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -75,6 +78,7 @@ class GitHubTestServer:
         return self
 
     def stop(self) -> None:
+        self.webhooks.stop()
         if self._server is None:
             return
         self._server.shutdown()
@@ -131,6 +135,18 @@ class GitHubTestServer:
         raise TimeoutError(f"condition not met within {timeout} s")
 
     # -- behaviour -------------------------------------------------------------------------
+
+    def set_webhook(self, url: str | None, secret: str = "") -> None:
+        """Deliver the App's events to `url`, signed with `secret` (None: no deliveries)."""
+        self.webhooks.configure(url, secret)
+
+    def _emit(self, event: str, action: str | None, repo: Repo, sender: Account) -> None:
+        urls = self._require_api().urls
+        payload: dict[str, Any] = {"repository": urls.repository(repo), "sender": urls.user(sender),
+                                   "installation": {"id": self.installation.id, "node_id": f"I_{self.installation.id}"}}
+        if action is not None:
+            payload = {"action": action, **payload}
+        self.webhooks.emit(event, payload)
 
     def set_rate_limit(self, limit: int, window_seconds: float = 3600.0) -> None:
         """Each caller's budget from now on (GitHub's: 5 000 an hour for an installation)."""

@@ -217,6 +217,7 @@ def create_ref(call: Call) -> Answer:
     repo.branches[branch] = sha
     repo.pushed_at = time.time()
     repo.trigger_workflows(branch)
+    call.hub.on_event("push", None, repo, call.caller.actor)
     return 201, call.urls.git_ref(repo, branch)
 
 
@@ -247,6 +248,7 @@ def put_content(call: Call) -> Answer:
     commit = repo.commit_on(branch, {**tip.tree, path: data}, str(call.required("message")), call.caller.actor)
     if branch == repo.default_branch:
         call.hub.close_referenced(repo, [commit.message], call.caller.actor)
+    call.hub.on_event("push", None, repo, call.caller.actor)
     return (200 if existed else 201), call.urls.file_commit(repo, path, commit, branch)
 
 
@@ -297,6 +299,7 @@ def create_pull(call: Call) -> Answer:
     repo = _repo(call, write=True)
     pull = call.hub.open_pull(repo, call.caller.actor, str(call.required("title")), str(call.required("head")),
                               str(call.required("base")), call.field("body"))
+    call.hub.on_event("pull_request", "opened", repo, call.caller.actor)
     return 201, call.urls.pull(repo, pull)
 
 
@@ -312,6 +315,8 @@ def merge_pull(call: Call) -> Answer:
     if method not in ("merge", "squash"):
         raise ApiError(405, f"{method} merges are not allowed on this repository")
     sha = call.hub.merge(repo, pull, call.caller.actor, method, call.field("commit_title"))
+    call.hub.on_event("pull_request", "closed", repo, call.caller.actor)
+    call.hub.on_event("push", None, repo, call.caller.actor)
     return 200, {"sha": sha, "merged": True, "message": "Pull Request successfully merged"}
 
 
@@ -326,6 +331,7 @@ def create_issue(call: Call) -> Answer:
     repo = _repo(call, write=True)
     labels = [label if isinstance(label, str) else str(label.get("name")) for label in call.field("labels") or []]
     issue = call.hub.open_issue(repo, call.caller.actor, str(call.required("title")), call.field("body"), labels)
+    call.hub.on_event("issues", "opened", repo, call.caller.actor)
     return 201, call.urls.issue(repo, issue)
 
 
@@ -347,6 +353,7 @@ def update_issue(call: Call) -> Answer:
     if call.field("labels") is not None:
         issue.labels = [str(label) for label in call.field("labels")]
     issue.updated_at = time.time()
+    call.hub.on_event("issues", "edited" if state is None else state.replace("open", "reopened"), repo, call.caller.actor)
     return 200, call.urls.issue(repo, issue)
 
 
@@ -377,6 +384,7 @@ def create_review(call: Call) -> Answer:
                     repo.branches.get(pull.head, pull.head_sha or ""))
     pull.reviews.append(review)
     pull.updated_at = review.submitted_at
+    call.hub.on_event("pull_request_review", "submitted", repo, actor)
     return 200, call.urls.review(repo, pull, review)
 
 
@@ -387,6 +395,7 @@ def add_labels(call: Call) -> Answer:
     names = [label if isinstance(label, str) else str(label.get("name")) for label in given or []]
     issue.labels += [name for name in names if name not in issue.labels]
     issue.updated_at = time.time()
+    call.hub.on_event("issues", "labeled", repo, call.caller.actor)
     return 200, [call.urls.label(repo, name) for name in issue.labels]
 
 
