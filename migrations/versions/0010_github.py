@@ -1,6 +1,6 @@
 """GitHub: a student's GitHub login, claimed in chat and confirmed by accepting a repository invitation; webhook deliveries already received
 
-Revision ID: 0010_github_logins
+Revision ID: 0010_github
 Revises: 0009_chat_admins
 Create Date: 2026-12-06 12:00:00.000000
 
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
-revision = '0010_github_logins'
+revision = '0010_github'
 down_revision = '0009_chat_admins'
 branch_labels = None
 depends_on = None
