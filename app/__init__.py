@@ -72,10 +72,11 @@ def _register_blueprints(app: Flask) -> None:
     from app.alerts.views import bp as alerts_bp
     from app.chat.views import bp as chat_bp
     from app.git.views import bp as git_bp
+    from app.github.views import bp as github_bp
     from app.google.views import bp as google_bp
     from app.health.views import bp as health_bp
 
-    for blueprint in (health_bp, chat_bp, git_bp, google_bp, admin_bp, alerts_bp):
+    for blueprint in (health_bp, chat_bp, git_bp, github_bp, google_bp, admin_bp, alerts_bp):
         app.register_blueprint(blueprint)
 
 

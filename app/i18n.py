@@ -24,7 +24,8 @@ MESSAGES: dict[str, dict[str, str]] = {
             "- `стоп` (`stop`): закончить урок без оценки\n"
             "- `заново` (`restart`): начать текущий урок с первого шага\n"
             "- `язык en` (`lang ru|en`): язык ответов\n"
-            "- `связать` (`link`): связать аккаунт Google для оценок в Classroom"
+            "- `связать` (`link`): связать аккаунт Google для оценок в Classroom\n"
+            "- `связать github <логин>` (`link github <login>`): ваш логин на GitHub для уроков по GitHub"
         ),
         "en": (
             "I am Lessonbot and I run interactive lessons. Commands:\n"
@@ -36,7 +37,8 @@ MESSAGES: dict[str, dict[str, str]] = {
             "- `stop`: end the lesson without a grade\n"
             "- `restart`: start the current lesson again from step 1\n"
             "- `lang ru|en`: the language of my answers\n"
-            "- `link`: connect your Google account for grades in Classroom"
+            "- `link`: connect your Google account for grades in Classroom\n"
+            "- `link github <login>`: your GitHub login, for the GitHub lessons"
         ),
     },
     "unknown": {
@@ -154,6 +156,37 @@ MESSAGES: dict[str, dict[str, str]] = {
         "ru": "Чтобы оценки попадали в Google Classroom, войдите в тот аккаунт Google, с которым вы в курсе: {url}\nСсылка одноразовая и действует сутки.",
         "en": "To get your grades into Google Classroom, sign in with the Google account you use in the course: {url}\nThe link works once, for a day.",
     },
+    "link.usage": {"ru": "Напишите `связать` (аккаунт Google) или `связать github <логин>` (ваш логин на GitHub).", "en": "Say `link` (a Google account) or `link github <login>` (your GitHub login)."},
+    # GitHub: the student's login, the run's repository, the github.* checks.
+    "github.link_bad_login": {"ru": "«{login}» не похоже на логин GitHub: буквы, цифры и дефисы, до 39 знаков. Пример: `связать github octocat`.", "en": "“{login}” does not look like a GitHub login: letters, digits and hyphens, up to 39 characters. Example: `link github octocat`."},
+    "github.link_taken": {"ru": "Логин GitHub `{login}` уже подтверждён другим студентом. Если это ваш аккаунт, сообщите преподавателю.", "en": "The GitHub login `{login}` is already confirmed by another student. If it is your account, please tell your teacher."},
+    "github.link_claimed": {"ru": "Запомнил ваш логин GitHub: `{login}`. В уроке по GitHub я приглашу этот аккаунт в ваш репозиторий; принятое приглашение подтвердит, что аккаунт ваш.", "en": "Noted your GitHub login: `{login}`. In a GitHub lesson I will invite this account to your repository; accepting the invitation confirms the account is yours."},
+    "github.link_confirmed": {"ru": "Логин GitHub `{login}` уже связан с вами и подтверждён.", "en": "The GitHub login `{login}` is already linked to you and confirmed."},
+    "github.link_first": {"ru": "Для этого урока нужен ваш логин на GitHub. Напишите `связать github <логин>` и потом снова `начать`.", "en": "This lesson needs your GitHub login. Say `link github <login>`, then `start` again."},
+    "github.not_configured": {"ru": "GitHub у бота пока не настроен. Сообщите преподавателю.", "en": "GitHub is not set up for the bot yet. Please tell your teacher."},
+    "github.no_template": {"ru": "Не нашёл шаблон урока `{template}` на GitHub. Сообщите преподавателю.", "en": "I did not find the lesson's template repository `{template}` on GitHub. Please tell your teacher."},
+    "github.no_such_user": {"ru": "На GitHub нет пользователя `{login}`. Проверьте логин и напишите `связать github <логин>` ещё раз.", "en": "There is no GitHub user `{login}`. Check the login and say `link github <login>` again."},
+    "github.setup_failed": {"ru": "GitHub сейчас не отвечает, репозиторий для урока создать не удалось. Попробуйте `начать` через несколько минут.", "en": "GitHub is not answering right now, so I could not create your lesson repository. Try `start` again in a few minutes."},
+    "github.repo_ready": {
+        "ru": "Ваш репозиторий для урока: {url}\nЯ пригласил туда аккаунт `{login}`: примите приглашение на {url}/invitations (или в письме от GitHub). Клонировать: `git clone {clone_url}`",
+        "en": "Your lesson repository: {url}\nI invited the account `{login}`: accept the invitation at {url}/invitations (or in GitHub's email). Clone it with `git clone {clone_url}`",
+    },
+    "github.unavailable": {"ru": "GitHub сейчас не отвечает, проверю позже", "en": "GitHub is not answering right now; I will check again later"},
+    "github.no_repo": {"ru": "у этого урока нет репозитория на GitHub — начните урок заново (`заново`)", "en": "this run has no GitHub repository — restart the lesson (`restart`)"},
+    "github.invitation_pending": {"ru": "приглашение для `{login}` ещё не принято — откройте {url}/invitations", "en": "the invitation for `{login}` is not accepted yet — open {url}/invitations"},
+    "github.login_taken": {"ru": "логин `{login}` подтверждён другим студентом — сообщите преподавателю", "en": "the login `{login}` is confirmed by another student — please tell your teacher"},
+    "github.no_branch": {"ru": "ветки `{branch}` на GitHub пока нет — создайте её и сделайте `git push -u origin {branch}`", "en": "there is no branch `{branch}` on GitHub yet — create it and `git push -u origin {branch}`"},
+    "github.no_file": {"ru": "на ветке `{branch}` на GitHub нет файла `{path}` — закоммитьте его и сделайте push", "en": "there is no file `{path}` on branch `{branch}` on GitHub — commit it and push"},
+    "github.file_content": {"ru": "файл `{path}` на ветке `{branch}` не содержит «{text}»", "en": "file `{path}` on branch `{branch}` does not contain “{text}”"},
+    "github.no_pull": {"ru": "pull request из ветки `{head}` в `{base}` пока не открыт", "en": "no pull request from `{head}` into `{base}` is open yet"},
+    "github.pull_by_other": {"ru": "pull request из `{head}` открыт не вами — откройте его со своего аккаунта `{login}`", "en": "the pull request from `{head}` was not opened by you — open it from your account `{login}`"},
+    "github.pull_not_merged": {"ru": "pull request #{number} ещё не слит — нажмите «Merge pull request»", "en": "pull request #{number} is not merged yet — click “Merge pull request”"},
+    "github.no_review": {"ru": "у pull request #{number} пока нет отзыва «{state}»", "en": "pull request #{number} has no “{state}” review yet"},
+    "github.no_label": {"ru": "ни у одного issue или pull request нет метки `{label}`", "en": "no issue or pull request has the label `{label}` yet"},
+    "github.no_workflow_run": {"ru": "на ветке `{branch}` ещё не запускался ни один workflow — добавьте файл в `.github/workflows/` и сделайте push", "en": "no workflow has run on branch `{branch}` yet — add a file under `.github/workflows/` and push"},
+    "github.workflow_running": {"ru": "workflow на ветке `{branch}` ещё идёт: {url}", "en": "the workflow on branch `{branch}` is still running: {url}"},
+    "github.workflow_failed": {"ru": "последний запуск workflow на ветке `{branch}` завершился с результатом `{conclusion}` — посмотрите журнал {url}, исправьте и сделайте push", "en": "the latest workflow run on branch `{branch}` ended `{conclusion}` — read its log at {url}, fix it and push"},
+    "github.no_issue_closed": {"ru": "нет закрытого issue — откройте issue и закройте его коммитом или PR с «Fixes #номер»", "en": "no issue is closed yet — open an issue and close it with a commit or PR saying “Fixes #number”"},
     "link.unavailable": {"ru": "Связать аккаунт Google сейчас нельзя: Google не настроен. Сообщите преподавателю.", "en": "Linking a Google account is not possible right now: Google is not set up. Please tell your teacher."},
     "link.done": {"ru": "Аккаунт Google связан с вами. Оценки пойдут в Classroom. Если это были не вы, напишите `связать` и войдите в свой аккаунт.", "en": "A Google account is now linked to you. Grades will go to Classroom. If that was not you, say `link` and sign in with your own account."},
     "grade.kept": {

@@ -27,6 +27,7 @@ OWN_LOGGERS = ("app", "__main__")  # workers run as `python -m app.workers.…`:
 THIRD_PARTY_LOGGERS = (
     "requests_oauthlib", "oauthlib", "urllib3", "requests", "google", "googleapiclient", "google_auth_oauthlib",
     "google_auth_httplib2", "httplib2", "zulip", "werkzeug", "sqlalchemy", "alembic", "flask_migrate",
+    "githubkit", "httpx", "httpcore", "hishel",
 )
 MASK = "[redacted]"
 _KEYS = r"(?:access_token|refresh_token|id_token|token|code|code_verifier|client_secret|password|api_key|secret|assertion)"
@@ -42,7 +43,9 @@ PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"ya29\.[A-Za-z0-9_\-.]+"), MASK),  # Google access tokens
     (re.compile(r"GOCSPX-[A-Za-z0-9_\-]+"), MASK),  # Google OAuth client secrets
     (re.compile(r"\b4/[0-9A-Za-z_\-]{16,}"), MASK),  # Google authorization codes
-    (re.compile(r"eyJ[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+"), MASK),  # JWTs (id tokens)
+    (re.compile(r"eyJ[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+"), MASK),  # JWTs (id tokens, GitHub App JWTs)
+    (re.compile(r"\bgh[pousr]_[A-Za-z0-9_\-]{16,}"), MASK),  # GitHub tokens (installation ghs_, user ghu_/ghp_)
+    (re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(?:-----END [A-Z ]*PRIVATE KEY-----|$)", re.DOTALL), MASK),
 )
 
 
@@ -82,7 +85,8 @@ class RedactSecrets(logging.Filter):
 def configured_secrets(settings: Settings) -> list[str]:
     """The secret values of the settings (masked wherever they appear)."""
     values = [settings.secret_key, settings.internal_token, settings.git_hook_secret,
-              settings.google_client_secret, settings.zulip_api_key]
+              settings.google_client_secret, settings.zulip_api_key, settings.github_private_key,
+              settings.github_webhook_secret]
     return [value.get_secret_value() for value in values if value is not None]
 
 

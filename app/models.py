@@ -4,6 +4,7 @@ from app.admin.models import AdminAction
 from app.chat.models import InboundMessage
 from app.courses.models import Assignment, Course, CourseStudent
 from app.git.models import HookSignature
+from app.github.models import GitHubDelivery
 from app.google.models import Admin, GoogleAuthorization, GoogleLink, OAuthRequest
 from app.outbox.models import OutboxItem
 from app.runs.models import LessonRun, StepEvent, StepResult
@@ -18,6 +19,7 @@ __all__ = [
            "Course",
            "CourseStudent",
            "DeadLetter",
+           "GitHubDelivery",
            "GoogleAuthorization",
            "GoogleLink",
            "HookSignature",

@@ -132,6 +132,21 @@ class Settings(BaseSettings):
                                         description="Resumable upload chunk (a multiple of 256 KiB).")
     log_ship_interval_seconds: float = Field(default=60.0, gt=0, description="Shipper sleep when it found no work.")
 
+    # GitHub: the course's GitHub App, installed on the organization that holds the runs' repositories.
+    github_api_url: str = Field(default="https://api.github.com", description="GitHub's REST API (tests: a local server).")
+    github_app_id: int | None = Field(default=None, gt=0, description="The GitHub App's id (its settings page, 'App ID').")
+    github_private_key_file: Path | None = Field(default=None, description=(
+        "The App's private key (PEM), a file only the app's user can read (mode 0600 or 0400)."))
+    github_private_key: SecretStr | None = Field(default=None, description=(
+        "The App's private key (PEM) itself, instead of a file (newlines as \\n)."))
+    github_org: str | None = Field(default=None, pattern=r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$",
+                                   description="The organization the App is installed on; runs' repositories go there.")
+    github_request_timeout_seconds: float = Field(default=10.0, gt=0, le=120, description="One GitHub API call at most.")
+    github_webhook_secret: SecretStr | None = Field(default=None, description=(
+        "The App's webhook secret: /github/hook accepts only deliveries signed with it; unset: no webhooks."))
+    github_archive_after_days: float = Field(default=7.0, ge=0, description=(
+        "A run's repository is archived (read-only, kept) this long after the run ended."))
+
     # Backups: pg_dump, encrypted with age to these public keys, kept here and uploaded to Drive.
     backup_dir: Path = Field(default=INSTANCE_DIR / "backups", description="Encrypted dumps (and the upload state).")
     backup_age_recipients: Annotated[tuple[str, ...], NoDecode] = Field(
@@ -152,6 +167,17 @@ class Settings(BaseSettings):
         for key in value:
             if not re.fullmatch(r"age1[02-9ac-hj-np-z]{58}", key):
                 raise ValueError(f"{key[:12]}… is not an age public key (age1 followed by 58 characters; see age-keygen -y)")
+        return value
+
+    @field_validator("github_private_key_file")
+    @classmethod
+    def _private_file(cls, value: Path | None) -> Path | None:
+        if value is None:
+            return None
+        if not value.is_file():
+            raise ValueError(f"{value} is not a file")
+        if value.stat().st_mode & 0o077:
+            raise ValueError(f"{value} can be read by others (mode {value.stat().st_mode & 0o777:o}); chmod 600 it")
         return value
 
     @field_validator("database_url")
@@ -175,10 +201,10 @@ class Settings(BaseSettings):
                     raise ValueError(f"{path} is a file, not a directory")
         return value
 
-    @field_validator("secret_key", "internal_token", "git_hook_secret")
+    @field_validator("secret_key", "internal_token", "git_hook_secret", "github_webhook_secret")
     @classmethod
-    def _long_enough(cls, value: SecretStr) -> SecretStr:
-        if len(value.get_secret_value()) < 16:
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
             raise ValueError("must be at least 16 characters (try: python -c 'import secrets; print(secrets.token_urlsafe(32))')")
         return value
 
@@ -203,6 +229,13 @@ class Settings(BaseSettings):
     def has_google_client(self) -> bool:
         """Whether the Web OAuth client is set: without it students cannot `link` and no grade reaches Classroom."""
         return bool(self.google_client_id) and self.google_client_secret is not None
+
+
+    @property
+    def has_github(self) -> bool:
+        """Whether the GitHub App is set up: without it the `github` platform's lessons cannot start."""
+        has_key = self.github_private_key_file is not None or self.github_private_key is not None
+        return self.github_app_id is not None and has_key and bool(self.github_org)
 
 
 def sqlalchemy_url(database_url: str) -> str:

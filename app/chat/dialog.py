@@ -172,6 +172,11 @@ def _lang(command: Command, state: ChatState, *_: object) -> Outcome:
 
 
 def _link(command: Command, state: ChatState, catalog: Catalog, workspace: Workspace, _: Checker) -> Outcome:
+    platform, _space, login = command.argument.partition(" ")
+    if platform == "github" and login:
+        return Outcome(state, workspace.link_github(state.student_email, login))
+    if command.argument:
+        return Outcome(state, [Text("link.usage")])
     url = workspace.link_url(state.student_email)
     return Outcome(state, [Text("link.url", url=url) if url else Text("link.unavailable")])
 

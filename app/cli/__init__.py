@@ -11,6 +11,7 @@ def command_groups() -> list[click.Command]:
     from app.cli.chat import chat_command
     from app.cli.courses import assignments_cli, courses_cli
     from app.cli.deadletters import deadletters_cli
+    from app.cli.github import github_cli
     from app.cli.google import admins_cli, google_cli
     from app.cli.grades import grades_cli
     from app.cli.lessons import lessons_cli
@@ -21,5 +22,5 @@ def command_groups() -> list[click.Command]:
     from app.cli.students import students_cli
     from app.cli.zulip import zulip_cli
 
-    return [status_command, lessons_cli, chat_command, outbox_cli, deadletters_cli, zulip_cli, google_cli, admins_cli,
+    return [status_command, lessons_cli, chat_command, outbox_cli, deadletters_cli, zulip_cli, github_cli, google_cli, admins_cli,
             courses_cli, assignments_cli, grades_cli, students_cli, runs_cli, logs_cli, backup_cli]

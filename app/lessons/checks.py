@@ -22,7 +22,7 @@ from app.metrics.registry import STEP_CHECK_DURATION, STEP_CHECKS
 
 log = logging.getLogger(__name__)
 
-PLATFORM_MODULES = ("app.lessons.answer", "app.git.checks", "app.zulip.checks")
+PLATFORM_MODULES = ("app.lessons.answer", "app.git.checks", "app.zulip.checks", "app.github.checks")
 
 
 class CheckParams(BaseModel):

@@ -23,7 +23,7 @@ COMMANDS: dict[str, str] = {
     "lang": "lang", "язык": "lang", "language": "lang",
     "link": "link", "связать": "link",
 }
-TAKES_ARGUMENT = {"start", "lang"}
+TAKES_ARGUMENT = {"start", "lang", "link"}
 _FINAL_PUNCTUATION = "!?.,;:…¡¿。！？"
 
 
@@ -59,13 +59,18 @@ def normalize_word(word: str) -> str:
 
 
 def parse(text: str) -> Command | None:
-    """A command is the whole message: one word, or start/lang with one argument (normalised too)."""
+    """A command is the whole message: one word, or start/lang/link with one argument (normalised too).
+
+    `link github <login>` is the one command of three words.
+    """
     words = normalize_text(text).split()
-    if not words or len(words) > 2:
+    if not words or len(words) > 3:
         return None
     name = COMMANDS.get(normalize_word(words[0]))
     if name is None:
         return None
+    if len(words) == 3:
+        return Command(name, f"github {words[2]}") if name == "link" and normalize_word(words[1]) == "github" else None
     if name in TAKES_ARGUMENT:
         return Command(name, normalize_word(words[1]) if len(words) == 2 else "")
     return Command(name) if len(words) == 1 else None

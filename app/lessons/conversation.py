@@ -13,7 +13,7 @@ from typing import Literal
 
 from app.i18n import Text
 from app.lessons.engine import PassedStep, RunState, step_text
-from app.lessons.platforms import Workspace
+from app.lessons.platforms import NotReady, Workspace
 from app.lessons.schema import Lesson
 
 
@@ -52,7 +52,10 @@ class Outcome:
 
 def begin(lesson: Lesson, state: ChatState, workspace: Workspace, texts: list[Text]) -> Outcome:
     """A new run of the lesson at step 1: its platform prepared, then ``texts`` and the first step's task."""
-    prepared = workspace.prepare(lesson, state.student_email)
+    try:
+        prepared = workspace.prepare(lesson, state.student_email)
+    except NotReady as not_ready:
+        return Outcome(state, [not_ready.text])
     run = RunState(lesson.id, context=prepared.context)
     texts += [*prepared.texts, step_text(lesson, 0)]
     return Outcome(replace(state, run=run, last_lesson_id=lesson.id), texts, started=run)
@@ -62,6 +65,8 @@ def begin_again(lesson: Lesson, state: ChatState, workspace: Workspace, intro: T
     """The active run (if any) ends as stopped and a new run of the lesson starts at step 1."""
     ended = RunEnded("stopped") if state.run else None
     outcome = begin(lesson, replace(state, run=None), workspace, [intro])
+    if outcome.started is None:  # the platform is not ready: the active run goes on
+        return Outcome(state, outcome.texts)
     outcome.ended = ended
     return outcome
 

@@ -17,6 +17,14 @@ class Prepared:
     texts: list[Text] = field(default_factory=list)
 
 
+class NotReady(Exception):
+    """The platform cannot set up a run for this student yet; ``text`` tells them what to do first."""
+
+    def __init__(self, text: Text) -> None:
+        super().__init__(text.key)
+        self.text = text
+
+
 class Workspace(Protocol):
     """The one I/O interface of the chat dialog: set up a run's platform side, make link URLs."""
 
@@ -28,4 +36,8 @@ class Workspace(Protocol):
 
     def link_url(self, student_email: str) -> str | None:
         """A one-time URL that links the student's Google account; None when Google is not set up."""
+        ...
+
+    def link_github(self, student_email: str, login: str) -> list[Text]:
+        """Record the GitHub login the student claims (confirmed later on GitHub); what to tell them."""
         ...

@@ -22,6 +22,10 @@ class PlatformWorkspace:
         if lesson.platform == "zulip":
             # Zulip checks look at what the student did after this moment, as this Zulip user.
             return Prepared({"zulip_email": student_email, "started_ts": time.time()})
+        if lesson.platform == "github":
+            from app.github.repos import prepare_repository
+
+            return prepare_repository(self.settings, lesson, student_email)
         if lesson.platform != "git":
             return Prepared()
         repo = create_repo(
@@ -34,6 +38,10 @@ class PlatformWorkspace:
         return Prepared(context, _clone_texts(repo))
 
     def recall(self, lesson: Lesson, context: dict[str, Any]) -> list[Text]:
+        if lesson.platform == "github" and context.get("github_repo"):
+            from app.github.repos import repository_texts
+
+            return repository_texts(context)
         if lesson.platform != "git" or not context.get("repo_name"):
             return []
         repo = hosted_repo(self.settings.git_root, str(context["repo_name"]),
@@ -45,6 +53,11 @@ class PlatformWorkspace:
         from app.google.linking import student_link_url
 
         return student_link_url(self.settings, student_email)
+
+    def link_github(self, student_email: str, login: str) -> list[Text]:
+        from app.github.identity import claim_login
+
+        return [claim_login(student_email, login)]
 
 
 def _clone_texts(repo: HostedRepo) -> list[Text]:

@@ -20,6 +20,7 @@ import sqlalchemy as sa
 
 from app.boot import boot
 from app.db import db, is_postgresql, utcnow
+from app.github.archive import archive_ended_repositories
 from app.i18n import Text, render_all
 from app.lessons.catalog import Catalog
 from app.lessons.engine import evaluate
@@ -55,10 +56,12 @@ class Poller:
         return did > 0
 
     def _prune_when_due(self) -> None:
-        """Once an hour, delete history past keeping (app/retention.py); a failure waits for the next hour."""
+        """Once an hour, archive ended runs' GitHub repositories and delete history past keeping
+        (app/retention.py); a failure waits for the next hour."""
         if time.monotonic() < self.next_prune:
             return
         self.next_prune = time.monotonic() + PRUNE_EVERY_SECONDS
+        self._archive_repositories()
         try:
             pruned = prune_history(self.settings)
         except Exception:
@@ -67,6 +70,18 @@ class Poller:
             return
         if pruned.total:
             log.info("pruned history: %s", ", ".join(f"{count} {what}" for what, count in pruned.counts.items() if count))
+
+    def _archive_repositories(self) -> None:
+        """Ended runs' GitHub repositories, archived once their time is up (app/github/archive.py)."""
+        try:
+            archived = archive_ended_repositories(self.settings)
+            db.session.commit()
+        except Exception:
+            db.session.rollback()
+            log.exception("archiving GitHub repositories failed; trying again in an hour")
+            return
+        if archived:
+            log.info("archived %d GitHub repositories of ended runs", archived)
 
     def _drain(self, claim: Callable[[], LessonRun | None], handle: Callable[[LessonRun], None]) -> int:
         done = 0

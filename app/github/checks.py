@@ -1,0 +1,239 @@
+"""The github.* checks: what the student did in the run's repository, read through the App's installation.
+
+Reads are conditional (If-None-Match with the ETag of the last answer): polling a repository
+where nothing changed costs GitHub's free 304s, not the installation's hourly budget. GitHub
+trouble (down, rate-limited, refused credentials) is an error result, so the poller tries
+again later and the student is told it was not their fault.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Callable
+from typing import Any, Literal
+
+from pydantic import Field
+
+from app import current
+from app.git.checks import BranchParams, FileParams, RefName
+from app.github.client import GitHubApp, GitHubError, NotConfigured, NotFound, shared_app
+from app.github.identity import confirm_login
+from app.lessons.checks import PASSED, CheckContext, CheckParams, CheckResult, check_error, check_type, not_yet
+
+
+def _github() -> GitHubApp:
+    return shared_app(current.settings())
+
+
+def _repo(context: CheckContext) -> tuple[str, str]:
+    owner, _, name = str(context.run_context["github_repo"]).partition("/")
+    return owner, name
+
+
+def _guarded(check: Callable[[Any, CheckContext], CheckResult]) -> Callable[[Any, CheckContext], CheckResult]:
+    """GitHub trouble as an error result (try again later); a run without a repository as one too."""
+
+    def run(params: Any, context: CheckContext) -> CheckResult:
+        if not context.run_context.get("github_repo"):
+            return check_error("github.no_repo")
+        try:
+            return check(params, context)
+        except NotConfigured:
+            return check_error("github.not_configured")
+        except GitHubError:
+            return check_error("github.unavailable")
+
+    run.__name__ = check.__name__
+    return run
+
+
+def _branch_exists(context: CheckContext, branch: str) -> bool:
+    owner, name = _repo(context)
+    try:
+        _github().conditional(f"ref:{owner}/{name}:{branch}", f"branch {branch} of {owner}/{name}",
+                              lambda client, headers: client.rest.git.get_ref(owner, name, f"heads/{branch}",
+                                                                              headers=headers))
+    except NotFound:
+        return False
+    return True
+
+
+class NoParams(CheckParams):
+    pass
+
+
+@check_type("github.invitation_accepted", NoParams)
+@_guarded
+def invitation_accepted(params: NoParams, context: CheckContext) -> CheckResult:
+    """The student's claimed account accepted the invitation: that confirms the login is theirs."""
+    owner, name = _repo(context)
+    login = str(context.run_context["github_login"])
+    try:
+        _github().call(f"{login} on {owner}/{name}",
+                       lambda client: client.rest.repos.check_collaborator(owner, name, login))
+    except NotFound:
+        return not_yet("github.invitation_pending", login=login, url=context.run_context.get("github_url", ""))
+    student_email = context.run_context.get("student_email")
+    if student_email and not confirm_login(str(student_email), login):
+        return not_yet("github.login_taken", login=login)
+    return PASSED
+
+
+@check_type("github.branch_exists", BranchParams)
+@_guarded
+def branch_exists(params: BranchParams, context: CheckContext) -> CheckResult:
+    return PASSED if _branch_exists(context, params.name) else not_yet("github.no_branch", branch=params.name)
+
+
+@check_type("github.file_on_branch", FileParams)
+@_guarded
+def file_on_branch(params: FileParams, context: CheckContext) -> CheckResult:
+    owner, name = _repo(context)
+    try:
+        found = _github().conditional(
+            f"contents:{owner}/{name}:{params.branch}:{params.path}", f"{params.path} in {owner}/{name}",
+            lambda client, headers: client.rest.repos.get_content(owner, name, params.path, ref=params.branch,
+                                                                  headers=headers))
+    except NotFound:
+        if not _branch_exists(context, params.branch):
+            return not_yet("github.no_branch", branch=params.branch)
+        return not_yet("github.no_file", branch=params.branch, path=params.path)
+    content = getattr(found, "content", None)
+    if getattr(found, "type", None) != "file" or not isinstance(content, str):  # a directory is not a file
+        return not_yet("github.no_file", branch=params.branch, path=params.path)
+    text = base64.b64decode(content).decode("utf-8", "replace")
+    if params.contains and params.contains.casefold() not in text.casefold():
+        return not_yet("github.file_content", branch=params.branch, path=params.path, text=params.contains)
+    if params.matches and not re.search(params.matches, text, re.MULTILINE):
+        return not_yet("github.file_content", branch=params.branch, path=params.path, text=params.matches)
+    return PASSED
+
+
+class PullParams(CheckParams):
+    head: RefName
+    base: RefName = "main"
+
+
+def _pulls(context: CheckContext, params: PullParams) -> list[Any]:
+    """Pull requests from `head` into `base`, newest first (at most 30: a lesson has a handful)."""
+    owner, name = _repo(context)
+    found: list[Any] = _github().conditional(
+        f"pulls:{owner}/{name}:{params.head}:{params.base}", f"pull requests of {owner}/{name}",
+        lambda client, headers: client.rest.pulls.list(owner, name, state="all", head=f"{owner}:{params.head}",
+                                                       base=params.base, headers=headers))
+    return found
+
+
+def _by_student(pull: Any, context: CheckContext) -> bool:
+    login = str(context.run_context.get("github_login", "")).lower()
+    return pull.user is not None and str(pull.user.login).lower() == login
+
+
+@check_type("github.pull_request_opened", PullParams)
+@_guarded
+def pull_request_opened(params: PullParams, context: CheckContext) -> CheckResult:
+    pulls = _pulls(context, params)
+    if not pulls:
+        return not_yet("github.no_pull", head=params.head, base=params.base)
+    if not any(_by_student(pull, context) for pull in pulls):
+        return not_yet("github.pull_by_other", head=params.head, login=context.run_context.get("github_login", ""))
+    return PASSED
+
+
+@check_type("github.pull_request_merged", PullParams)
+@_guarded
+def pull_request_merged(params: PullParams, context: CheckContext) -> CheckResult:
+    pulls = [pull for pull in _pulls(context, params) if _by_student(pull, context)]
+    if not pulls:
+        return not_yet("github.no_pull", head=params.head, base=params.base)
+    if not any(pull.merged_at is not None for pull in pulls):
+        return not_yet("github.pull_not_merged", number=pulls[0].number)
+    return PASSED
+
+
+class IssueParams(CheckParams):
+    title_contains: str | None = Field(default=None, max_length=200)
+
+
+@check_type("github.issue_closed", IssueParams)
+@_guarded
+def issue_closed(params: IssueParams, context: CheckContext) -> CheckResult:
+    """An issue (not a pull request) of the run's repository was closed as completed."""
+    owner, name = _repo(context)
+    issues: list[Any] = _github().conditional(
+        f"closed-issues:{owner}/{name}", f"issues of {owner}/{name}",
+        lambda client, headers: client.rest.issues.list_for_repo(owner, name, state="closed", headers=headers))
+    wanted = (params.title_contains or "").casefold()
+    for issue in issues:
+        is_pull = bool(issue.pull_request)  # absent (githubkit's falsy UNSET) for an issue
+        if not is_pull and issue.state_reason in ("completed", None) and wanted in issue.title.casefold():
+            return PASSED
+    return not_yet("github.no_issue_closed")
+
+
+class ReviewParams(PullParams):
+    state: Literal["approved", "changes_requested", "commented"] = "approved"
+
+
+@check_type("github.pull_request_reviewed", ReviewParams)
+@_guarded
+def pull_request_reviewed(params: ReviewParams, context: CheckContext) -> CheckResult:
+    """The student's pull request from `head` got a review in that state (from someone else, for approvals)."""
+    owner, name = _repo(context)
+    pulls = [pull for pull in _pulls(context, params) if _by_student(pull, context)]
+    if not pulls:
+        return not_yet("github.no_pull", head=params.head, base=params.base)
+    number = pulls[0].number
+    reviews: list[Any] = _github().conditional(
+        f"reviews:{owner}/{name}:{number}", f"reviews of #{number} in {owner}/{name}",
+        lambda client, headers: client.rest.pulls.list_reviews(owner, name, number, headers=headers))
+    if any(str(review.state).lower() == params.state for review in reviews):
+        return PASSED
+    return not_yet("github.no_review", number=number, state=params.state.replace("_", " "))
+
+
+class LabelParams(CheckParams):
+    label: str = Field(min_length=1, max_length=50)
+
+
+@check_type("github.label_added", LabelParams)
+@_guarded
+def label_added(params: LabelParams, context: CheckContext) -> CheckResult:
+    """An issue or pull request of the run's repository has the label."""
+    owner, name = _repo(context)
+    issues: list[Any] = _github().conditional(
+        f"issues:{owner}/{name}", f"issues of {owner}/{name}",
+        lambda client, headers: client.rest.issues.list_for_repo(owner, name, state="all", headers=headers))
+    wanted = params.label.casefold()
+    for issue in issues:
+        names = [label if isinstance(label, str) else str(label.name) for label in issue.labels]
+        if any(label.casefold() == wanted for label in names):
+            return PASSED
+    return not_yet("github.no_label", label=params.label)
+
+
+class WorkflowParams(CheckParams):
+    branch: RefName = "main"
+    workflow: str | None = Field(default=None, max_length=200,
+                                 description="The workflow file, e.g. .github/workflows/ci.yml; any if unset.")
+
+
+@check_type("github.workflow_succeeded", WorkflowParams)
+@_guarded
+def workflow_succeeded(params: WorkflowParams, context: CheckContext) -> CheckResult:
+    """The newest run (of that workflow) on the branch finished with success."""
+    owner, name = _repo(context)
+    found: Any = _github().conditional(
+        f"runs:{owner}/{name}:{params.branch}", f"workflow runs of {owner}/{name}",
+        lambda client, headers: client.rest.actions.list_workflow_runs_for_repo(owner, name, branch=params.branch,
+                                                                                headers=headers))
+    runs = [run for run in found.workflow_runs if params.workflow is None or run.path == params.workflow]
+    if not runs:
+        return not_yet("github.no_workflow_run", branch=params.branch)
+    latest = runs[0]
+    if latest.status != "completed":
+        return not_yet("github.workflow_running", branch=params.branch, url=latest.html_url)
+    if latest.conclusion != "success":
+        return not_yet("github.workflow_failed", branch=params.branch, conclusion=latest.conclusion, url=latest.html_url)
+    return PASSED
