@@ -45,17 +45,19 @@ from app.runs.service import RunChanges, RunRow, apply_outcome, latest_run, plan
 from app.settings import Settings
 from app.students.service import StudentRef, get_or_create_student
 
-LOCK_SENDER = """
+# The two statements that every message runs are prepared once per connection (see LeanStore.PREPARE):
+# planning them cost PostgreSQL more than running them.
+LOCK_SENDER = """  -- $1 email, $2 full name, $3 Zulip user id, $4 language
 WITH by_id AS (
     UPDATE students SET
-        email = CASE WHEN EXISTS (SELECT FROM students AS other WHERE other.email = %(email)s AND other.id <> students.id)
-                     THEN students.email ELSE %(email)s END,
-        full_name = CASE WHEN %(full_name)s <> '' THEN %(full_name)s ELSE students.full_name END
-    WHERE zulip_user_id = %(zulip_user_id)s
+        email = CASE WHEN EXISTS (SELECT FROM students AS other WHERE other.email = $1 AND other.id <> students.id)
+                     THEN students.email ELSE $1 END,
+        full_name = CASE WHEN $2 <> '' THEN $2 ELSE students.full_name END
+    WHERE zulip_user_id = $3
     RETURNING id, email, language, zulip_user_id
 ), by_email AS (
     INSERT INTO students (email, full_name, zulip_user_id, language, created_at)
-    SELECT %(email)s, %(full_name)s, %(zulip_user_id)s::bigint, %(language)s, now() WHERE NOT EXISTS (SELECT FROM by_id)
+    SELECT $1, $2, $3, $4, now() WHERE NOT EXISTS (SELECT FROM by_id)
     ON CONFLICT (email) DO UPDATE SET
         full_name = CASE WHEN excluded.full_name <> '' THEN excluded.full_name ELSE students.full_name END,
         zulip_user_id = coalesce(excluded.zulip_user_id, students.zulip_user_id)
@@ -64,19 +66,24 @@ WITH by_id AS (
 SELECT id, email, language, zulip_user_id FROM by_id UNION ALL SELECT id, email, language, zulip_user_id FROM by_email
 """
 # The sender's row is locked by now, so this statement's snapshot holds every commit of their earlier messages.
-RECORD_AND_LOAD_RUN = """
+RECORD_AND_LOAD_RUN = """  -- $1 message id, $2 content, $3 student id
 WITH message AS (
     INSERT INTO inbound_messages (message_id, content, received_at, student_id)
-    VALUES (%(message_id)s, %(content)s, now(), %(student_id)s)
+    VALUES ($1, $2, now(), $3)
     ON CONFLICT (message_id) DO NOTHING RETURNING id
 )
 SELECT (SELECT id FROM message), run.id, run.lesson_id, run.status, run.step_index, run.points, run.context,
        run.check_failures
 FROM (VALUES (1)) AS one LEFT JOIN (
     SELECT id, lesson_id, status, step_index, points, context, check_failures FROM lesson_runs
-    WHERE student_id = %(student_id)s ORDER BY id DESC LIMIT 1 FOR UPDATE
+    WHERE student_id = $3 ORDER BY id DESC LIMIT 1 FOR UPDATE
 ) AS run ON true
 """
+PREPARE = (b"DEALLOCATE ALL;\n"  # idempotent: a failed first round trip may have prepared them already
+           b"PREPARE lessonbot_lock_sender (varchar, varchar, bigint, varchar) AS " + LOCK_SENDER.encode() + b";\n"
+           b"PREPARE lessonbot_record (varchar, text, integer) AS " + RECORD_AND_LOAD_RUN.encode())
+EXECUTE_LOCK_SENDER = "EXECUTE lessonbot_lock_sender (%(email)s, %(full_name)s, %(zulip_user_id)s, %(language)s)"
+EXECUTE_RECORD = "EXECUTE lessonbot_record (%(message_id)s, %(content)s, %(student_id)s)"
 SET_LANGUAGE = "UPDATE students SET language = %s WHERE id = %s"
 INSERT_RESULT = ("INSERT INTO step_results (run_id, step_id, points, attempts, passed_at, source) "
                  "VALUES (%s, %s, %s, 1, %s, %s)")
@@ -166,7 +173,10 @@ class LeanStore:
         self.dbapi: Any = cast(Any, self.connection.connection.dbapi_connection)
         self.dbapi.autocommit = True  # psycopg2 sends no BEGIN of its own, and its commit and rollback do nothing
         self.cursor: Any = self.dbapi.cursor()
-        self.pending: list[tuple[str, Any]] = [("BEGIN", None)]
+        self.info = self.connection.connection.info  # lives as long as the DB-API connection
+        self.pending: list[tuple[str | bytes, Any]] = [("BEGIN", None)]
+        if not self.info.get("lessonbot.prepared"):
+            self.pending.insert(0, (PREPARE, None))
         self.open = True
         registry = db.session.registry
         self.callers_session = registry() if registry.has() else None
@@ -181,12 +191,13 @@ class LeanStore:
         self.cursor.execute(b";\n".join(self.cursor.mogrify(text, args) for text, args in statements))
 
     def lock_sender(self, sender_email: str, full_name: str, zulip_user_id: int | None, language: str) -> StudentRef:
-        self._send(LOCK_SENDER, {"email": sender_email, "full_name": full_name, "zulip_user_id": zulip_user_id,
-                                 "language": language})
+        self._send(EXECUTE_LOCK_SENDER, {"email": sender_email, "full_name": full_name, "zulip_user_id": zulip_user_id,
+                                         "language": language})
+        self.info["lessonbot.prepared"] = True
         return StudentRef(*self.cursor.fetchone())
 
     def record(self, message_id: str, content: str, student: StudentRef) -> Recorded:
-        self._send(RECORD_AND_LOAD_RUN, {"message_id": message_id, "content": content, "student_id": student.id})
+        self._send(EXECUTE_RECORD, {"message_id": message_id, "content": content, "student_id": student.id})
         inbound_id, *run = self.cursor.fetchone()
         return Recorded(inbound_id is not None, RunRow(*run) if run[0] is not None else None)
 

@@ -32,7 +32,7 @@ def round_trips(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 def test_a_message_takes_three_round_trips_begin_and_commit_included(client: FlaskClient, round_trips: list[str],
                                                                      text: str) -> None:
     assert post_message(client, "ann@example.com", text)[0] == 200
-    assert round_trips == ["WITH", "WITH", "COMMIT"]  # lock the sender; record + read the run; write + commit
+    assert round_trips == ["EXECUTE", "EXECUTE", "COMMIT"]  # lock the sender; record + read the run; write + commit
     assert len(replies_to("ann@example.com")) == 1
 
 
@@ -40,5 +40,5 @@ def test_a_run_step_checked_in_chat_takes_three_round_trips(client: FlaskClient,
     post_message(client, "ann@example.com", "start git-basics")
     round_trips.clear()
     assert post_message(client, "ann@example.com", "check")[0] == 200
-    assert round_trips == ["WITH", "WITH", "COMMIT"]
+    assert round_trips == ["EXECUTE", "EXECUTE", "COMMIT"]
     assert [event.kind for event in db.session.scalars(sa.select(StepEvent))] == [StepEventKind.NOT_YET]
