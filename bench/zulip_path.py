@@ -202,14 +202,14 @@ def lessonbot(zs: SpawnedZulipTestServer, root: Path, database_url: str, core_ur
         "LESSONBOT_POLL_INTERVAL_SECONDS": "1", "LESSONBOT_DEFAULT_LANGUAGE": "en", "LESSONBOT_LOG_LEVEL": "INFO",
     }
     processes = {}
-    queues_before = _queues(zs)
+    queues_before = _queues(zs, zs.bot)
     for module in WORKERS:
         name = module.rsplit(".", 1)[1]
         log = open(root / f"{log_name}-{name}.log", "ab")  # noqa: SIM115 - owned by the process
         processes[name] = subprocess.Popen([sys.executable, "-m", module], cwd=PROJECT_ROOT, env=env, stdout=log,
                                            stderr=log)
     try:
-        _wait_for_new_queue(zs, queues_before, "Lessonbot's receiver")
+        _wait_for_new_queue(zs, zs.bot, queues_before, "Lessonbot's receiver")
         yield {name: process.pid for name, process in processes.items()}
     finally:
         for process in processes.values():
@@ -218,17 +218,18 @@ def lessonbot(zs: SpawnedZulipTestServer, root: Path, database_url: str, core_ur
             process.wait(timeout=60)
 
 
-def _queues(zs: SpawnedZulipTestServer) -> set[str]:
-    return set(zs.state().get("queues", []))
+def _queues(zs: SpawnedZulipTestServer, bot: User) -> set[str]:
+    return set(zs.state(queues_of=bot).get("queues", []))
 
 
-def _wait_for_new_queue(zs: SpawnedZulipTestServer, before: set[str], who: str, timeout: float = 60) -> None:
-    """Until an event queue that was not there ``before`` exists: the bot just started has registered.
+def _wait_for_new_queue(zs: SpawnedZulipTestServer, bot: User, before: set[str], who: str, timeout: float = 60) -> None:
+    """Until the bot has an event queue that was not there ``before``: the process just started has registered.
 
-    Any queue would not do: a bot stopped earlier leaves its queue behind until it idles out.
+    Any queue would not do: a bot stopped earlier (the echo bot, or a previous scenario's
+    receiver) leaves its queue behind until it idles out.
     """
     deadline = time.monotonic() + timeout
-    while not _queues(zs) - before:
+    while not _queues(zs, bot) - before:
         if time.monotonic() > deadline:
             raise SystemExit(f"{who} never registered an event queue")
         time.sleep(0.2)
@@ -272,11 +273,11 @@ def echo(zs: SpawnedZulipTestServer, root: Path, database_url: str, core_url: st
     students = zs.students[:count]
     echo_bot = zs.add_user("echo-bot@example.com", "Echo Bot", bot=True)
     rc = zs.write_zuliprc(echo_bot, root / "echo.zuliprc")
-    queues_before = _queues(zs)
+    queues_before = _queues(zs, echo_bot)
     process = subprocess.Popen([sys.executable, "-m", "bench.echo_bot_unlimited", str(rc)], cwd=PROJECT_ROOT,
                                stdout=subprocess.DEVNULL, stderr=open(root / "echo-bot.log", "ab"))  # noqa: SIM115
     try:
-        _wait_for_new_queue(zs, queues_before, "the echo bot")
+        _wait_for_new_queue(zs, echo_bot, queues_before, "the echo bot")
         sent = send_from_students(zs, students, echo_bot, ["ping"], spread=1.0)
         theirs = _throughput(sent, wait_for_replies(zs, echo_bot, {s.id: 1 for s in students}, 300,
                                                     lambda text: text.startswith("echo:")))

@@ -245,7 +245,7 @@ class LeanStore:
     def rollback_to_savepoint(self) -> None:
         self.pending = []
         self.cursor.execute("ROLLBACK TO SAVEPOINT message")
-        self.session.expunge_all()  # what the ORM wrote in the savepoint is gone
+        self.session.rollback()  # forget what the ORM wrote in the savepoint (sends nothing: autocommit)
 
     def commit(self) -> None:
         self._orm_flush()
