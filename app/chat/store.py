@@ -45,7 +45,7 @@ from app.runs.service import RunChanges, RunRow, apply_outcome, latest_run, plan
 from app.settings import Settings
 from app.students.service import StudentRef, get_or_create_student
 
-# The two statements that every message runs are prepared once per connection (see LeanStore.PREPARE):
+# The two statements that every message runs are prepared once per connection (PREPARE, below):
 # planning them cost PostgreSQL more than running them.
 LOCK_SENDER = """  -- $1 email, $2 full name, $3 Zulip user id, $4 language
 WITH by_id AS (
