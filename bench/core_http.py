@@ -53,6 +53,7 @@ harakiri = 30
 listen = 1024
 disable-logging = true
 stats = {stats}
+pidfile = {pidfile}
 """
 NGINX_CONF = """\
 worker_processes 1;
@@ -121,7 +122,8 @@ def stack(root: Path, database_url: str, processes: int, threads: int = 1) -> It
         for name, module in (("core", "app.wsgi:app"), ("bare", "bench.bare_app:app"), ("fair", "bench.fair_app:app")):
             ini = root / f"{name}.ini"
             ini.write_text(UWSGI_INI.format(module=module, socket=root / f"{name}.sock", processes=processes,
-                                            threads=threads, stats=root / f"{name}.stats"))
+                                            threads=threads, stats=root / f"{name}.stats",
+                                            pidfile=root / f"{name}.pid"))
             log = open(root / f"{name}-uwsgi.log", "w")  # noqa: SIM115 - closed with the process
             servers.append(subprocess.Popen([uwsgi, "--ini", str(ini)], cwd=PROJECT_ROOT, env=env, stdout=log, stderr=log))
         conf.write_text(NGINX_CONF.format(root=root, core_socket=root / "core.sock", bare_socket=root / "bare.sock",

@@ -3,7 +3,10 @@
 Three scenarios, each printing its figures and the ratio to its target or baseline:
 
 - burst: N distinct students each send `start git-basics` within one second (no rate
-  limit); the time until each has the first step: p50, p99, max. Target: p99 <= 2 s.
+  limit); the time until each has the first step: p50, p99, max (target: p99 <= 2 s), and
+  the CPU this took, read from /proc: Lessonbot's own (receiver, core uWSGI, the worker that
+  delivers replies, PostgreSQL) per student (target: <= 5 ms) apart from the harness's (the
+  Zulip test server and the students' clients), which share the machine.
 - echo: the `zulip_bots` framework's echo bot (`run_message_handler_for_bot`) and our
   receiver + core + sender under the same load; messages per second of each and the
   ratio. Target: ours >= 1.0x while also persisting every message and reply.
@@ -18,6 +21,8 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import os
+import resource
 import shutil
 import signal
 import statistics
@@ -28,6 +33,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -119,37 +125,113 @@ def wait_for_replies(zs: SpawnedZulipTestServer, bot: User, expected: dict[int, 
     raise SystemExit(f"timed out: {missing} student(s) still waiting for replies after {timeout:g} s")
 
 
+# ---- CPU, from /proc -------------------------------------------------------------------
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _processes() -> dict[int, tuple[int, float]]:
+    """Every process: its parent, and the CPU seconds it and its reaped children used."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:  # it ended meanwhile
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()  # the name may hold spaces and parentheses
+        utime, stime, cutime, cstime = (int(value) for value in fields[11:15])
+        found[int(entry.name)] = (int(fields[1]), (utime + stime + cutime + cstime) / CLOCK_TICKS)
+    return found
+
+
+def _tree_seconds(root: int, processes: dict[int, tuple[int, float]]) -> float:
+    """CPU seconds of a process tree: a live process counts its own time, a gone one is in its parent's."""
+    children: dict[int, list[int]] = {}
+    for pid, (parent, _) in processes.items():
+        children.setdefault(parent, []).append(pid)
+    total, todo = 0.0, [root]
+    while todo:
+        pid = todo.pop()
+        total += processes.get(pid, (0, 0.0))[1]
+        todo += children.get(pid, [])
+    return total
+
+
+@dataclass
+class CpuMeter:
+    """The CPU that named process trees use over a window, each read from /proc at its start and end."""
+
+    lessonbot: dict[str, int]  # the system under test: component name → the root pid of its tree
+    others: dict[str, int]     # the rest, reported apart
+
+    def sample(self) -> dict[str, float]:
+        processes = _processes()
+        figures = {name: _tree_seconds(pid, processes) for name, pid in {**self.lessonbot, **self.others}.items()}
+        own, reaped = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        # This process is the students' clients: it polls for replies, and its sender processes end (are reaped)
+        # within the window. The servers it started are children too, but they end after the window.
+        figures["clients"] = own.ru_utime + own.ru_stime + reaped.ru_utime + reaped.ru_stime
+        return figures
+
+    def report(self, start: dict[str, float], end: dict[str, float], students: int) -> None:
+        used = {name: end[name] - start[name] for name in end}
+        ours = sum(used[name] for name in self.lessonbot)
+        print("CPU over the burst (user + system, from /proc):")
+        print("  Lessonbot: " + ", ".join(f"{name} {used[name]:.2f} s" for name in self.lessonbot)
+              + f" = {ours:.2f} s, {ours / students * 1000:.2f} ms per student (target <= 5 ms: "
+                f"ratio {ours / students * 1000 / 5:.2f})")
+        print("  apart: " + ", ".join(f"{name} {used[name]:.2f} s" for name in [*self.others, "clients"]))
+
+
 # ---- the Lessonbot stack ---------------------------------------------------------------
+
+WORKERS = ("app.workers.receiver", "app.workers.poller")  # the poller also delivers the replies
+
 
 @contextmanager
 def lessonbot(zs: SpawnedZulipTestServer, root: Path, database_url: str, core_url: str, rate_per_minute: float,
-              log_name: str) -> Iterator[None]:
-    """Receiver and poller (reply senders) as supervisor runs them."""
+              log_name: str) -> Iterator[dict[str, int]]:
+    """Receiver and poller (reply senders) as supervisor runs them; yields their pids by name, once the
+    receiver's own event queue exists (so that no student sends before it listens)."""
     assert zs.bot is not None
     env = app_env(database_url, root) | {
         "LESSONBOT_ZULIP_SITE": zs.url, "LESSONBOT_ZULIP_EMAIL": zs.bot.email, "LESSONBOT_ZULIP_API_KEY": zs.bot.api_key,
         "LESSONBOT_CORE_URL": core_url, "LESSONBOT_ZULIP_RATE_PER_MINUTE": str(rate_per_minute),
         "LESSONBOT_POLL_INTERVAL_SECONDS": "1", "LESSONBOT_DEFAULT_LANGUAGE": "en", "LESSONBOT_LOG_LEVEL": "INFO",
     }
-    processes = []
-    for module in ("app.workers.receiver", "app.workers.poller"):
-        log = open(root / f"{log_name}-{module.rsplit('.', 1)[1]}.log", "ab")  # noqa: SIM115 - owned by the process
-        processes.append(subprocess.Popen([sys.executable, "-m", module], cwd=PROJECT_ROOT, env=env, stdout=log, stderr=log))
+    processes = {}
+    queues_before = _queues(zs, zs.bot)
+    for module in WORKERS:
+        name = module.rsplit(".", 1)[1]
+        log = open(root / f"{log_name}-{name}.log", "ab")  # noqa: SIM115 - owned by the process
+        processes[name] = subprocess.Popen([sys.executable, "-m", module], cwd=PROJECT_ROOT, env=env, stdout=log,
+                                           stderr=log)
     try:
-        _wait_for_queue(zs)
-        yield
+        _wait_for_new_queue(zs, zs.bot, queues_before, "Lessonbot's receiver")
+        yield {name: process.pid for name, process in processes.items()}
     finally:
-        for process in processes:
+        for process in processes.values():
             process.send_signal(signal.SIGTERM)
-        for process in processes:
+        for process in processes.values():
             process.wait(timeout=60)
 
 
-def _wait_for_queue(zs: SpawnedZulipTestServer, timeout: float = 60) -> None:
+def _queues(zs: SpawnedZulipTestServer, bot: User) -> set[str]:
+    return set(zs.state(queues_of=bot).get("queues", []))
+
+
+def _wait_for_new_queue(zs: SpawnedZulipTestServer, bot: User, before: set[str], who: str, timeout: float = 60) -> None:
+    """Until the bot has an event queue that was not there ``before``: the process just started has registered.
+
+    Any queue would not do: a bot stopped earlier (the echo bot, or a previous scenario's
+    receiver) leaves its queue behind until it idles out.
+    """
     deadline = time.monotonic() + timeout
-    while not zs.state().get("queues"):
+    while not _queues(zs, bot) - before:
         if time.monotonic() > deadline:
-            raise SystemExit("the bot never registered an event queue")
+            raise SystemExit(f"{who} never registered an event queue")
         time.sleep(0.2)
 
 
@@ -160,18 +242,23 @@ def _percentile(values: list[float], fraction: float) -> float:
 
 # ---- scenarios ---------------------------------------------------------------------------
 
-def burst(zs: SpawnedZulipTestServer, root: Path, database_url: str, core_url: str) -> None:
+def burst(zs: SpawnedZulipTestServer, root: Path, database_url: str, core_url: str, servers: dict[str, int]) -> None:
     assert zs.bot is not None
     students = zs.students
-    with lessonbot(zs, root, database_url, core_url, rate_per_minute=1_000_000, log_name="burst"):
+    with lessonbot(zs, root, database_url, core_url, rate_per_minute=1_000_000, log_name="burst") as workers:
+        meter = CpuMeter(lessonbot={**workers, "core uWSGI": servers["core uWSGI"], "PostgreSQL": servers["PostgreSQL"]},
+                         others={"nginx": servers["nginx"], "Zulip test server": zs.pid})
+        start = meter.sample()
         sent = send_from_students(zs, students, zs.bot, ["start git-basics"], spread=1.0)
         replies = wait_for_replies(zs, zs.bot, {s.id: 1 for s in students}, timeout=60 + len(students) / 10,
                                    matches=lambda text: "Step 1 of 7" in text)
+        end = meter.sample()
     latencies = [replies[user_id][0][0] - sent[user_id] for user_id in sent]
     window = max(sent.values()) - min(sent.values())
     print(f"\nburst: {len(students)} students sent `start git-basics` within {window:.2f} s")
     print(f"time to the first step: p50 {statistics.median(latencies):.2f} s, p99 {_percentile(latencies, 0.99):.2f} s, "
           f"max {max(latencies):.2f} s  (target p99 <= 2 s: ratio {_percentile(latencies, 0.99) / 2.0:.2f} of budget)")
+    meter.report(start, end, len(students))
 
 
 def _throughput(sent: dict[int, float], replies: dict[int, list[tuple[float, str]]]) -> float:
@@ -186,10 +273,11 @@ def echo(zs: SpawnedZulipTestServer, root: Path, database_url: str, core_url: st
     students = zs.students[:count]
     echo_bot = zs.add_user("echo-bot@example.com", "Echo Bot", bot=True)
     rc = zs.write_zuliprc(echo_bot, root / "echo.zuliprc")
+    queues_before = _queues(zs, echo_bot)
     process = subprocess.Popen([sys.executable, "-m", "bench.echo_bot_unlimited", str(rc)], cwd=PROJECT_ROOT,
                                stdout=subprocess.DEVNULL, stderr=open(root / "echo-bot.log", "ab"))  # noqa: SIM115
     try:
-        time.sleep(3)  # let it register
+        _wait_for_new_queue(zs, echo_bot, queues_before, "the echo bot")
         sent = send_from_students(zs, students, echo_bot, ["ping"], spread=1.0)
         theirs = _throughput(sent, wait_for_replies(zs, echo_bot, {s.id: 1 for s in students}, 300,
                                                     lambda text: text.startswith("echo:")))
@@ -243,8 +331,11 @@ def main() -> None:
         migrate(url, root)
         with stack(root, url, processes=4) as (core_url, _, _), \
                 SpawnedZulipTestServer(students=args.students, heartbeat_seconds=30) as zs:
+            assert cluster.process is not None
+            servers = {"core uWSGI": int((root / "core.pid").read_text()), "PostgreSQL": cluster.process.pid,
+                       "nginx": int((root / "nginx.pid").read_text())}
             if args.scenario in ("all", "burst"):
-                burst(zs, root, url, core_url)
+                burst(zs, root, url, core_url, servers)
             if args.scenario in ("all", "echo"):
                 echo(zs, root, url, core_url, min(args.students, 1000))
             if args.scenario in ("all", "ratelimit"):

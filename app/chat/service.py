@@ -1,31 +1,26 @@
-"""Receiving one chat message: dedupe, run the dialog, persist, queue the replies — one transaction."""
+"""Receiving one chat message: dedupe, run the dialog, persist, queue the replies — one transaction (app/chat/store.py
+holds its SQL)."""
 
 from __future__ import annotations
 
 import logging
 import re
 from dataclasses import dataclass, replace
-from functools import lru_cache
-from typing import Annotated, Any
+from typing import Annotated
 
-import sqlalchemy as sa
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
-from sqlalchemy.engine import Row
 
 from app.admin.chat import admin_request
 from app.admin.chat import answer as admin_answer
 from app.chat import dialog
-from app.chat.models import InboundMessage
-from app.db import db, upsert_insert
+from app.chat.store import MessageStore, message_store
 from app.i18n import render_all
 from app.lessons.catalog import Catalog
 from app.metrics.registry import MESSAGES_DUPLICATE, MESSAGES_RECEIVED
-from app.outbox.service import queue_reply
-from app.runs.service import apply_outcome, load_chat_state
+from app.runs.service import chat_state
 from app.runs.workspace import PlatformWorkspace
 from app.settings import Settings
-from app.students.models import Student
-from app.students.service import StudentRef, get_or_create_student
+from app.students.service import StudentRef
 
 log = logging.getLogger(__name__)
 MAX_CONTENT_CHARS = 20_000
@@ -83,60 +78,41 @@ class Received:
     replies: int = 0
 
 
-@lru_cache(maxsize=2)
-def _record_statement(dialect: str) -> sa.Insert:
-    table = InboundMessage.__table__
-    sender = sa.select(Student.id).where(Student.email == sa.bindparam("email")).scalar_subquery()
-    return (upsert_insert(table, dialect)
-            .values(message_id=sa.bindparam("message_id"), content=sa.bindparam("content"), received_at=sa.func.now(),
-                    student_id=sender)
-            .on_conflict_do_nothing(index_elements=["message_id"])
-            .returning(table.c.id, table.c.student_id))
+def _lock_sender(store: MessageStore, message: InboundChat, settings: Settings) -> StudentRef:
+    return store.lock_sender(message.sender_email, message.sender_full_name, message.sender_id,
+                             settings.default_language)
 
 
-def _record_inbound(message: InboundChat) -> Row[Any] | None:
-    """Store the message with its sender (if known yet); None if it was stored before (a concurrent repeat
-    waits, then sees it)."""
-    params = {"message_id": message.message_id, "content": message.content, "email": message.sender_email}
-    return db.session.execute(_record_statement(db.engine.dialect.name), params).first()
-
-
-def _attribute_first_message(recorded: Row[Any], student_id: int) -> None:
-    """A new student's first message (or the first after their chat email changed) is stored before the
-    sender is known by that email: give it to them, so the admin pages show their whole conversation."""
-    if recorded.student_id != student_id:
-        db.session.execute(sa.update(InboundMessage).where(InboundMessage.id == recorded.id).values(student_id=student_id))
-
-
-def _handle(message: InboundChat, student: StudentRef, catalog: Catalog, settings: Settings) -> tuple[int, str]:
-    """The message's whole effect, uncommitted: the dialog's outcome persisted and its reply queued
-    (an admin's command answered instead). The replies queued, and the student's language after it."""
+def _handle(store: MessageStore, message: InboundChat, student: StudentRef, catalog: Catalog,
+            settings: Settings) -> tuple[bool, int, str]:
+    """The message's whole effect, written to the store uncommitted: the dialog's outcome persisted and its
+    reply queued (an admin's command answered instead). Whether it was new, the replies queued, and the
+    student's language after it."""
+    recorded = store.record(message.message_id, message.content, student)
+    if not recorded.new:
+        return False, 0, student.language
     admin_command = admin_request(message.content, message.sender_id, settings.zulip_bot_name)
     if admin_command is not None:
-        queue_reply(student, admin_answer(admin_command, student, catalog).render(student.language))
-        return 1, student.language
-    state, run = load_chat_state(student)
+        store.reply(student, admin_answer(admin_command, student, catalog).render(student.language))
+        return True, 1, student.language
+    state, run = chat_state(student, recorded.latest_run)
     outcome = dialog.handle(message.content, state, catalog, PlatformWorkspace(settings), bot_name=settings.zulip_bot_name)
-    apply_outcome(student, run, outcome, catalog, settings)
     replies = render_all(outcome.texts, outcome.state.language)
-    if replies:
-        queue_reply(student, "\n\n".join(replies))
-    return (1 if replies else 0), outcome.state.language
+    store.persist(student, run, outcome, "\n\n".join(replies) if replies else None, catalog, settings)
+    return True, (1 if replies else 0), outcome.state.language
 
 
 def receive_message(message: InboundChat, catalog: Catalog, settings: Settings) -> Received:
     """Handle a message exactly once: a repeated message id has no second effect."""
-    recorded = _record_inbound(message)
-    if recorded is None:
-        db.session.rollback()
-        MESSAGES_DUPLICATE.inc()
-        log.info("duplicate message %s ignored", message.message_id)
-        return Received(duplicate=True)
-    student = get_or_create_student(message.sender_email, message.sender_full_name, message.sender_id,
-                                    settings.default_language)
-    _attribute_first_message(recorded, student.id)
-    replies, _ = _handle(message, student, catalog, settings)
-    db.session.commit()
+    with message_store() as store:
+        student = _lock_sender(store, message, settings)
+        new, replies, _ = _handle(store, message, student, catalog, settings)
+        if not new:
+            store.rollback()
+            MESSAGES_DUPLICATE.inc()
+            log.info("duplicate message %s ignored", message.message_id)
+            return Received(duplicate=True)
+        store.commit()
     MESSAGES_RECEIVED.inc()
     return Received(duplicate=False, replies=replies)
 
@@ -166,13 +142,11 @@ def _sender(message: InboundChat) -> SenderKey:
     return (message.sender_id or 0, message.sender_email)
 
 
-def _lock_senders(messages: list[InboundChat], settings: Settings) -> dict[SenderKey, StudentRef]:
+def _lock_senders(store: MessageStore, messages: list[InboundChat], settings: Settings) -> dict[SenderKey, StudentRef]:
     """Every sender's row, created if new and locked, in one fixed order (by Zulip id, then email), so
     that two batches naming the same students never wait for each other in a cycle."""
     senders = {_sender(message): message for message in messages}
-    return {key: get_or_create_student(message.sender_email, message.sender_full_name, message.sender_id,
-                                       settings.default_language)
-            for key, message in sorted(senders.items(), key=lambda item: item[0])}
+    return {key: _lock_sender(store, message, settings) for key, message in sorted(senders.items(), key=lambda item: item[0])}
 
 
 def receive_batch(messages: list[InboundChat], catalog: Catalog, settings: Settings) -> list[BatchResult]:
@@ -182,33 +156,32 @@ def receive_batch(messages: list[InboundChat], catalog: Catalog, settings: Setti
     ``failed``, and its sender's later messages in the batch are left ``deferred`` (untouched),
     so the receiver can hand them over again one by one, in order; everyone else's commit.
     """
-    students = _lock_senders(messages, settings)
-    broken: set[SenderKey] = set()
-    results = []
-    for message in messages:
-        key = _sender(message)
-        if key in broken:
-            results.append(BatchResult(message.message_id, "deferred"))
-            continue
-        savepoint = db.session.begin_nested()
-        try:
-            recorded = _record_inbound(message)
-            if recorded is None:
-                savepoint.commit()
+    with message_store() as store:
+        students = _lock_senders(store, messages, settings)
+        broken: set[SenderKey] = set()
+        results = []
+        for message in messages:
+            key = _sender(message)
+            if key in broken:
+                results.append(BatchResult(message.message_id, "deferred"))
+                continue
+            store.savepoint()
+            try:
+                new, replies, language = _handle(store, message, students[key], catalog, settings)
+                store.release_savepoint()
+            except Exception as error:
+                store.rollback_to_savepoint()
+                log.exception("message %s failed in its batch; its sender's later messages wait", message.message_id)
+                broken.add(key)
+                results.append(BatchResult(message.message_id, "failed",
+                                           reason=f"{error.__class__.__name__}: {error}"[:300]))
+                continue
+            if not new:
                 MESSAGES_DUPLICATE.inc()
                 results.append(BatchResult(message.message_id, "duplicate"))
                 continue
-            _attribute_first_message(recorded, students[key].id)
-            replies, language = _handle(message, students[key], catalog, settings)
-            savepoint.commit()
-        except Exception as error:
-            savepoint.rollback()
-            log.exception("message %s failed in its batch; its sender's later messages wait", message.message_id)
-            broken.add(key)
-            results.append(BatchResult(message.message_id, "failed", reason=f"{error.__class__.__name__}: {error}"[:300]))
-            continue
-        students[key] = replace(students[key], language=language)
-        results.append(BatchResult(message.message_id, "accepted", replies=replies))
-    db.session.commit()
+            students[key] = replace(students[key], language=language)
+            results.append(BatchResult(message.message_id, "accepted", replies=replies))
+        store.commit()
     MESSAGES_RECEIVED.inc(sum(result.status == "accepted" for result in results))
     return results

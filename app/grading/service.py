@@ -38,10 +38,16 @@ def _queue(kind: OutboxKind, key: str, student_id: int, payload: dict[str, Any])
 
 def queue_grade(run: LessonRun, settings: Settings) -> None:
     """Queue the run's grade for Classroom (and a gradebook row when a live sheet is set); caller commits."""
-    payload = {"run_id": run.id, "lesson_id": run.lesson_id, "points": run.points, "student_email": run.student.email}
-    _queue(OutboxKind.GRADE, grade_key(run.id), run.student_id, payload)
+    queue_run_grade(run.id, run.lesson_id, run.points, run.student_id, run.student.email, settings)
+
+
+def queue_run_grade(run_id: int, lesson_id: str, points: int, student_id: int, student_email: str,
+                    settings: Settings) -> None:
+    """:func:`queue_grade` from the run's columns, for the message path that holds no ORM run."""
+    payload = {"run_id": run_id, "lesson_id": lesson_id, "points": points, "student_email": student_email}
+    _queue(OutboxKind.GRADE, grade_key(run_id), student_id, payload)
     if settings.google_sheet_id:
-        _queue(OutboxKind.SHEET_ROW, sheet_key(run.id), run.student_id, {**payload, "sheet_id": settings.google_sheet_id})
+        _queue(OutboxKind.SHEET_ROW, sheet_key(run_id), student_id, {**payload, "sheet_id": settings.google_sheet_id})
 
 
 def wake_grades(student_id: int | None = None, kinds: tuple[OutboxKind, ...] = (OutboxKind.GRADE,)) -> int:

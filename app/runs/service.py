@@ -4,7 +4,9 @@ what admins see of runs and do to them."""
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import joinedload
@@ -43,27 +45,34 @@ _LATEST_RUN = (sa.select(LessonRun).where(LessonRun.student_id == sa.bindparam("
                .order_by(LessonRun.id.desc()).limit(1).with_for_update())
 
 
-def load_chat_state(student: StudentRef) -> tuple[ChatState, LessonRun | None]:
-    """The student's chat state and their active run (locked), in one query.
+def latest_run(student_id: int) -> LessonRun | None:
+    """The student's newest run, locked: a new run is only created after the previous one ended, so it is
+    the active one if there is any."""
+    return db.session.scalars(_LATEST_RUN, {"student_id": student_id}).one_or_none()
 
-    A new run is only created after the previous one ended, so the newest run is the
-    active one if there is any.
-    """
-    latest = db.session.scalars(_LATEST_RUN, {"student_id": student.id}).one_or_none()
+
+def chat_state(student: StudentRef, latest: RunRow | None) -> tuple[ChatState, RunRow | None]:
+    """The student's chat state, and their active run (if the latest run is active)."""
     run = latest if latest is not None and latest.status == RunStatus.ACTIVE else None
-    state = ChatState(student.language, run_state(run) if run else None, latest.lesson_id if latest else None, student.email)
-    return state, run
+    return ChatState(student.language, run.state() if run else None, latest.lesson_id if latest else None,
+                     student.email), run
+
+
+def next_check_at(lesson_id: str, step_index: int, check_failures: int, catalog: Catalog, settings: Settings,
+                  now: datetime) -> datetime | None:
+    """When the poller should next look at an active run: soon after activity, then backing off; never for questions."""
+    lesson = catalog.get(lesson_id)
+    if lesson is None or current_step(lesson, RunState(lesson_id, step_index)).check.needs_answer:
+        return None
+    delay = backoff(check_failures + 1, initial=settings.check_interval_seconds, maximum=settings.check_interval_max_seconds,
+                    jitter=0.0)
+    return now + timedelta(seconds=delay)
 
 
 def schedule_check(run: LessonRun, catalog: Catalog, settings: Settings, now: datetime) -> None:
-    """Plan the poller's next look: soon after activity, then backing off; never for questions."""
-    lesson = catalog.get(run.lesson_id)
-    if run.status != RunStatus.ACTIVE or lesson is None or current_step(lesson, run_state(run)).check.needs_answer:
-        run.next_check_at = None
-        return
-    delay = backoff(run.check_failures + 1, initial=settings.check_interval_seconds,
-                    maximum=settings.check_interval_max_seconds, jitter=0.0)
-    run.next_check_at = now + timedelta(seconds=delay)
+    """Plan the poller's next look at the run (none once it ended)."""
+    run.next_check_at = (next_check_at(run.lesson_id, run.step_index, run.check_failures, catalog, settings, now)
+                         if run.status == RunStatus.ACTIVE else None)
 
 
 def _record_passed(run: LessonRun, passed: list[PassedStep], source: str, now: datetime) -> None:
@@ -94,36 +103,94 @@ def apply_progress(run: LessonRun, progress: Progress, source: str, catalog: Cat
         schedule_check(run, catalog, settings, now)
 
 
+@dataclass
+class RunChanges:
+    """What a dialog outcome changes, decided before anything is written: the ORM (admins' actions) and the
+    lean message path (app/chat/store.py) write the same changes each their own way."""
+
+    language: str | None = None                               # the student's new language, if it changed
+    run: dict[str, Any] = field(default_factory=dict)         # columns to set on the active run
+    results: list[dict[str, Any]] = field(default_factory=list)  # step_results rows of the active run
+    events: list[dict[str, Any]] = field(default_factory=list)   # step_events rows of the active run
+    completed: bool = False                                   # the active run completed: its grade is queued
+    new_run: dict[str, Any] | None = None                     # lesson_runs row of a run started
+
+
+@dataclass(frozen=True)
+class RunRow:
+    """The columns of a run that a dialog outcome needs, without ORM tracking."""
+
+    id: int
+    lesson_id: str
+    status: str
+    step_index: int
+    points: int
+    context: dict[str, Any]
+    check_failures: int
+
+    @classmethod
+    def of(cls, run: LessonRun) -> RunRow:
+        return cls(run.id, run.lesson_id, run.status.value, run.step_index, run.points, dict(run.context or {}),
+                   run.check_failures)
+
+    def state(self) -> RunState:
+        return RunState(self.lesson_id, self.step_index, self.points, dict(self.context or {}), self.id)
+
+
+def plan_outcome(language: str, run: RunRow | None, outcome: Outcome, catalog: Catalog, settings: Settings,
+                 now: datetime) -> RunChanges:
+    """The changes that persist a dialog outcome for a student (in ``language``) whose active run is ``run``."""
+    changes = RunChanges(language=outcome.state.language if outcome.state.language != language else None)
+    if run is not None:
+        changes.run = _active_run_changes(run, outcome, catalog, settings, now)
+        changes.results = [{"run_id": run.id, "step_id": step.step_id, "points": step.points, "passed_at": now,
+                            "source": "chat"} for step in outcome.passed]
+        changes.events = [{"run_id": run.id, "step_id": note.step_id, "kind": note.kind, "detail": note.detail, "at": now}
+                          for note in outcome.notes]
+        changes.completed = outcome.ended is not None and outcome.ended.status == RunStatus.COMPLETED
+    if outcome.started is not None:
+        started = outcome.started
+        changes.new_run = {
+            "lesson_id": started.lesson_id, "context": started.context, "repo_name": started.context.get("repo_name"),
+            "started_at": now, "last_activity_at": now, "step_index": 0, "points": 0, "check_failures": 0,
+            "status": RunStatus.ACTIVE.value,
+            "next_check_at": next_check_at(started.lesson_id, 0, 0, catalog, settings, now)}
+    return changes
+
+
+def _active_run_changes(run: RunRow, outcome: Outcome, catalog: Catalog, settings: Settings,
+                        now: datetime) -> dict[str, Any]:
+    values: dict[str, Any] = {"last_activity_at": now, "reminded_at": None}
+    if outcome.passed:
+        values["check_failures"] = 0
+    if outcome.progressed is not None:
+        values["step_index"] = outcome.progressed.step_index
+        values["points"] = outcome.progressed.points
+    if outcome.ended is not None:
+        values.update(status=outcome.ended.status, finished_at=now, next_check_at=None)
+    else:
+        values["next_check_at"] = next_check_at(run.lesson_id, values.get("step_index", run.step_index),
+                                                values.get("check_failures", run.check_failures), catalog, settings, now)
+    return values
+
+
 def apply_outcome(student: StudentRef, run: LessonRun | None, outcome: Outcome, catalog: Catalog,
                   settings: Settings) -> LessonRun | None:
     """Persist a dialog outcome for the student (whose row and active run the caller has locked); the new run, if any."""
-    now = utcnow()
-    if student.language != outcome.state.language:
-        set_language(student.id, outcome.state.language)
+    changes = plan_outcome(student.language, RunRow.of(run) if run else None, outcome, catalog, settings, utcnow())
+    if changes.language is not None:
+        set_language(student.id, changes.language)
     if run is not None:
-        run.last_activity_at = now
-        run.reminded_at = None
-        if outcome.passed:
-            run.check_failures = 0
-        _record_passed(run, outcome.passed, "chat", now)
-        for note in outcome.notes:
-            db.session.add(StepEvent(run_id=run.id, step_id=note.step_id, kind=StepEventKind(note.kind), detail=note.detail,
-                                     at=now))
-        if outcome.progressed is not None:
-            run.step_index = outcome.progressed.step_index
-            run.points = outcome.progressed.points
-        if outcome.ended is not None:
-            _finish(run, RunStatus(outcome.ended.status), now, settings)
-        else:
-            schedule_check(run, catalog, settings, now)
+        for column, value in changes.run.items():
+            setattr(run, column, RunStatus(value) if column == "status" else value)
+        db.session.add_all([StepResult(**row) for row in changes.results])
+        db.session.add_all([StepEvent(**{**row, "kind": StepEventKind(row["kind"])}) for row in changes.events])
+        if changes.completed:
+            queue_grade(run, settings)  # in this transaction: the grade is never lost nor doubled
         db.session.flush()
-    if outcome.started is not None:
-        started = outcome.started
-        new_run = LessonRun(student_id=student.id, lesson_id=started.lesson_id, context=started.context,
-                            repo_name=started.context.get("repo_name"), started_at=now, last_activity_at=now,
-                            step_index=0, points=0, check_failures=0, status=RunStatus.ACTIVE)
+    if changes.new_run is not None:
+        new_run = LessonRun(student_id=student.id, **{**changes.new_run, "status": RunStatus.ACTIVE})
         db.session.add(new_run)
-        schedule_check(new_run, catalog, settings, now)
         db.session.flush()
         return new_run
     return None

@@ -44,8 +44,11 @@ def message_json(message: Message) -> dict[str, Any]:
     }
 
 
-def _state(zs: ZulipTestServer, _: dict[str, Any]) -> Any:
-    return {"url": zs.url, "users": [user_json(u) for u in zs.users], "queues": zs.queue_ids(), "message_count": len(zs.messages)}
+def _state(zs: ZulipTestServer, body: dict[str, Any]) -> Any:
+    """With ``user_id``: only that user's queues (a benchmark waits for one bot's own queue)."""
+    owner = zs.user(int(body["user_id"])) if body.get("user_id") else None
+    return {"url": zs.url, "users": [user_json(u) for u in zs.users], "queues": zs.queue_ids(owner),
+            "message_count": len(zs.messages)}
 
 
 def _add_user(zs: ZulipTestServer, body: dict[str, Any]) -> Any:

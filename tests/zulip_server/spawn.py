@@ -149,9 +149,9 @@ class SpawnedZulipTestServer(Credentials):
         }
         self._control("POST", "settings", body)
 
-    def state(self) -> dict[str, Any]:
-        """Users, live queue ids and the message count."""
-        return dict(self._control("GET", "state", {}))
+    def state(self, queues_of: User | None = None) -> dict[str, Any]:
+        """Users, live queue ids (of one user, if given) and the message count."""
+        return dict(self._control("GET", "state", {"user_id": queues_of.id} if queues_of else {}))
 
     def _control(self, method: str, name: str, body: dict[str, Any]) -> Any:
         url = f"{self.url}/_test/{name}"
