@@ -1,4 +1,4 @@
-"""Benchmarks of the Zulip path: Zulip → receiver → core (uWSGI + nginx) → outbox → reply sender → Zulip.
+"""Benchmarks of the Zulip path: Zulip → receiver → core (uWSGI + nginx) → outbox → dispatcher → Zulip.
 
 Three scenarios, each printing its figures and the ratio to its target or baseline:
 
@@ -8,7 +8,7 @@ Three scenarios, each printing its figures and the ratio to its target or baseli
   delivers replies, PostgreSQL) per student (target: <= 5 ms) apart from the harness's (the
   Zulip test server and the students' clients), which share the machine.
 - echo: the `zulip_bots` framework's echo bot (`run_message_handler_for_bot`) and our
-  receiver + core + sender under the same load; messages per second of each and the
+  receiver + core + dispatcher under the same load; messages per second of each and the
   ratio. Target: ours >= 1.0x while also persisting every message and reply.
 - ratelimit: the server allows the bot 200 requests per minute; the delivered reply
   rate against that limit (target: within 5 %) and that nothing is lost.
@@ -187,13 +187,13 @@ class CpuMeter:
 
 # ---- the Lessonbot stack ---------------------------------------------------------------
 
-WORKERS = ("app.workers.receiver", "app.workers.poller")  # the poller also delivers the replies
+WORKERS = ("app.workers.receiver", "app.workers.poller", "app.workers.dispatcher")  # the dispatcher delivers the replies
 
 
 @contextmanager
 def lessonbot(zs: SpawnedZulipTestServer, root: Path, database_url: str, core_url: str, rate_per_minute: float,
               log_name: str) -> Iterator[dict[str, int]]:
-    """Receiver and poller (reply senders) as supervisor runs them; yields their pids by name, once the
+    """Receiver, poller and dispatcher as supervisor runs them; yields their pids by name, once the
     receiver's own event queue exists (so that no student sends before it listens)."""
     assert zs.bot is not None
     env = app_env(database_url, root) | {
