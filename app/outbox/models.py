@@ -32,6 +32,9 @@ class OutboxItem(db.Model):  # type: ignore[name-defined]
     __table_args__ = (
         sa.Index("ix_outbox_pending", "kind", "next_attempt_at", "id",
                  postgresql_where=sa.text("status = 'pending'"), sqlite_where=sa.text("status = 'pending'")),
+        # A queue's head: no older pending item of the same student (app/outbox/dispatcher.py).
+        sa.Index("ix_outbox_pending_queue", "kind", sa.text("coalesce(student_id, 0)"), "id",
+                 postgresql_where=sa.text("status = 'pending'"), sqlite_where=sa.text("status = 'pending'")),
         sa.Index("ix_outbox_failed", "kind", "id",
                  postgresql_where=sa.text("status = 'failed'"), sqlite_where=sa.text("status = 'failed'")),
     )
