@@ -37,7 +37,7 @@ $(RUNTIME_STAMP): requirements.lock
 
 # The locks are resolved for Debian 12 (its Python 3.11.2, Linux) whatever machine runs this;
 # each is constrained by the one before it, so the tests use the versions production runs.
-UV_COMPILE = $(BIN)/uv pip compile --quiet --upgrade --generate-hashes --native-tls \
+UV_COMPILE = $(BIN)/uv pip compile --quiet --upgrade --generate-hashes --native-tls --no-strip-extras \
 	--python-version 3.11.2 --python-platform linux --custom-compile-command 'make pins'
 
 pins: $(STAMP)  ## Re-resolve requirements*.lock from requirements*.txt (all packages, hashes).

@@ -140,7 +140,7 @@ LOCKS = {
     "requirements-dev.lock": "requirements-dev.txt",
     "requirements-deploy.lock": "requirements-deploy.txt",
 }
-REQUIREMENT = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)")
+REQUIREMENT = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==(\S+)")  # extras kept: name[extra]==v
 
 
 def normalized(name: str) -> str:
