@@ -29,6 +29,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import lru_cache
 from typing import Any, Protocol
 
 import sqlalchemy as sa
@@ -155,43 +156,27 @@ class Dispatcher:
 
         Candidates are read without row locks; only the one taken is locked (``FOR UPDATE SKIP
         LOCKED``), after its queue, and only if it is still its queue's head: a row lock is a write,
-        and locking every candidate cost PostgreSQL more than the delivery's own updates.
+        and locking every candidate cost PostgreSQL more than the delivery's own updates. Both
+        statements are built once per handler (:func:`_candidates`, :func:`_head`).
         """
-        query = sa.select(OutboxItem.id, OutboxItem.student_id).where(
-            OutboxItem.kind.in_(handler.kinds), OutboxItem.status == OutboxStatus.PENDING)
-        if due_only:
-            query = query.where(OutboxItem.next_attempt_at <= utcnow())
-        if exclude:
-            query = query.where(OutboxItem.id.not_in(exclude))
-        if handler.ordered:
-            query = query.where(~_earlier_pending(handler))
-        query = query.order_by(OutboxItem.next_attempt_at, OutboxItem.id).limit(CANDIDATES if handler.ordered else 1)
+        params: dict[str, Any] = {"now": utcnow(), **({"exclude": list(exclude)} if exclude else {})}
+        candidates = _candidates(handler.kinds, handler.ordered, due_only, bool(exclude))
         if not is_postgresql():
-            item_id = db.session.scalars(query.with_only_columns(OutboxItem.id).limit(1)).first()
+            item_id = db.session.scalars(candidates.limit(1), params).first()
             item = db.session.get(OutboxItem, item_id) if item_id is not None else None
             if item is None:
                 db.session.rollback()
             return (item, None) if item is not None else None
-        for item_id, student_id in db.session.execute(query).all():
+        for item_id, student_id in db.session.connection().execute(candidates, params).all():
             queue = (handler.lock_class, (student_id or 0) if handler.ordered else item_id)
             if not try_advisory_lock(self._lock_connection(), queue):
                 continue
-            item = self._lock_head(handler, item_id)
+            item = db.session.scalars(_head(handler.kinds, handler.ordered), {"id": item_id}).first()
             if item is not None:
                 return item, queue
             self._unlock(queue)
         db.session.rollback()
         return None
-
-    @staticmethod
-    def _lock_head(handler: Handler, item_id: int) -> OutboxItem | None:
-        """The item, row-locked, if it is still pending and (ordered handlers) still its queue's oldest
-        pending item, seen now that the queue is ours (the candidates' snapshot may predate the commit
-        of an item the queue's last holder rescheduled)."""
-        query = sa.select(OutboxItem).where(OutboxItem.id == item_id, OutboxItem.status == OutboxStatus.PENDING)
-        if handler.ordered:
-            query = query.where(~_earlier_pending(handler))
-        return db.session.scalars(query.with_for_update(skip_locked=True).execution_options(populate_existing=True)).first()
 
     def _lock_connection(self) -> Connection:
         if self._locks is None:
@@ -257,9 +242,36 @@ class Dispatcher:
         return None if due is None else max((due - utcnow()).total_seconds(), 0.0)
 
 
-def _earlier_pending(handler: Handler) -> Any:
-    """An older pending item in the same queue (same student, or both of none) exists."""
+@lru_cache(maxsize=64)
+def _candidates(kinds: tuple[OutboxKind, ...], ordered: bool, due_only: bool, excluding: bool) -> sa.Select[int, int | None]:
+    """Pending items of ``kinds`` (``now``: due by then; ``exclude``: ids passed over), oldest due first;
+    for an ordered handler only queue heads, CANDIDATES of them."""
+    query = sa.select(OutboxItem.id, OutboxItem.student_id).where(
+        OutboxItem.kind.in_(kinds), OutboxItem.status == OutboxStatus.PENDING)
+    if due_only:
+        query = query.where(OutboxItem.next_attempt_at <= sa.bindparam("now"))
+    if excluding:
+        query = query.where(OutboxItem.id.not_in(sa.bindparam("exclude", expanding=True)))
+    if ordered:
+        query = query.where(~_earlier_pending(kinds))
+    return query.order_by(OutboxItem.next_attempt_at, OutboxItem.id).limit(CANDIDATES if ordered else 1)
+
+
+@lru_cache(maxsize=64)
+def _head(kinds: tuple[OutboxKind, ...], ordered: bool) -> sa.Select[Any]:
+    """The item ``id``, row-locked, if it is still pending and (ordered) still its queue's oldest pending
+    item, seen now that the queue is ours (the candidates' snapshot may predate the commit of an item
+    the queue's last holder rescheduled)."""
+    query = sa.select(OutboxItem).where(OutboxItem.id == sa.bindparam("id"), OutboxItem.status == OutboxStatus.PENDING)
+    if ordered:
+        query = query.where(~_earlier_pending(kinds))
+    return query.with_for_update(skip_locked=True).execution_options(populate_existing=True)
+
+
+def _earlier_pending(kinds: tuple[OutboxKind, ...]) -> Any:
+    """An older pending item in the same queue (same student, or both of none) exists; served by
+    ix_outbox_pending_queue."""
     earlier = aliased(OutboxItem)
-    return sa.exists().where(earlier.kind.in_(handler.kinds), earlier.status == OutboxStatus.PENDING,
+    return sa.exists().where(earlier.kind.in_(kinds), earlier.status == OutboxStatus.PENDING,
                              earlier.id < OutboxItem.id,
                              sa.func.coalesce(earlier.student_id, 0) == sa.func.coalesce(OutboxItem.student_id, 0))
