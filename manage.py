@@ -19,14 +19,14 @@ try:
     import click
     from flask.cli import FlaskGroup
     from flask_migrate.cli import db as migrate_cli
-    from sqlalchemy.exc import OperationalError
+    from sqlalchemy.exc import OperationalError, ProgrammingError
 except ModuleNotFoundError as missing:
     sys.exit(f"manage.py: {missing.name} is not installed; create the virtualenv first with `make demo` "
              f"(or `make .venv/.installed`), then run ./manage.py again")
 
 from app.boot import boot  # noqa: E402  (after the virtualenv check above)
 from app.cli import command_groups  # noqa: E402
-from app.settings import database_error_line  # noqa: E402
+from app.settings import database_error_line, schema_missing  # noqa: E402
 
 
 class ManageGroup(FlaskGroup):
@@ -42,7 +42,7 @@ class ManageGroup(FlaskGroup):
         self.add_command(migrate_cli, "db")
 
     def invoke(self, ctx: click.Context) -> object:
-        """One line and exit 1 for a bad option (``--limit -1``) and for a database that cannot be reached."""
+        """One line and exit 1 for a bad option (``--limit -1``) and for a database unreachable or not migrated."""
         try:
             return super().invoke(ctx)
         except click.exceptions.NoArgsIsHelpError:
@@ -51,7 +51,9 @@ class ManageGroup(FlaskGroup):
             where = error.ctx.command_path if error.ctx else "manage.py"
             click.echo(f"Error: {error.format_message()} (see {where} --help)", err=True)
             sys.exit(1)
-        except OperationalError as error:
+        except (OperationalError, ProgrammingError) as error:
+            if isinstance(error, ProgrammingError) and not schema_missing(error):
+                raise  # a bug in our SQL, not the admin's database: keep the traceback
             click.echo(database_error_line(error), err=True)
             sys.exit(1)
 

@@ -305,8 +305,18 @@ def database_error_line(error: BaseException) -> str:
         location = "DATABASE_URL"
     orig = getattr(error, "orig", None) or error
     said = next((line.strip() for line in str(orig).splitlines() if line.strip()), type(orig).__name__)
+    if schema_missing(error):
+        return (f"Database error: the database at {location} has no Lessonbot tables yet, or is older than this "
+                f"release ({said}); run ./manage.py db upgrade first")
     return (f"Database error: cannot use the database at {location} ({said}). "
             "Is it running and reachable, and migrated (./manage.py db upgrade)?")
+
+
+def schema_missing(error: BaseException) -> bool:
+    """PostgreSQL's undefined table or column (SQLSTATE 42P01, 42703), SQLite's "no such table/column"."""
+    orig = getattr(error, "orig", None) or error
+    return getattr(orig, "pgcode", None) in {"42P01", "42703"} or str(orig).startswith(("no such table",
+                                                                                         "no such column"))
 
 
 def write_dev_env(path: Path) -> bool:

@@ -94,3 +94,24 @@ class PgCluster:
             self.record.stop(self.process, signum=signal.SIGQUIT)
             self.process = None
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def empty_database(url: str, name: str) -> str:
+    """A new, empty database beside the one at `url` (dropped first if it exists); its URL."""
+    import sqlalchemy as sa
+
+    from app.settings import sqlalchemy_url
+
+    admin = sa.create_engine(sqlalchemy_url(_with_database(url, "postgres")), isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sa.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        connection.execute(sa.text(f"CREATE DATABASE {name}"))
+    admin.dispose()
+    return _with_database(url, name)
+
+
+def _with_database(url: str, name: str) -> str:
+    import sqlalchemy as sa
+
+    return sa.engine.make_url(url).set(database=name).render_as_string(hide_password=False)
+

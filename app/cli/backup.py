@@ -11,6 +11,7 @@ from flask.cli import AppGroup
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 from rich.table import Table
+from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from app import current
 from app.backup.service import (
@@ -25,6 +26,7 @@ from app.backup.service import (
 from app.cli.errors import one_line_errors
 from app.db import db
 from app.logship.drive import ShipError
+from app.settings import Settings, schema_missing
 
 backup_cli = AppGroup("backup", help="Encrypted database backups: create, list, restore (see README, Backups).")
 
@@ -78,6 +80,19 @@ def list_command(drive: bool) -> None:
     Console(width=160).print(table)
 
 
+def _from_drive(settings: Settings, file_id: str, scratch: Path) -> Path:
+    """Download the backup; the Google authorization it needs is kept in the database being replaced."""
+    try:
+        return fetch_from_drive(settings, file_id, scratch)
+    except (OperationalError, ProgrammingError) as error:
+        if not schema_missing(error):
+            raise
+        raise click.ClickException(
+            "restoring from Drive needs the Google authorization, and this database has no Lessonbot tables: run "
+            "./manage.py db upgrade and ./manage.py google auth here first, then restore into an empty database "
+            "with --database (README, Restore drill)") from None
+
+
 @backup_cli.command("restore")
 @click.argument("source")
 @click.option("--identity", "-i", required=True, type=click.Path(path_type=Path),
@@ -92,7 +107,7 @@ def restore_command(source: str, identity: Path, target: str | None) -> None:
     settings = current.settings()
     with tempfile.TemporaryDirectory(prefix="lessonbot-restore-") as scratch:
         try:
-            path = Path(source) if Path(source).is_file() else fetch_from_drive(settings, source, Path(scratch))
+            path = Path(source) if Path(source).is_file() else _from_drive(settings, source, Path(scratch))
             report = restore_backup(settings, path, identity, target or settings.database_url)
         except BackupError as error:
             raise click.ClickException(str(error)) from None

@@ -21,10 +21,11 @@ from flask.testing import FlaskClient
 from app.backup.retention import to_keep
 from app.backup.service import LOCK_KEY, BackupError, BackupFolder, create_backup, restore_backup, row_counts
 from app.db import db, expected_revision
-from app.settings import Settings, sqlalchemy_url
+from app.settings import Settings
 from tests.google.conftest import GoogleWorld
 from tests.google_server import FaultKind
 from tests.helpers import post_message
+from tests.pg import empty_database as empty_database_at
 
 
 @pytest.fixture
@@ -46,23 +47,9 @@ def backup_settings(app: Flask, settings: Settings, authorized: GoogleWorld, age
     return configured
 
 
-def _database(url: str, name: str) -> str:
-    """A new empty database on the same server; its URL."""
-    admin = sa.create_engine(sqlalchemy_url(_with_database(url, "postgres")), isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(sa.text(f"DROP DATABASE IF EXISTS {name}"))
-        connection.execute(sa.text(f"CREATE DATABASE {name}"))
-    admin.dispose()
-    return _with_database(url, name)
-
-
-def _with_database(url: str, name: str) -> str:
-    return sa.engine.make_url(url).set(database=name).render_as_string(hide_password=False)
-
-
 @pytest.fixture
 def empty_database(database_url: str) -> Iterator[str]:
-    yield _database(database_url, "lessonbot_restore")
+    yield empty_database_at(database_url, "lessonbot_restore")
 
 
 def _seed(client: FlaskClient, students: int) -> None:

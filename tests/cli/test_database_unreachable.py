@@ -14,7 +14,7 @@ import pytest
 
 from app.settings import PROJECT_ROOT
 from tests.conftest import SECRETS
-from tests.pg import free_port
+from tests.pg import empty_database, free_port
 
 COMMANDS = [
     ["outbox", "list"], ["chat"], ["courses", "list"], ["courses", "add", "git", "Git course"], ["courses", "sync"],
@@ -55,3 +55,33 @@ def test_an_unknown_database_host_is_named(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [result.stderr.strip()]
     assert result.stderr.startswith("Database error: cannot use the database at db.invalid:5432/lessonbot (")
+
+
+@pytest.fixture(scope="module")
+def unmigrated(database_url: str) -> str:
+    """A reachable PostgreSQL database without Lessonbot's tables, as on a new machine before `db upgrade`."""
+    return empty_database(database_url, "lessonbot_unmigrated")
+
+
+NEED_TABLES = [args for args in COMMANDS if args[0] != "db"]
+
+
+@pytest.mark.parametrize("args", NEED_TABLES, ids=" ".join)
+def test_a_database_without_tables_is_one_line_saying_upgrade(tmp_path: Path, unmigrated: str, args: list[str]) -> None:
+    result = _manage(tmp_path, unmigrated, args)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    line = (result.stderr.strip() or result.stdout.strip()).splitlines()
+    assert len(line) == 1 and "run ./manage.py db upgrade" in line[0], result.stderr
+
+
+def test_a_restore_from_drive_into_a_bare_database_says_what_to_do_first(tmp_path: Path, unmigrated: str) -> None:
+    """Restoring from Drive needs the Google authorization, which the lost database held (README, Restore drill)."""
+    identity = tmp_path / "key.txt"
+    identity.write_text("AGE-SECRET-KEY-1\n")
+    result = _manage(tmp_path, unmigrated, ["backup", "restore", "1AbCdriveFileId", "--identity", str(identity)])
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "Error: restoring from Drive needs the Google authorization, and this database has no Lessonbot tables: run "
+        "./manage.py db upgrade and ./manage.py google auth here first, then restore into an empty database with "
+        "--database (README, Restore drill)"]
