@@ -8,14 +8,16 @@ reply, with the same retries and the same look-up before a retry.
 
 from __future__ import annotations
 
-from datetime import UTC
+import hashlib
+import json
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import sqlalchemy as sa
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from app.db import db
+from app.db import db, upsert_insert, utcnow
 from app.metrics.registry import ALERTS_RECEIVED
 from app.outbox.models import OutboxItem, OutboxKind, OutboxStatus
 from app.settings import Settings
@@ -23,6 +25,7 @@ from app.settings import Settings
 MAX_ALERTS = 200  # Alertmanager's max_alerts in the role is smaller; this bounds what any caller may send
 MAX_LISTED = 20  # alerts written out in one message; the rest are counted
 MAX_CONTENT = 9000  # Zulip refuses messages over 10 000 characters
+DEDUPE_WINDOW_SECONDS = 300  # a resend within 5-10 min is the same notification; repeat_interval is hours
 Status = Literal["firing", "resolved"]
 
 
@@ -54,15 +57,35 @@ class Notification(_Camel):
     alerts: list[Alert] = Field(min_length=1, max_length=MAX_ALERTS)
 
 
-def queue_alert(notification: Notification, settings: Settings) -> int:
-    """Write the notification to the outbox for the ops stream; the caller commits. The item's id."""
+def queue_alert(notification: Notification, settings: Settings, now: datetime | None = None) -> int | None:
+    """Write the notification to the outbox for the ops stream; the caller commits. The item's id.
+
+    None if the same notification was queued in the last few minutes: Alertmanager sends it
+    again when its webhook call timed out after we had committed, and the ops stream should
+    see it once. Its deliberate repeats (``repeat_interval``, hours) still get through.
+    """
+    keys = _dedupe_keys(notification, now or utcnow())
+    if db.session.scalar(sa.select(OutboxItem.id).where(OutboxItem.dedupe_key.in_(keys)).limit(1)) is not None:
+        return None
     payload: dict[str, Any] = {"stream": settings.ops_stream, "topic": settings.ops_topic,
                                "content": render(notification)}
-    item_id = db.session.scalar(sa.insert(OutboxItem).values(
+    item_id = db.session.scalar(upsert_insert(OutboxItem.__table__).values(
         kind=OutboxKind.OPS_ALERT, student_id=None, payload=payload, status=OutboxStatus.PENDING, attempts=0,
-        next_attempt_at=sa.func.now(), created_at=sa.func.now()).returning(OutboxItem.id))
+        dedupe_key=keys[0], next_attempt_at=sa.func.now(), created_at=sa.func.now())
+        .on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(OutboxItem.id))
+    if item_id is None:  # the same notification, queued by a concurrent request a moment ago
+        return None
     ALERTS_RECEIVED.labels(notification.status).inc()
-    return int(item_id or 0)
+    return int(item_id)
+
+
+def _dedupe_keys(notification: Notification, now: datetime) -> tuple[str, str]:
+    """The notification's key in this time window and in the one before: a resend within one window matches."""
+    alerts = sorted((alert.fingerprint, alert.labels.get("alertname", ""), alert.status, alert.starts_at.isoformat())
+                    for alert in notification.alerts)
+    digest = hashlib.sha256(json.dumps([notification.group_key, notification.status, alerts]).encode()).hexdigest()
+    window = int(now.timestamp()) // DEDUPE_WINDOW_SECONDS
+    return f"alert:{digest[:40]}:{window}", f"alert:{digest[:40]}:{window - 1}"
 
 
 def render(notification: Notification) -> str:

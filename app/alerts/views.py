@@ -18,4 +18,6 @@ def alertmanager_webhook() -> tuple[Response, int]:
     notification = json_body(Notification)
     item_id = queue_alert(notification, current.settings())
     db.session.commit()
+    if item_id is None:
+        return jsonify(status="duplicate"), 200
     return jsonify(status="queued", outbox_id=item_id), 202

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -11,6 +12,7 @@ import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
+from app.alerts.service import DEDUPE_WINDOW_SECONDS, Notification, queue_alert
 from app.db import db
 from app.outbox.models import OutboxItem, OutboxKind, OutboxStatus
 from app.settings import Settings
@@ -174,3 +176,43 @@ def test_a_huge_group_is_one_message_within_zulips_limit(client: FlaskClient) ->
     [item] = _alert_items()
     content = item.payload["content"]
     assert len(content) <= 9000 and "… and 130 more" in content
+
+
+def test_a_notification_sent_again_after_a_timeout_is_queued_once(client: FlaskClient) -> None:
+    """Alertmanager retries a webhook call that timed out, though we had committed it: one message, not two."""
+    first = client.post("/internal/alerts", json=FIRING, headers=TOKEN)
+    again = client.post("/internal/alerts", json=FIRING, headers=TOKEN)
+    assert first.status_code == 202 and again.status_code == 200
+    assert again.get_json() == {"status": "duplicate"}
+    assert len(_alert_items()) == 1
+    assert client.post("/internal/alerts", json=RESOLVED, headers=TOKEN).status_code == 202  # a new state is news
+    another_alert = notification("firing", alert("LessonbotTargetDown", "firing", job="lessonbot_dispatcher"))
+    assert client.post("/internal/alerts", json=another_alert, headers=TOKEN).status_code == 202
+    assert len(_alert_items()) == 3
+
+
+def test_alertmanagers_deliberate_repeat_hours_later_is_posted_again(app: Flask) -> None:
+    settings = _settings(app)
+    now = datetime.now(UTC)
+    body = Notification.model_validate(FIRING)
+    assert queue_alert(body, settings, now) is not None
+    assert queue_alert(body, settings, now + timedelta(seconds=DEDUPE_WINDOW_SECONDS)) is None  # a late resend
+    assert queue_alert(body, settings, now + timedelta(hours=4)) is not None  # repeat_interval
+    db.session.commit()
+    assert len(_alert_items()) == 2
+
+
+def test_concurrent_resends_queue_one_item(app: Flask, client: FlaskClient) -> None:
+    answers: list[int] = []
+
+    def post() -> None:
+        with app.test_client() as own:
+            answers.append(own.post("/internal/alerts", json=FIRING, headers=TOKEN).status_code)
+
+    threads = [threading.Thread(target=post) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(answers).count(202) == 1 and len(answers) == 6, answers
+    assert len(_alert_items()) == 1
