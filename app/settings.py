@@ -99,6 +99,9 @@ class Settings(BaseSettings):
     metrics_port_receiver: int = Field(default=9312, ge=0, le=65535, description="The receiver's /metrics port.")
     metrics_port_log_shipper: int = Field(default=9313, ge=0, le=65535, description="The log shipper's /metrics port.")
     metrics_port_dispatcher: int = Field(default=9314, ge=0, le=65535, description="The dispatcher's /metrics port.")
+    worker_index: int = Field(default=0, ge=0, le=99, description=(
+        "Which of a program's several processes this is (supervisor's process_num, set by the supervisor role when "
+        "numprocs > 1): process N serves its metrics on the program's port + N."))
 
     # Google: the Web OAuth client, the stored authorization, Classroom/Drive/Sheets targets, log shipping.
     google_client_id: str | None = Field(default=None, description="The Web OAuth client's id.")

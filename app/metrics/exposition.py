@@ -77,14 +77,17 @@ def _mark_dead_at_uwsgi_exit() -> None:
     uwsgi.atexit = lambda: multiprocess.mark_process_dead(os.getpid())
 
 
-def serve_worker_metrics(name: str, port: int) -> None:
-    """Serve this worker's metrics on 127.0.0.1:``port`` from a daemon thread (0: not at all).
+def serve_worker_metrics(name: str, port: int, index: int = 0) -> None:
+    """Serve this worker's metrics on 127.0.0.1:``port`` + ``index`` from a daemon thread (port 0: not at all).
+
+    ``index`` tells several processes of one program apart (``LESSONBOT_WORKER_INDEX``).
 
     A port that is taken is one error line, not a stopped worker: Prometheus then sees the
     target down and alerts, while the worker goes on doing its job.
     """
     if not port:
         return
+    port += index
     try:
         start_http_server(port, addr="127.0.0.1")
     except OSError as error:

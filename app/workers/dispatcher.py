@@ -132,7 +132,7 @@ def main() -> None:
     settings, app = boot("dispatcher")
     stop = StopFlag()
     stop.install()
-    serve_worker_metrics("dispatcher", settings.metrics_port_dispatcher)
+    serve_worker_metrics("dispatcher", settings.metrics_port_dispatcher, settings.worker_index)
     with app.app_context():
         try:
             handlers = outbox_handlers(settings, app.extensions["lessonbot.catalog"], lambda: stop.stopping)
