@@ -12,7 +12,20 @@ import zlib
 from dataclasses import dataclass
 from typing import Any
 
-from .models import Account, App, Commit, Installation, Invitation, Issue, Repo, Review, WorkflowRun, git_sha, now_iso
+from .models import (
+    Account,
+    App,
+    Commit,
+    Installation,
+    Invitation,
+    Issue,
+    Repo,
+    Review,
+    ReviewComment,
+    WorkflowRun,
+    git_sha,
+    now_iso,
+)
 
 Json = dict[str, Any]
 
@@ -224,6 +237,27 @@ class Urls:
             "submitted_at": now_iso(review.submitted_at), "author_association": association(repo, review.user),
             "_links": {"html": {"href": html}, "pull_request": {"href": pull_url}},
         }
+
+    def review_comment(self, repo: Repo, pull: Issue, comment: ReviewComment) -> Json:
+        """pull-request-review-comment."""
+        api = f"{self.api}/repos/{repo.full_name}/pulls"
+        pull_url = f"{api}/{pull.number}"
+        html = f"{self.html}/{repo.full_name}/pull/{pull.number}#discussion_r{comment.id}"
+        data: Json = {
+            "url": f"{api}/comments/{comment.id}", "pull_request_review_id": comment.review_id, "id": comment.id,
+            "node_id": node_id("PRRC", comment.id), "diff_hunk": f"@@ -0,0 +1,{comment.line} @@",
+            "path": comment.path, "commit_id": comment.commit_id, "original_commit_id": comment.commit_id,
+            "user": self.user(comment.user), "body": comment.body, "created_at": now_iso(comment.created_at),
+            "updated_at": now_iso(comment.created_at), "html_url": html, "pull_request_url": pull_url,
+            "author_association": association(repo, comment.user), "line": comment.line,
+            "original_line": comment.line, "side": "RIGHT", "start_line": None, "original_start_line": None,
+            "start_side": None, "subject_type": "line",
+            "_links": {"self": {"href": f"{api}/comments/{comment.id}"}, "html": {"href": html},
+                       "pull_request": {"href": pull_url}},
+        }
+        if comment.in_reply_to_id is not None:
+            data["in_reply_to_id"] = comment.in_reply_to_id
+        return data
 
     def workflow_run(self, repo: Repo, run: WorkflowRun) -> Json:
         """workflow-run."""

@@ -382,10 +382,56 @@ def create_review(call: Call) -> Answer:
     assert pull.head is not None
     review = Review(call.hub.next_id(), actor, REVIEW_EVENTS[event], str(call.field("body") or ""),
                     repo.branches.get(pull.head, pull.head_sha or ""))
+    for comment in call.field("comments") or []:  # all or none: a comment GitHub refuses refuses the review
+        if comment.get("position") is not None or comment.get("line") is None:
+            raise unprocessable("Unprocessable Entity", errors=["This server takes review comments by line"])
+    comments = [call.hub.comment_on_line(repo, pull, actor, str(comment.get("path")), int(comment["line"]),
+                                         str(comment.get("body") or ""), review.id)
+                for comment in call.field("comments") or []]
     pull.reviews.append(review)
     pull.updated_at = review.submitted_at
     call.hub.on_event("pull_request_review", "submitted", repo, actor)
+    for _comment in comments:
+        call.hub.on_event("pull_request_review_comment", "created", repo, actor)
     return 200, call.urls.review(repo, pull, review)
+
+
+def list_review_comments(call: Call) -> Answer:
+    """A pull request's review comments, oldest first, as GitHub lists them."""
+    repo = _repo(call)
+    pull = _pull(call, repo)
+    return 200, [call.urls.review_comment(repo, pull, comment) for comment in pull.review_comments]
+
+
+def create_review_comment(call: Call) -> Answer:
+    """A single review comment on a line, or (`in_reply_to`) a reply in a comment's thread."""
+    repo = _repo(call)
+    pull = _pull(call, repo)
+    body, actor = str(call.required("body")), call.caller.actor
+    if call.field("in_reply_to") is not None:
+        comment = call.hub.reply_to_comment(pull, actor, int(call.field("in_reply_to")), body)
+    else:
+        comment = call.hub.comment_on_line(repo, pull, actor, str(call.required("path")), int(call.required("line")),
+                                           body, None)
+    call.hub.on_event("pull_request_review_comment", "created", repo, actor)
+    return 201, call.urls.review_comment(repo, pull, comment)
+
+
+def reply_to_review_comment(call: Call) -> Answer:
+    repo = _repo(call)
+    pull = _pull(call, repo)
+    comment = call.hub.reply_to_comment(pull, call.caller.actor, int(call.path_args["comment_id"]),
+                                        str(call.required("body")))
+    call.hub.on_event("pull_request_review_comment", "created", repo, call.caller.actor)
+    return 201, call.urls.review_comment(repo, pull, comment)
+
+
+def list_repo_invitations(call: Call) -> Answer:
+    """The repository's pending invitations (for its administrators: the App's installation here)."""
+    _require(call, "installation")
+    repo = _repo(call)
+    pending = [invitation for invitation in call.hub.invitations.values() if invitation.repo is repo]
+    return 200, [call.urls.invitation(invitation) for invitation in pending]
 
 
 def add_labels(call: Call) -> Answer:
@@ -440,6 +486,11 @@ ROUTES: list[tuple[str, str, View]] = [
     ("/repos/<owner>/<repo>/pulls/<int:pull_number>/reviews", "POST", create_review),
     ("/repos/<owner>/<repo>/issues/<int:issue_number>/labels", "POST", add_labels),
     ("/repos/<owner>/<repo>/actions/runs", "GET", list_runs),
+    ("/repos/<owner>/<repo>/invitations", "GET", list_repo_invitations),
+    ("/repos/<owner>/<repo>/pulls/<int:pull_number>/comments", "GET", list_review_comments),
+    ("/repos/<owner>/<repo>/pulls/<int:pull_number>/comments", "POST", create_review_comment),
+    ("/repos/<owner>/<repo>/pulls/<int:pull_number>/comments/<int:comment_id>/replies", "POST",
+     reply_to_review_comment),
 ]
 
 
