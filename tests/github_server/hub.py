@@ -53,7 +53,8 @@ class Hub:
         self.tokens: dict[str, InstallationToken] = {}
         self.repos: dict[str, Repo] = {}
         self.invitations: dict[int, Invitation] = {}
-        self.on_event: Callable[[str, str | None, Repo, Account], None] = lambda *_: None
+        # (event, action or None, repository, sender, the event's objects: pull, issue, review, comment, member, push)
+        self.on_event: Callable[..., None] = lambda *_, **__: None
 
     def next_id(self) -> int:
         with _IDS_LOCK:
@@ -157,7 +158,7 @@ class Hub:
             raise not_found()
         invitation.repo.collaborators.add(user.login)
         del self.invitations[invitation_id]
-        self.on_event("member", "added", invitation.repo, user)
+        self.on_event("member", "added", invitation.repo, user, member=user)
 
     # -- issues and pull requests ------------------------------------------------
 

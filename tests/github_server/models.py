@@ -124,6 +124,20 @@ class ReviewComment:
     created_at: float = field(default_factory=time.time)
 
 
+@dataclass(frozen=True)
+class Push:
+    """What a push event tells: the branch, its tip before (zeros for a new branch) and after, the new commits."""
+
+    branch: str
+    before: str
+    after: str
+    commits: tuple[Commit, ...] = ()
+
+    @property
+    def created(self) -> bool:
+        return self.before == "0" * 40
+
+
 @dataclass
 class WorkflowRun:
     """A run of one workflow file for one push (the server does not run workflows: see `Repo.trigger_workflows`)."""

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from .hub import ApiError, Hub, not_found, unprocessable
-from .models import Account, App, Installation, Issue, Repo, Review, now_iso
+from .models import Account, App, Installation, Issue, Push, Repo, Review, now_iso
 from .shapes import Urls
 
 
@@ -217,7 +217,7 @@ def create_ref(call: Call) -> Answer:
     repo.branches[branch] = sha
     repo.pushed_at = time.time()
     repo.trigger_workflows(branch)
-    call.hub.on_event("push", None, repo, call.caller.actor)
+    call.hub.on_event("push", None, repo, call.caller.actor, push=Push(branch, "0" * 40, sha))
     return 201, call.urls.git_ref(repo, branch)
 
 
@@ -248,7 +248,7 @@ def put_content(call: Call) -> Answer:
     commit = repo.commit_on(branch, {**tip.tree, path: data}, str(call.required("message")), call.caller.actor)
     if branch == repo.default_branch:
         call.hub.close_referenced(repo, [commit.message], call.caller.actor)
-    call.hub.on_event("push", None, repo, call.caller.actor)
+    call.hub.on_event("push", None, repo, call.caller.actor, push=Push(branch, tip.sha, commit.sha, (commit,)))
     return (200 if existed else 201), call.urls.file_commit(repo, path, commit, branch)
 
 
@@ -299,7 +299,7 @@ def create_pull(call: Call) -> Answer:
     repo = _repo(call, write=True)
     pull = call.hub.open_pull(repo, call.caller.actor, str(call.required("title")), str(call.required("head")),
                               str(call.required("base")), call.field("body"))
-    call.hub.on_event("pull_request", "opened", repo, call.caller.actor)
+    call.hub.on_event("pull_request", "opened", repo, call.caller.actor, pull=pull)
     return 201, call.urls.pull(repo, pull)
 
 
@@ -314,9 +314,11 @@ def merge_pull(call: Call) -> Answer:
     method = call.field("merge_method", "merge")
     if method not in ("merge", "squash"):
         raise ApiError(405, f"{method} merges are not allowed on this repository")
+    assert pull.base is not None
+    before = repo.branches[pull.base]
     sha = call.hub.merge(repo, pull, call.caller.actor, method, call.field("commit_title"))
-    call.hub.on_event("pull_request", "closed", repo, call.caller.actor)
-    call.hub.on_event("push", None, repo, call.caller.actor)
+    call.hub.on_event("pull_request", "closed", repo, call.caller.actor, pull=pull)
+    call.hub.on_event("push", None, repo, call.caller.actor, push=Push(pull.base, before, sha, (repo.commits[sha],)))
     return 200, {"sha": sha, "merged": True, "message": "Pull Request successfully merged"}
 
 
@@ -331,7 +333,7 @@ def create_issue(call: Call) -> Answer:
     repo = _repo(call, write=True)
     labels = [label if isinstance(label, str) else str(label.get("name")) for label in call.field("labels") or []]
     issue = call.hub.open_issue(repo, call.caller.actor, str(call.required("title")), call.field("body"), labels)
-    call.hub.on_event("issues", "opened", repo, call.caller.actor)
+    call.hub.on_event("issues", "opened", repo, call.caller.actor, issue=issue)
     return 201, call.urls.issue(repo, issue)
 
 
@@ -348,12 +350,17 @@ def update_issue(call: Call) -> Answer:
         issue.close(call.caller.actor, call.field("state_reason") or "completed")
     elif state == "open" and issue.state == "closed":
         issue.state, issue.state_reason, issue.closed_at, issue.closed_by = "open", "reopened", None, None
+    changes = {}
     if call.field("title") is not None:
+        changes["title"] = {"from": issue.title}
         issue.title = str(call.field("title"))
     if call.field("labels") is not None:
         issue.labels = [str(label) for label in call.field("labels")]
     issue.updated_at = time.time()
-    call.hub.on_event("issues", "edited" if state is None else state.replace("open", "reopened"), repo, call.caller.actor)
+    if state is None:
+        call.hub.on_event("issues", "edited", repo, call.caller.actor, issue=issue, changes=changes)
+    else:
+        call.hub.on_event("issues", state.replace("open", "reopened"), repo, call.caller.actor, issue=issue)
     return 200, call.urls.issue(repo, issue)
 
 
@@ -390,9 +397,9 @@ def create_review(call: Call) -> Answer:
                 for comment in call.field("comments") or []]
     pull.reviews.append(review)
     pull.updated_at = review.submitted_at
-    call.hub.on_event("pull_request_review", "submitted", repo, actor)
-    for _comment in comments:
-        call.hub.on_event("pull_request_review_comment", "created", repo, actor)
+    call.hub.on_event("pull_request_review", "submitted", repo, actor, pull=pull, review=review)
+    for comment in comments:
+        call.hub.on_event("pull_request_review_comment", "created", repo, actor, pull=pull, comment=comment)
     return 200, call.urls.review(repo, pull, review)
 
 
@@ -413,7 +420,7 @@ def create_review_comment(call: Call) -> Answer:
     else:
         comment = call.hub.comment_on_line(repo, pull, actor, str(call.required("path")), int(call.required("line")),
                                            body, None)
-    call.hub.on_event("pull_request_review_comment", "created", repo, actor)
+    call.hub.on_event("pull_request_review_comment", "created", repo, actor, pull=pull, comment=comment)
     return 201, call.urls.review_comment(repo, pull, comment)
 
 
@@ -422,7 +429,7 @@ def reply_to_review_comment(call: Call) -> Answer:
     pull = _pull(call, repo)
     comment = call.hub.reply_to_comment(pull, call.caller.actor, int(call.path_args["comment_id"]),
                                         str(call.required("body")))
-    call.hub.on_event("pull_request_review_comment", "created", repo, call.caller.actor)
+    call.hub.on_event("pull_request_review_comment", "created", repo, call.caller.actor, pull=pull, comment=comment)
     return 201, call.urls.review_comment(repo, pull, comment)
 
 
@@ -441,7 +448,7 @@ def add_labels(call: Call) -> Answer:
     names = [label if isinstance(label, str) else str(label.get("name")) for label in given or []]
     issue.labels += [name for name in names if name not in issue.labels]
     issue.updated_at = time.time()
-    call.hub.on_event("issues", "labeled", repo, call.caller.actor)
+    call.hub.on_event("issues", "labeled", repo, call.caller.actor, issue=issue)
     return 200, [call.urls.label(repo, name) for name in issue.labels]
 
 
