@@ -90,7 +90,9 @@ class GitHubDelivery:
         db.session.commit()
 
     def failed_attempt(self, item: OutboxItem, error: GitHubError) -> Outcome:
-        if error.status == 401:  # the App's credentials: every item would fail the same way
+        if error.status == 401:  # the App's credentials: every item would fail the same way, none is charged
+            item.attempts, item.next_attempt_at = max(item.attempts - 1, 0), utcnow()
+            db.session.commit()
             raise Unavailable(str(error)) from error
         item.last_error = str(error)[:2000]
         if not error.retryable or item.attempts >= MAX_ATTEMPTS:

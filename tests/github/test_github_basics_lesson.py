@@ -292,3 +292,32 @@ def test_github_trouble_during_a_check_is_an_error_not_a_failed_step(github_app:
     assert "Step 1 passed" in student.say("check")
 
 
+
+
+def test_a_run_stopped_before_its_repository_was_made_gets_none(github_app: Flask, gh: GitHubTestServer,
+                                                                client: FlaskClient, tmp_path: Path) -> None:
+    _template(gh)
+    student = _student(client, gh, tmp_path, "ola@example.com", "ola")
+    student.say("link github ola")
+    student.say("start github-basics")
+    student.say("stop")
+    repositories = len(gh.hub.repos)
+    assert student.outbox(github_app) == ""
+    assert len(gh.hub.repos) == repositories
+    (item,) = _github_items()
+    assert item.status == OutboxStatus.SENT and "the run ended" in (item.last_error or "")
+
+
+def test_a_refused_app_key_pauses_the_setup_without_charging_it(github_app: Flask, gh: GitHubTestServer,
+                                                                client: FlaskClient, tmp_path: Path) -> None:
+    _template(gh)
+    student = _student(client, gh, tmp_path, "pia@example.com", "pia")
+    student.say("link github pia")
+    student.say("start github-basics")
+    gh.faults.script([401, 401], endpoint="GET /users/*")  # refused, and refused again with fresh tokens
+    with Dispatcher(github_handlers(github_app.extensions["lessonbot.settings"])) as dispatcher:
+        assert dispatcher.deliver_due() == 1
+        assert "refused the App's credentials" in dispatcher.errors()["GitHub repositories"]
+    (item,) = _github_items()
+    assert item.status == OutboxStatus.PENDING and item.attempts == 0
+    assert f"{ORG}/github-basics-pia-" in student.outbox(github_app)
