@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from app import current
 from app.git.checks import BranchParams, FileParams, RefName
@@ -261,6 +261,11 @@ class ReviewCommentParams(PullParams):
     comment: Said = Field(description="What the bot asks for in its comment.")
     contains: str | None = Field(default=None, max_length=200,
                                  description="Once fixed, the file on the head branch contains this text.")
+
+    @field_validator("path")
+    @classmethod
+    def _inside_repository(cls, value: str) -> str:
+        return FileParams(path=value).path  # the same rule as any check's file
 
 
 @check_type("github.review_comment_answered", ReviewCommentParams)
