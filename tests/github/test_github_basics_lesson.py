@@ -13,7 +13,7 @@ from flask.testing import FlaskClient
 from githubkit.exception import RequestFailed
 
 from app.db import db, utcnow
-from app.github.delivery import github_handlers
+from app.github.delivery import MAX_ATTEMPTS, github_handlers
 from app.outbox.dispatcher import Dispatcher
 from app.outbox.models import OutboxItem, OutboxKind, OutboxStatus
 from app.runs.models import RunStatus
@@ -321,3 +321,21 @@ def test_a_refused_app_key_pauses_the_setup_without_charging_it(github_app: Flas
     (item,) = _github_items()
     assert item.status == OutboxStatus.PENDING and item.attempts == 0
     assert f"{ORG}/github-basics-pia-" in student.outbox(github_app)
+
+
+def test_after_long_github_trouble_the_student_is_told_to_start_again(github_app: Flask, gh: GitHubTestServer,
+                                                                      client: FlaskClient, tmp_path: Path) -> None:
+    _template(gh)
+    student = _student(client, gh, tmp_path, "quin@example.com", "quin")
+    student.say("link github quin")
+    student.say("start github-basics")
+    (item,) = _github_items()
+    item.attempts = MAX_ATTEMPTS - 1  # an hour of 5xx already behind it
+    db.session.commit()
+    gh.faults.script([502], endpoint="POST /repos/*/generate")
+    assert "Try `start` again in a few minutes" in student.outbox(github_app)
+    (item,) = _github_items()
+    assert item.status == OutboxStatus.FAILED and "502" in (item.last_error or "")
+    run = student.run()
+    assert run is not None and run.status == RunStatus.STOPPED and "github" in run.context["ended_by"]
+    assert "Step 1 of 9" in student.say("start github-basics")
