@@ -13,13 +13,16 @@ import re
 from collections.abc import Callable
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from app import current
 from app.git.checks import BranchParams, FileParams, RefName
 from app.github.client import GitHubApp, GitHubError, NotConfigured, NotFound, shared_app
 from app.github.identity import confirm_login
+from app.github.review import ReviewRequest, posted_review, request_review, review_key
+from app.i18n import Text
 from app.lessons.checks import PASSED, CheckContext, CheckParams, CheckResult, check_error, check_type, not_yet
+from app.outbox.models import OutboxStatus
 
 
 def _github() -> GitHubApp:
@@ -37,6 +40,8 @@ def _guarded(check: Callable[[Any, CheckContext], CheckResult]) -> Callable[[Any
     def run(params: Any, context: CheckContext) -> CheckResult:
         if not context.run_context.get("github_repo"):
             return check_error("github.no_repo")
+        if not context.run_context.get("github_url"):  # its setup waits in the outbox (app/github/repos.py)
+            return not_yet("github.repo_not_ready")
         try:
             return check(params, context)
         except NotConfigured:
@@ -89,6 +94,10 @@ def branch_exists(params: BranchParams, context: CheckContext) -> CheckResult:
 @check_type("github.file_on_branch", FileParams)
 @_guarded
 def file_on_branch(params: FileParams, context: CheckContext) -> CheckResult:
+    return _file_on_branch(params, context)
+
+
+def _file_on_branch(params: FileParams, context: CheckContext) -> CheckResult:
     owner, name = _repo(context)
     try:
         found = _github().conditional(
@@ -237,3 +246,63 @@ def workflow_succeeded(params: WorkflowParams, context: CheckContext) -> CheckRe
     if latest.conclusion != "success":
         return not_yet("github.workflow_failed", branch=params.branch, conclusion=latest.conclusion, url=latest.html_url)
     return PASSED
+
+
+class Said(CheckParams):
+    """A text the bot says on GitHub, in the student's language."""
+
+    ru: str = Field(min_length=1, max_length=2000)
+    en: str = Field(min_length=1, max_length=2000)
+
+
+class ReviewCommentParams(PullParams):
+    path: str = Field(min_length=1, max_length=300, description="The file the bot comments on.")
+    line: int = Field(default=1, ge=1, le=10_000, description="The line of that file on the head branch.")
+    comment: Said = Field(description="What the bot asks for in its comment.")
+    contains: str | None = Field(default=None, max_length=200,
+                                 description="Once fixed, the file on the head branch contains this text.")
+
+    @field_validator("path")
+    @classmethod
+    def _inside_repository(cls, value: str) -> str:
+        return FileParams(path=value).path  # the same rule as any check's file
+
+
+@check_type("github.review_comment_answered", ReviewCommentParams)
+@_guarded
+def review_comment_answered(params: ReviewCommentParams, context: CheckContext) -> CheckResult:
+    """The student answered the bot's review comment in its thread (and pushed the fix, if ``contains``).
+
+    The bot requests the change itself: the first time this runs on a run with the student's pull
+    request, it queues the review (app/github/review.py), in the caller's transaction.
+    """
+    pulls = [pull for pull in _pulls(context, params) if _by_student(pull, context)]
+    if not pulls:
+        return not_yet("github.no_pull", head=params.head, base=params.base)
+    key = review_key(params.head, params.path, params.line)
+    posted = posted_review(context.run_context, key)
+    if posted is None:
+        request = ReviewRequest(key, pulls[0].number, params.path, params.line, params.comment,
+                                Text("github.review_summary", path=params.path, line=params.line))
+        if request_review(context.run_context, request) == OutboxStatus.FAILED:
+            return check_error("github.review_failed", number=pulls[0].number)
+        return not_yet("github.review_coming", number=pulls[0].number)
+    if not _answered(context, int(posted["number"]), int(posted["comment_id"])):
+        return not_yet("github.review_unanswered", url=posted["url"], path=params.path)
+    if params.contains:
+        fixed = _file_on_branch(FileParams(path=params.path, branch=params.head, contains=params.contains), context)
+        if not fixed.passed:
+            return not_yet("github.review_not_fixed", path=params.path, branch=params.head, text=params.contains)
+    return PASSED
+
+
+def _answered(context: CheckContext, number: int, comment_id: int) -> bool:
+    """A reply by the student in the comment's thread."""
+    owner, name = _repo(context)
+    login = str(context.run_context.get("github_login", "")).lower()
+    comments: list[Any] = _github().conditional(
+        f"review-comments:{owner}/{name}:{number}", f"review comments of #{number} in {owner}/{name}",
+        lambda client, headers: client.rest.pulls.list_review_comments(owner, name, number, per_page=100,
+                                                                       headers=headers))
+    return any(comment.in_reply_to_id == comment_id and comment.user is not None
+               and str(comment.user.login).lower() == login for comment in comments)

@@ -28,7 +28,10 @@ class NotReady(Exception):
 class Workspace(Protocol):
     """The one I/O interface of the chat dialog: set up a run's platform side, make link URLs."""
 
-    def prepare(self, lesson: Lesson, student_email: str) -> Prepared: ...
+    def prepare(self, lesson: Lesson, student_email: str) -> Prepared:
+        """Set up the run's platform side, in the caller's transaction: what it queues in the outbox (a GitHub
+        repository's setup) commits with the new run, or not at all."""
+        ...
 
     def recall(self, lesson: Lesson, context: dict[str, Any]) -> list[Text]:
         """What `prepare` told the student, again, for one who comes back (their clone may be gone)."""

@@ -1,8 +1,8 @@
 """The outbox dispatcher: every pending effect delivered by its kind's handler, each exactly once.
 
 Each feature registers a :class:`Handler` for its kinds (chat replies in app/zulip/, ops
-alerts in app/alerts/, grades and sheet rows in app/grading/, admin jobs in app/admin/);
-the dispatcher owns the rest:
+alerts in app/alerts/, grades and sheet rows in app/grading/, admin jobs in app/admin/,
+GitHub repositories and reviews in app/github/); the dispatcher owns the rest:
 
 - **Claims.** Due items are selected ``FOR UPDATE SKIP LOCKED``, so several dispatchers
   (processes or threads) never take the same item.

@@ -18,6 +18,8 @@ class OutboxKind(enum.StrEnum):
     SHEET_ROW = "sheet_row"
     ADMIN_JOB = "admin_job"  # an admin's long command from chat, run by the outbox dispatcher (app/admin/chat.py)
     OPS_ALERT = "ops_alert"  # an Alertmanager notification for the ops stream (app/alerts/)
+    GITHUB_REPO = "github_repo"  # a run's repository generated and the student invited (app/github/delivery.py)
+    GITHUB_REVIEW = "github_review"  # the bot's review of a student's pull request (app/github/delivery.py)
 
 
 class OutboxStatus(enum.StrEnum):

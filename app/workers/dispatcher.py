@@ -3,8 +3,9 @@
 It runs ``dispatcher_threads`` dispatchers (app/outbox/dispatcher.py), each with its own
 database session and locks; several processes may run as well. Each handler comes from
 its feature folder: chat replies (app/zulip/), ops alerts (app/alerts/), grades and sheet
-rows (app/grading/), admin jobs (app/admin/). Without Zulip configured, replies and alerts
-stay in the outbox (the console chat reads the replies itself).
+rows (app/grading/), admin jobs (app/admin/), GitHub repositories and reviews (app/github/).
+Without Zulip configured, replies and alerts stay in the outbox (the console chat reads the
+replies itself).
 
 A dispatcher waits on PostgreSQL's NOTIFY (app/outbox/wakeup.py) when idle, so a reply
 leaves within moments of its commit. A thread that ends while the process lives is
@@ -26,6 +27,7 @@ from app.admin.chat import AdminJobs
 from app.alerts.delivery import AlertSender
 from app.boot import boot
 from app.db import db, is_postgresql
+from app.github.delivery import github_handlers
 from app.grading.delivery import grading_handlers
 from app.lessons.catalog import Catalog
 from app.loop import StopFlag, run_forever
@@ -44,8 +46,11 @@ HEARTBEAT_SECONDS = 2.0
 
 def outbox_handlers(settings: Settings, catalog: Catalog, stopping: Callable[[], bool] = lambda: False,
                     *, zulip: bool = True) -> list[Handler]:
-    """Every effect kind's handler; the Zulip ones only when Zulip is configured (and wanted)."""
+    """Every effect kind's handler; the Zulip ones only when Zulip is configured (and wanted), the GitHub
+    ones only when the GitHub App is."""
     handlers: list[Handler] = [*grading_handlers(settings, catalog), AdminJobs(settings, catalog)]
+    if settings.has_github:
+        handlers += github_handlers(settings)
     if zulip and settings.zulip_site:
         api = shared_api(settings, stopping)  # the process's one client, stopping with it
         handlers += [ZulipSender(api, settings), AlertSender(api, settings)]

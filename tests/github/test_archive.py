@@ -18,6 +18,8 @@ from app.workers.poller import Poller
 from tests.github_server.server import GitHubTestServer
 from tests.helpers import ChatStudent
 
+from .test_github_basics_lesson import deliver_github
+
 
 def _stopped_run(github_app: Flask, gh: GitHubTestServer, client: FlaskClient, tmp_path: Path) -> tuple[ChatStudent, str]:
     gh.add_template("github-basics-template", {"README.md": b"# hi\n"})
@@ -25,6 +27,7 @@ def _stopped_run(github_app: Flask, gh: GitHubTestServer, client: FlaskClient, t
     student = ChatStudent(client, "lea@example.com", tmp_path)
     student.say("link github lea")
     student.say("start github-basics")
+    deliver_github(github_app)  # the repository is set up from the outbox
     run = student.run()
     assert run is not None
     full_name = str(run.context["github_repo"])

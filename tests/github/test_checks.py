@@ -5,9 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from flask import Flask
 
+from app.db import db
 from app.lessons.checks import CheckContext, check_types, run_check
+from app.outbox.models import OutboxItem, OutboxKind
 from tests.github_server.models import Account, Repo
 from tests.github_server.server import GitHubTestServer
 
@@ -94,3 +97,43 @@ def test_file_on_a_branch_says_whether_the_branch_or_the_file_is_missing(
     assert check("github.file_on_branch", context, path="README.md", branch="nope") == ("not_yet", "github.no_branch")
     assert check("github.file_on_branch", context, path="NOTES.md") == ("not_yet", "github.no_file")
     assert check("github.file_on_branch", context, path="README.md", matches=r"^hi$") == ("passed", None)
+
+
+REVIEW = {"head": "topic", "path": "a.txt", "line": 1, "comment": {"ru": "Добавьте строку", "en": "Add a line"},
+          "contains": "fixed"}
+
+
+def test_a_review_comment_counts_once_the_student_answered_it_and_pushed_the_fix(
+        gh: GitHubTestServer, world: tuple[Repo, Account, CheckContext]) -> None:
+    repo, alice, context = world
+    assert check("github.review_comment_answered", context, **REVIEW) == ("not_yet", "github.no_pull")
+    number = _pull_by(gh, repo, alice)
+    assert check("github.review_comment_answered", context, **REVIEW) == ("not_yet", "github.review_coming")
+    pull = repo.issues[number]
+    comment = gh.hub.comment_on_line(repo, pull, gh.app.bot, "a.txt", 1, "Add a line", None)
+    posted = {"github_reviews": {"topic/a.txt:1": {"comment_id": comment.id, "number": number, "url": "u"}}}
+    context = CheckContext({**context.run_context, **posted})
+    assert check("github.review_comment_answered", context, **REVIEW) == ("not_yet", "github.review_unanswered")
+    gh.hub.reply_to_comment(pull, gh.add_student("bob"), comment.id, "Not mine to answer")
+    assert check("github.review_comment_answered", context, **REVIEW) == ("not_yet", "github.review_unanswered")
+    gh.hub.reply_to_comment(pull, alice, comment.id, "On it")
+    assert check("github.review_comment_answered", context, **REVIEW) == ("not_yet", "github.review_not_fixed")
+    repo.commit_on("topic", {**repo.commits[repo.branches["topic"]].tree, "a.txt": b"a\nfixed\n"}, "Fix", alice)
+    assert check("github.review_comment_answered", context, **REVIEW) == ("passed", None)
+
+
+def test_the_review_is_queued_once_however_often_the_step_is_checked(
+        gh: GitHubTestServer, world: tuple[Repo, Account, CheckContext]) -> None:
+    repo, alice, context = world
+    _pull_by(gh, repo, alice)
+    for _ in range(3):
+        assert check("github.review_comment_answered", context, **REVIEW) == ("not_yet", "github.review_coming")
+    (item,) = db.session.scalars(sa.select(OutboxItem).where(OutboxItem.kind == OutboxKind.GITHUB_REVIEW))
+    assert item.payload["comment"].startswith("Add a line") and "<!-- lessonbot:review:topic/a.txt:1 -->" in (
+        item.payload["comment"])
+
+
+def test_a_run_whose_repository_is_being_prepared_is_not_yet_checked(world: tuple[Repo, Account, CheckContext]) -> None:
+    _, _, context = world
+    preparing = CheckContext({key: value for key, value in context.run_context.items() if key != "github_url"})
+    assert check("github.branch_exists", preparing, name="main") == ("not_yet", "github.repo_not_ready")

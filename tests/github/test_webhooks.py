@@ -39,7 +39,8 @@ def test_student_completes_github_basics_through_webhooks_alone(github_app: Flas
     student = GitHubStudent(client, "mia@example.com", tmp_path)
     student.use(gh, "mia")
     student.say("link github mia")
-    assert "Step 1 of 8" in student.say("start github-basics")
+    assert "Step 1 of 9" in student.say("start github-basics")
+    assert f"{ORG}/github-basics-mia-" in student.outbox(github_app)  # the dispatcher made the repository
 
     student.accept_invitation()
     assert "Step 1 passed" in _after(gh, student)
@@ -51,11 +52,17 @@ def test_student_completes_github_basics_through_webhooks_alone(github_app: Flas
     pull = student.github.rest.pulls.create(ORG, student.repo, title="Notes", head="add-notes", base="main",
                                             body=f"Fixes #{issue.number}").parsed_data
     assert "Step 4 passed" in _after(gh, student)
+    student.outbox(github_app)  # the bot's review, asked for by the webhook's check of step 5
+    gh.webhooks.wait_idle()
+    student.commit("add-notes", "NOTES.md", "I learn GitHub with Lessonbot\nReviewed by Lessonbot\n", "Review")
+    assert "Step 5 passed" not in _after(gh, student)  # the fix alone does not answer the comment
+    student.answer_review("Added the line")
+    assert "Step 5 passed" in _after(gh, student)
     student.github.rest.pulls.merge(ORG, student.repo, pull.number)
     merged = _after(gh, student)
-    assert "Step 5 passed" in merged and "Step 6 passed" in merged
+    assert "Step 6 passed" in merged and "Step 7 passed" in merged
     student.commit("main", ".github/workflows/ci.yml", CI.replace("exit 1", "echo ok"), "Make CI pass")
-    assert "Step 7 passed" in _after(gh, student)
+    assert "Step 8 passed" in _after(gh, student)
     assert "Score: 100 of 100" in student.say("fixes #7")
     run = student.run()
     assert run is not None and run.status == RunStatus.COMPLETED
@@ -72,6 +79,7 @@ def test_forged_unsigned_and_replayed_deliveries_are_refused(github_app: Flask, 
     student.use(gh, "ned")
     student.say("link github ned")
     student.say("start github-basics")
+    student.outbox(github_app)
     gh.set_webhook(None)  # the student's acceptance is delivered by hand below
     student.accept_invitation()
     gh.set_webhook(f"{live_server}/github/hook", SECRET)

@@ -17,7 +17,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from jsonschema import Draft4Validator
+from jsonschema import Draft4Validator, Draft202012Validator
 from openapi_core import Config, OpenAPI
 from openapi_core.exceptions import OpenAPIError
 from openapi_core.templating.paths.exceptions import PathNotFound
@@ -165,3 +165,54 @@ def _describe(error: BaseException) -> str:
     for inner in getattr(cause, "schema_errors", []) or []:
         details.append(f"{list(inner.path)}: {inner.message}")
     return "; ".join(details)[:2000]
+
+
+WEBHOOKS_PATH = Path(__file__).resolve().parent / "reference" / "github-webhooks.json"
+
+
+class WebhookContract:
+    """Checks each webhook delivery the server makes against `@octokit/openapi-webhooks` (a vendored subset,
+    reference/README.md): the headers GitHub sends with every delivery, and the payload against the schema
+    of its event and action (`pull_request` + `opened` is `pull-request-opened`). A delivery of an event the
+    subset lacks is a violation too. Use as `gh.webhooks.observers.append(checker)`."""
+
+    def __init__(self, path: Path = WEBHOOKS_PATH) -> None:
+        self.path = path
+        self.violations: list[str] = []
+        self.checked = 0
+        self._lock = threading.Lock()
+
+    @cached_property
+    def spec(self) -> dict[str, Any]:
+        loaded: dict[str, Any] = json.loads(self.path.read_text())
+        return loaded
+
+    def __call__(self, event: str, headers: dict[str, str], payload: dict[str, Any]) -> None:
+        problems = self.check(event, headers, payload)
+        with self._lock:
+            self.checked += 1
+            self.violations.extend(problems)
+
+    def webhook_name(self, event: str, payload: dict[str, Any]) -> str | None:
+        base = event.replace("_", "-")
+        action = payload.get("action")
+        for name in (f"{base}-{action}", base):
+            if name in self.spec["webhooks"]:
+                return name
+        return None
+
+    def check(self, event: str, headers: dict[str, str], payload: dict[str, Any]) -> list[str]:
+        name = self.webhook_name(event, payload)
+        what = f"{event}{'.' + str(payload['action']) if 'action' in payload else ''}"
+        if name is None:
+            return [f"{what}: no such webhook in the vendored description"]
+        operation = self.spec["webhooks"][name]["post"]
+        sent = {key.lower() for key in headers}
+        problems = [f"{what}: header {parameter['name']} missing" for parameter in operation["parameters"]
+                    if parameter["in"] == "header" and parameter.get("required") and parameter["name"].lower() not in sent]
+        schema = {**operation["requestBody"]["content"]["application/json"]["schema"],
+                  "components": self.spec["components"]}
+        for error in Draft202012Validator(schema).iter_errors(payload):
+            place = "/".join(str(part) for part in error.absolute_path)
+            problems.append(f"{what}: {place or 'payload'}: {error.message[:300]}")
+        return problems

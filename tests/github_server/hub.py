@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .models import Account, App, Installation, InstallationToken, Invitation, Issue, Repo
+from .models import Account, App, Installation, InstallationToken, Invitation, Issue, Repo, ReviewComment
 
 DOCS = "https://docs.github.com/rest"
 DEFAULT_PERMISSIONS = {"administration": "write", "contents": "write", "pull_requests": "write", "issues": "write",
@@ -53,7 +53,8 @@ class Hub:
         self.tokens: dict[str, InstallationToken] = {}
         self.repos: dict[str, Repo] = {}
         self.invitations: dict[int, Invitation] = {}
-        self.on_event: Callable[[str, str | None, Repo, Account], None] = lambda *_: None
+        # (event, action or None, repository, sender, the event's objects: pull, issue, review, comment, member, push)
+        self.on_event: Callable[..., None] = lambda *_, **__: None
 
     def next_id(self) -> int:
         with _IDS_LOCK:
@@ -157,7 +158,7 @@ class Hub:
             raise not_found()
         invitation.repo.collaborators.add(user.login)
         del self.invitations[invitation_id]
-        self.on_event("member", "added", invitation.repo, user)
+        self.on_event("member", "added", invitation.repo, user, member=user)
 
     # -- issues and pull requests ------------------------------------------------
 
@@ -215,3 +216,27 @@ class Hub:
             issue = repo.issues.get(number)
             if issue is not None and not issue.is_pull and issue.state == "open":
                 issue.close(user)
+
+    def comment_on_line(self, repo: Repo, pull: Issue, user: Account, path: str, line: int, body: str,
+                        review_id: int | None) -> ReviewComment:
+        """A review comment on a line of a file the pull request changes, as GitHub refuses any other."""
+        assert pull.head is not None and pull.base is not None
+        head, base = repo.tip(pull.head), repo.tip(pull.base)
+        changed = head is not None and path in head.tree and (base is None or base.tree.get(path) != head.tree[path])
+        if not changed or head is None:
+            raise unprocessable("Unprocessable Entity", errors=["Path could not be resolved"])
+        if not 1 <= line <= len(head.tree[path].decode(errors="replace").splitlines()):
+            raise unprocessable("Unprocessable Entity", errors=["Line could not be resolved"])
+        comment = ReviewComment(self.next_id(), review_id, user, path, line, body, head.sha)
+        pull.review_comments.append(comment)
+        return comment
+
+    def reply_to_comment(self, pull: Issue, user: Account, comment_id: int, body: str) -> ReviewComment:
+        """A reply in the thread of a review comment: same file and line, `in_reply_to_id` the thread's first."""
+        first = next((c for c in pull.review_comments if c.id == comment_id), None)
+        if first is None:
+            raise not_found()
+        reply = ReviewComment(self.next_id(), None, user, first.path, first.line, body, first.commit_id,
+                              in_reply_to_id=first.in_reply_to_id or first.id)
+        pull.review_comments.append(reply)
+        return reply

@@ -110,6 +110,35 @@ class Review:
 
 
 @dataclass
+class ReviewComment:
+    """A comment on one line of a pull request's file (a review's, or a reply in its thread)."""
+
+    id: int
+    review_id: int | None
+    user: Account
+    path: str
+    line: int
+    body: str
+    commit_id: str
+    in_reply_to_id: int | None = None
+    created_at: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True)
+class Push:
+    """What a push event tells: the branch, its tip before (zeros for a new branch) and after, the new commits."""
+
+    branch: str
+    before: str
+    after: str
+    commits: tuple[Commit, ...] = ()
+
+    @property
+    def created(self) -> bool:
+        return self.before == "0" * 40
+
+
+@dataclass
 class WorkflowRun:
     """A run of one workflow file for one push (the server does not run workflows: see `Repo.trigger_workflows`)."""
 
@@ -148,6 +177,7 @@ class Issue:
     merged_by: Account | None = None
     merge_commit_sha: str | None = None
     reviews: list[Review] = field(default_factory=list)
+    review_comments: list[ReviewComment] = field(default_factory=list)
 
     @property
     def is_pull(self) -> bool:

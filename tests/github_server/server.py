@@ -59,7 +59,7 @@ class GitHubTestServer:
         self.org: Account = self.hub.add_account(org, "Organization")
         self.app: App = self.hub.add_app(app_slug, owner, public_half(self.private_key_pem))
         self.installation: Installation = self.hub.install(self.app, self.org)
-        self.webhooks = Webhooks()
+        self.webhooks = Webhooks(self.app.id)
         self.hub.on_event = self._emit
 
     # -- lifecycle --------------------------------------------------------------------
@@ -140,13 +140,9 @@ class GitHubTestServer:
         """Deliver the App's events to `url`, signed with `secret` (None: no deliveries)."""
         self.webhooks.configure(url, secret)
 
-    def _emit(self, event: str, action: str | None, repo: Repo, sender: Account) -> None:
+    def _emit(self, event: str, action: str | None, repo: Repo, sender: Account, **objects: Any) -> None:
         urls = self._require_api().urls
-        payload: dict[str, Any] = {"repository": urls.repository(repo), "sender": urls.user(sender),
-                                   "installation": {"id": self.installation.id, "node_id": f"I_{self.installation.id}"}}
-        if action is not None:
-            payload = {"action": action, **payload}
-        self.webhooks.emit(event, payload)
+        self.webhooks.emit(event, urls.webhook(event, action, repo, sender, self.installation, **objects))
 
     def set_rate_limit(self, limit: int, window_seconds: float = 3600.0) -> None:
         """Each caller's budget from now on (GitHub's: 5 000 an hour for an installation)."""

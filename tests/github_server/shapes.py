@@ -12,7 +12,21 @@ import zlib
 from dataclasses import dataclass
 from typing import Any
 
-from .models import Account, App, Commit, Installation, Invitation, Issue, Repo, Review, WorkflowRun, git_sha, now_iso
+from .models import (
+    Account,
+    App,
+    Commit,
+    Installation,
+    Invitation,
+    Issue,
+    Push,
+    Repo,
+    Review,
+    ReviewComment,
+    WorkflowRun,
+    git_sha,
+    now_iso,
+)
 
 Json = dict[str, Any]
 
@@ -169,7 +183,7 @@ class Urls:
             "comments": 0, "closed_at": now_iso(issue.closed_at) if issue.closed_at else None,
             "created_at": now_iso(issue.created_at), "updated_at": now_iso(issue.updated_at),
             "closed_by": self.user(issue.closed_by) if issue.closed_by else None,
-            "author_association": association(repo, issue.user),
+            "author_association": association(repo, issue.user), "reactions": reactions(api),
         }
         if issue.is_pull:
             pulls = f"{self.api}/repos/{repo.full_name}/pulls/{issue.number}"
@@ -225,6 +239,28 @@ class Urls:
             "_links": {"html": {"href": html}, "pull_request": {"href": pull_url}},
         }
 
+    def review_comment(self, repo: Repo, pull: Issue, comment: ReviewComment) -> Json:
+        """pull-request-review-comment."""
+        api = f"{self.api}/repos/{repo.full_name}/pulls"
+        pull_url = f"{api}/{pull.number}"
+        html = f"{self.html}/{repo.full_name}/pull/{pull.number}#discussion_r{comment.id}"
+        data: Json = {
+            "url": f"{api}/comments/{comment.id}", "pull_request_review_id": comment.review_id, "id": comment.id,
+            "node_id": node_id("PRRC", comment.id), "diff_hunk": f"@@ -0,0 +1,{comment.line} @@",
+            "path": comment.path, "commit_id": comment.commit_id, "original_commit_id": comment.commit_id,
+            "user": self.user(comment.user), "body": comment.body, "created_at": now_iso(comment.created_at),
+            "updated_at": now_iso(comment.created_at), "html_url": html, "pull_request_url": pull_url,
+            "author_association": association(repo, comment.user), "line": comment.line, "position": comment.line,
+            "original_position": comment.line, "reactions": reactions(f"{api}/comments/{comment.id}"),
+            "original_line": comment.line, "side": "RIGHT", "start_line": None, "original_start_line": None,
+            "start_side": None, "subject_type": "line",
+            "_links": {"self": {"href": f"{api}/comments/{comment.id}"}, "html": {"href": html},
+                       "pull_request": {"href": pull_url}},
+        }
+        if comment.in_reply_to_id is not None:
+            data["in_reply_to_id"] = comment.in_reply_to_id
+        return data
+
     def workflow_run(self, repo: Repo, run: WorkflowRun) -> Json:
         """workflow-run."""
         api = f"{self.api}/repos/{repo.full_name}/actions/runs/{run.id}"
@@ -249,6 +285,55 @@ class Urls:
                             "timestamp": now_iso(commit.at), "author": person, "committer": person},
             "repository": self.repository(repo), "head_repository": self.repository(repo),
         }
+
+    def webhook(self, event: str, action: str | None, repo: Repo, sender: Account, installation: Installation, *,
+                pull: Issue | None = None, issue: Issue | None = None, review: Review | None = None,
+                comment: ReviewComment | None = None, member: Account | None = None, push: Push | None = None,
+                changes: Json | None = None) -> Json:
+        """A webhook delivery's payload: the event's objects, the repository, who did it, the installation."""
+        payload: Json = {"action": action} if action is not None else {}
+        if changes is not None:
+            payload["changes"] = changes
+        if pull is not None:
+            payload["number"] = pull.number
+            payload["pull_request"] = self.pull(repo, pull)
+        if review is not None and pull is not None:
+            payload["review"] = self.review(repo, pull, review)
+        if comment is not None and pull is not None:
+            payload["comment"] = self.review_comment(repo, pull, comment)
+        if issue is not None:
+            payload["issue"] = self.issue(repo, issue)
+        if member is not None:
+            payload["member"] = self.user(member)
+        if push is not None:
+            payload.update(self.push(repo, push, sender))
+        # Webhooks describe the template_repository's texts as never null; the repository alone is enough here.
+        repository = {key: value for key, value in self.repository(repo).items() if key != "template_repository"}
+        return {**payload, "repository": repository, "sender": self.user(sender),
+                "installation": {"id": installation.id, "node_id": node_id("MDIzOkludGVncmF0aW9uSW5zdGFsbGF0aW9u",
+                                                                           installation.id)}}
+
+    def push(self, repo: Repo, push: Push, pusher: Account) -> Json:
+        """What a push event says beyond the common fields."""
+        html = f"{self.html}/{repo.full_name}"
+        commits = [self._push_commit(repo, commit) for commit in push.commits]
+        return {"ref": f"refs/heads/{push.branch}", "before": push.before, "after": push.after,
+                "created": push.created, "deleted": False, "forced": False, "base_ref": None,
+                "compare": f"{html}/compare/{push.before[:12]}...{push.after[:12]}", "commits": commits,
+                "head_commit": commits[-1] if commits else None,
+                "pusher": {"name": pusher.login, "email": f"{pusher.id}+{pusher.login}@users.noreply.github.com"}}
+
+    def _push_commit(self, repo: Repo, commit: Commit) -> Json:
+        person = {"name": commit.author.name or commit.author.login, "username": commit.author.login,
+                  "email": f"{commit.author.id}+{commit.author.login}@users.noreply.github.com"}
+        parent = repo.commits.get(commit.parents[0]) if commit.parents else None
+        before = parent.tree if parent else {}
+        return {"id": commit.sha, "tree_id": commit.sha, "distinct": True, "message": commit.message,
+                "timestamp": now_iso(commit.at), "url": f"{self.html}/{repo.full_name}/commit/{commit.sha}",
+                "author": person, "committer": person,
+                "added": sorted(path for path in commit.tree if path not in before),
+                "modified": sorted(path for path in commit.tree if path in before and before[path] != commit.tree[path]),
+                "removed": sorted(path for path in before if path not in commit.tree)}
 
     def _end(self, repo: Repo, branch: str, sha: str | None) -> Json:
         return {"label": f"{repo.owner.login}:{branch}", "ref": branch, "sha": sha or repo.branches.get(branch, ""),
@@ -277,6 +362,12 @@ class Urls:
             "single_file_name": None, "has_multiple_single_files": False, "single_file_paths": [],
             "suspended_by": None, "suspended_at": None,
         }
+
+
+def reactions(url: str) -> Json:
+    """reaction-rollup: none yet."""
+    return {"url": f"{url}/reactions", "total_count": 0, "+1": 0, "-1": 0, "laugh": 0, "confused": 0, "heart": 0,
+            "hooray": 0, "eyes": 0, "rocket": 0}
 
 
 def association(repo: Repo, account: Account) -> str:

@@ -62,3 +62,35 @@ def test_a_push_runs_the_workflows_and_exit_1_fails(gh: GitHubTestServer) -> Non
                                                       content=base64.b64encode(fixed).decode(), branch="topic", sha=sha)
     latest = student.rest.actions.list_workflow_runs_for_repo(ORG, "run", branch="topic").parsed_data.workflow_runs[0]
     assert latest.conclusion == "success" and latest.run_number == 2
+
+
+def test_a_review_comments_on_a_changed_line_and_the_author_replies_in_its_thread(gh: GitHubTestServer) -> None:
+    alice, number = _pull(gh)
+    student = gh.client(alice)  # type: ignore[arg-type]
+    bot = app_client(gh)
+    with pytest.raises(RequestFailed) as unchanged:  # GitHub comments only on what the pull request changes
+        bot.rest.pulls.create_review(ORG, "run", number, event="REQUEST_CHANGES", body="See",
+                                     comments=[{"path": "OTHER.md", "line": 1, "body": "?"}])
+    assert unchanged.value.response.status_code == 422
+    review = bot.rest.pulls.create_review(ORG, "run", number, event="REQUEST_CHANGES", body="See my comment",
+                                          comments=[{"path": "README.md", "line": 1, "body": "Add a line"}]).parsed_data
+    (comment,) = bot.rest.pulls.list_review_comments(ORG, "run", number).parsed_data
+    assert (comment.pull_request_review_id, comment.path, comment.line, comment.body) == (
+        review.id, "README.md", 1, "Add a line")
+    student.rest.pulls.create_reply_for_review_comment(ORG, "run", number, comment.id, body="Done")
+    student.rest.pulls.create_review_comment(ORG, "run", number, body="And again", in_reply_to=comment.id,
+                                             commit_id=comment.commit_id, path=comment.path)
+    thread = bot.rest.pulls.list_review_comments(ORG, "run", number).parsed_data
+    assert [(c.user.login if c.user else None, c.in_reply_to_id or None) for c in thread] == [
+        ("lessonbot[bot]", None), ("alice", comment.id), ("alice", comment.id)]
+
+
+def test_the_repository_lists_its_pending_invitations(gh: GitHubTestServer) -> None:
+    alice, _ = _pull(gh)
+    bob = gh.add_student("bob")
+    bot = app_client(gh)
+    bot.rest.repos.add_collaborator(ORG, "run", "bob", permission="push")
+    bot.rest.repos.add_collaborator(ORG, "run", "bob", permission="push")  # the pending one, not a second
+    invitations = bot.rest.repos.list_invitations(ORG, "run").parsed_data
+    assert [(i.invitee.login if i.invitee else None) for i in invitations] == [bob.login]
+    assert alice.login not in [i.invitee.login for i in invitations if i.invitee]  # a collaborator is not invited

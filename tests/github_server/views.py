@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from .hub import ApiError, Hub, not_found, unprocessable
-from .models import Account, App, Installation, Issue, Repo, Review, now_iso
+from .models import Account, App, Installation, Issue, Push, Repo, Review, now_iso
 from .shapes import Urls
 
 
@@ -217,7 +217,7 @@ def create_ref(call: Call) -> Answer:
     repo.branches[branch] = sha
     repo.pushed_at = time.time()
     repo.trigger_workflows(branch)
-    call.hub.on_event("push", None, repo, call.caller.actor)
+    call.hub.on_event("push", None, repo, call.caller.actor, push=Push(branch, "0" * 40, sha))
     return 201, call.urls.git_ref(repo, branch)
 
 
@@ -248,7 +248,7 @@ def put_content(call: Call) -> Answer:
     commit = repo.commit_on(branch, {**tip.tree, path: data}, str(call.required("message")), call.caller.actor)
     if branch == repo.default_branch:
         call.hub.close_referenced(repo, [commit.message], call.caller.actor)
-    call.hub.on_event("push", None, repo, call.caller.actor)
+    call.hub.on_event("push", None, repo, call.caller.actor, push=Push(branch, tip.sha, commit.sha, (commit,)))
     return (200 if existed else 201), call.urls.file_commit(repo, path, commit, branch)
 
 
@@ -299,7 +299,7 @@ def create_pull(call: Call) -> Answer:
     repo = _repo(call, write=True)
     pull = call.hub.open_pull(repo, call.caller.actor, str(call.required("title")), str(call.required("head")),
                               str(call.required("base")), call.field("body"))
-    call.hub.on_event("pull_request", "opened", repo, call.caller.actor)
+    call.hub.on_event("pull_request", "opened", repo, call.caller.actor, pull=pull)
     return 201, call.urls.pull(repo, pull)
 
 
@@ -314,9 +314,11 @@ def merge_pull(call: Call) -> Answer:
     method = call.field("merge_method", "merge")
     if method not in ("merge", "squash"):
         raise ApiError(405, f"{method} merges are not allowed on this repository")
+    assert pull.base is not None
+    before = repo.branches[pull.base]
     sha = call.hub.merge(repo, pull, call.caller.actor, method, call.field("commit_title"))
-    call.hub.on_event("pull_request", "closed", repo, call.caller.actor)
-    call.hub.on_event("push", None, repo, call.caller.actor)
+    call.hub.on_event("pull_request", "closed", repo, call.caller.actor, pull=pull)
+    call.hub.on_event("push", None, repo, call.caller.actor, push=Push(pull.base, before, sha, (repo.commits[sha],)))
     return 200, {"sha": sha, "merged": True, "message": "Pull Request successfully merged"}
 
 
@@ -331,7 +333,7 @@ def create_issue(call: Call) -> Answer:
     repo = _repo(call, write=True)
     labels = [label if isinstance(label, str) else str(label.get("name")) for label in call.field("labels") or []]
     issue = call.hub.open_issue(repo, call.caller.actor, str(call.required("title")), call.field("body"), labels)
-    call.hub.on_event("issues", "opened", repo, call.caller.actor)
+    call.hub.on_event("issues", "opened", repo, call.caller.actor, issue=issue)
     return 201, call.urls.issue(repo, issue)
 
 
@@ -348,12 +350,17 @@ def update_issue(call: Call) -> Answer:
         issue.close(call.caller.actor, call.field("state_reason") or "completed")
     elif state == "open" and issue.state == "closed":
         issue.state, issue.state_reason, issue.closed_at, issue.closed_by = "open", "reopened", None, None
+    changes = {}
     if call.field("title") is not None:
+        changes["title"] = {"from": issue.title}
         issue.title = str(call.field("title"))
     if call.field("labels") is not None:
         issue.labels = [str(label) for label in call.field("labels")]
     issue.updated_at = time.time()
-    call.hub.on_event("issues", "edited" if state is None else state.replace("open", "reopened"), repo, call.caller.actor)
+    if state is None:
+        call.hub.on_event("issues", "edited", repo, call.caller.actor, issue=issue, changes=changes)
+    else:
+        call.hub.on_event("issues", state.replace("open", "reopened"), repo, call.caller.actor, issue=issue)
     return 200, call.urls.issue(repo, issue)
 
 
@@ -382,10 +389,56 @@ def create_review(call: Call) -> Answer:
     assert pull.head is not None
     review = Review(call.hub.next_id(), actor, REVIEW_EVENTS[event], str(call.field("body") or ""),
                     repo.branches.get(pull.head, pull.head_sha or ""))
+    for comment in call.field("comments") or []:  # all or none: a comment GitHub refuses refuses the review
+        if comment.get("position") is not None or comment.get("line") is None:
+            raise unprocessable("Unprocessable Entity", errors=["This server takes review comments by line"])
+    comments = [call.hub.comment_on_line(repo, pull, actor, str(comment.get("path")), int(comment["line"]),
+                                         str(comment.get("body") or ""), review.id)
+                for comment in call.field("comments") or []]
     pull.reviews.append(review)
     pull.updated_at = review.submitted_at
-    call.hub.on_event("pull_request_review", "submitted", repo, actor)
+    call.hub.on_event("pull_request_review", "submitted", repo, actor, pull=pull, review=review)
+    for comment in comments:
+        call.hub.on_event("pull_request_review_comment", "created", repo, actor, pull=pull, comment=comment)
     return 200, call.urls.review(repo, pull, review)
+
+
+def list_review_comments(call: Call) -> Answer:
+    """A pull request's review comments, oldest first, as GitHub lists them."""
+    repo = _repo(call)
+    pull = _pull(call, repo)
+    return 200, [call.urls.review_comment(repo, pull, comment) for comment in pull.review_comments]
+
+
+def create_review_comment(call: Call) -> Answer:
+    """A single review comment on a line, or (`in_reply_to`) a reply in a comment's thread."""
+    repo = _repo(call)
+    pull = _pull(call, repo)
+    body, actor = str(call.required("body")), call.caller.actor
+    if call.field("in_reply_to") is not None:
+        comment = call.hub.reply_to_comment(pull, actor, int(call.field("in_reply_to")), body)
+    else:
+        comment = call.hub.comment_on_line(repo, pull, actor, str(call.required("path")), int(call.required("line")),
+                                           body, None)
+    call.hub.on_event("pull_request_review_comment", "created", repo, actor, pull=pull, comment=comment)
+    return 201, call.urls.review_comment(repo, pull, comment)
+
+
+def reply_to_review_comment(call: Call) -> Answer:
+    repo = _repo(call)
+    pull = _pull(call, repo)
+    comment = call.hub.reply_to_comment(pull, call.caller.actor, int(call.path_args["comment_id"]),
+                                        str(call.required("body")))
+    call.hub.on_event("pull_request_review_comment", "created", repo, call.caller.actor, pull=pull, comment=comment)
+    return 201, call.urls.review_comment(repo, pull, comment)
+
+
+def list_repo_invitations(call: Call) -> Answer:
+    """The repository's pending invitations (for its administrators: the App's installation here)."""
+    _require(call, "installation")
+    repo = _repo(call)
+    pending = [invitation for invitation in call.hub.invitations.values() if invitation.repo is repo]
+    return 200, [call.urls.invitation(invitation) for invitation in pending]
 
 
 def add_labels(call: Call) -> Answer:
@@ -395,7 +448,7 @@ def add_labels(call: Call) -> Answer:
     names = [label if isinstance(label, str) else str(label.get("name")) for label in given or []]
     issue.labels += [name for name in names if name not in issue.labels]
     issue.updated_at = time.time()
-    call.hub.on_event("issues", "labeled", repo, call.caller.actor)
+    call.hub.on_event("issues", "labeled", repo, call.caller.actor, issue=issue)
     return 200, [call.urls.label(repo, name) for name in issue.labels]
 
 
@@ -440,6 +493,11 @@ ROUTES: list[tuple[str, str, View]] = [
     ("/repos/<owner>/<repo>/pulls/<int:pull_number>/reviews", "POST", create_review),
     ("/repos/<owner>/<repo>/issues/<int:issue_number>/labels", "POST", add_labels),
     ("/repos/<owner>/<repo>/actions/runs", "GET", list_runs),
+    ("/repos/<owner>/<repo>/invitations", "GET", list_repo_invitations),
+    ("/repos/<owner>/<repo>/pulls/<int:pull_number>/comments", "GET", list_review_comments),
+    ("/repos/<owner>/<repo>/pulls/<int:pull_number>/comments", "POST", create_review_comment),
+    ("/repos/<owner>/<repo>/pulls/<int:pull_number>/comments/<int:comment_id>/replies", "POST",
+     reply_to_review_comment),
 ]
 
 
