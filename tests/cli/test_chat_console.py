@@ -19,7 +19,7 @@ from app.settings import PROJECT_ROOT
 from tests.conftest import SECRETS
 from tests.pg import free_port
 
-SCRIPT = PROJECT_ROOT / "tests" / "scripts" / "git-basics.chat"
+SCRIPT = PROJECT_ROOT / "app" / "lessons" / "files" / "git-basics.solution.chat"
 
 
 def _chat_env(database_url: str, tmp_path: Path) -> dict[str, str]:
