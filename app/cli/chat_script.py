@@ -24,6 +24,7 @@ that fails, or the first platform action that cannot be done.
 
 from __future__ import annotations
 
+import re
 import shlex
 import time
 from collections.abc import Callable, Mapping
@@ -113,22 +114,29 @@ class ScriptRun:
     def expect(self, text: str) -> None:
         found = self.wait_for(text)
         if found is None:
-            replies = self.chat.replies[self.seen[0]:]
-            got = " | ".join(shorten(reply.splitlines()[0] if reply else "") for reply in replies)
-            raise InstructionFailed(f"expected a reply containing {text!r} within {self.timeout:g} s; got: {got or 'no reply'}")
+            got = " | ".join(shorten(" ".join(reply.split())) for reply in self.unmatched() if reply.strip())
+            raise InstructionFailed(f"expected a reply containing {text!r} within {self.timeout:g} s; "
+                                    f"got: {shorten(got, 500) or 'no reply'}")
         self.seen = found
 
+    def unmatched(self) -> list[str]:
+        """The replies from the one where the previous expectation's text ended (whole, if more follows it there)."""
+        first, offset = self.seen
+        replies = self.chat.replies[first:]
+        more_there = bool(replies) and any(char.isalnum() for char in replies[0][offset:])
+        return replies if more_there else replies[1:]
+
     def wait_for(self, expected: str) -> tuple[int, int] | None:
-        """Where `expected` ends in the replies, first found after `seen`; None after the timeout."""
-        wanted = expected.casefold()
+        """Where `expected` (any case) ends in the replies, first found after `seen`; None after the timeout."""
+        wanted = re.compile(re.escape(expected), re.IGNORECASE)
         deadline = time.monotonic() + self.timeout
         while True:
             self.chat.deliver()
             first, offset = self.seen
             for index in range(first, len(self.chat.replies)):
-                place = self.chat.replies[index].casefold().find(wanted, offset if index == first else 0)
-                if place >= 0:
-                    return index, place + len(wanted)
+                found = wanted.search(self.chat.replies[index], offset if index == first else 0)
+                if found:
+                    return index, found.end()
             if time.monotonic() >= deadline:
                 return None
             time.sleep(0.05)

@@ -9,6 +9,7 @@ every point.
 
 from __future__ import annotations
 
+import functools
 import tempfile
 import threading
 import time
@@ -57,7 +58,11 @@ class Report:
 
 
 class Failed(Exception):
-    """The lesson's test failed before or after its solution ran; the message is the reason."""
+    """The lesson's test failed; `where` is ` at step N of M (id)` when the run was on a step then."""
+
+    def __init__(self, reason: str, where: str = "") -> None:
+        super().__init__(reason)
+        self.reason, self.where = reason, where
 
 
 def test_lessons(lessons: list[tuple[Lesson, Path]], timeout: float, *, verbose: bool = False) -> list[Report]:
@@ -65,8 +70,12 @@ def test_lessons(lessons: list[tuple[Lesson, Path]], timeout: float, *, verbose:
     reports = []
     with tempfile.TemporaryDirectory(prefix="lessonbot-lessons-test-") as scratch, quiet_logs(verbose):
         root = Path(scratch)
-        (root / "migrated").mkdir()
-        migrated = migrated_database(root / "migrated", lessons[0][1].parent)
+
+        @functools.cache
+        def migrated() -> Path:  # made once, when the first lesson with a solution needs it
+            (root / "migrated").mkdir()
+            return migrated_database(root / "migrated", lessons[0][1].parent)
+
         for lesson, lesson_file in lessons:
             report = test_lesson(lesson, lesson_file, migrated, root / lesson.id, timeout, verbose=verbose)
             click.echo(report.line, err=not report.passed)
@@ -74,20 +83,16 @@ def test_lessons(lessons: list[tuple[Lesson, Path]], timeout: float, *, verbose:
     return reports
 
 
-def test_lesson(lesson: Lesson, lesson_file: Path, migrated: Path, workdir: Path, timeout: float,
+def test_lesson(lesson: Lesson, lesson_file: Path, migrated: Callable[[], Path], workdir: Path, timeout: float,
                 *, verbose: bool = False) -> Report:
     started = time.monotonic()
-    test: LessonTest | None = None
     try:
         lines = read_solution(lesson_file)
-        with running_lesson(lesson, lesson_file, migrated, workdir, verbose) as (app, chat, actions):
-            test = LessonTest(app, lesson, chat, timeout, actions, echo=verbose)
-            test.run(lines)
-            summary = test.finish()
-    except ScriptFailure as failure:
-        where = test.where() if test else ""
-        return Report(lesson.id, False, f"{lesson.id}: FAILED{where}, solution line {failure.line}: {failure.reason}")
-    except (Failed, PlatformUnavailable) as error:
+        with running_lesson(lesson, lesson_file, migrated(), workdir, verbose) as (app, chat, actions):
+            summary = LessonTest(app, lesson, chat, timeout, actions, echo=verbose).result(lines)
+    except Failed as failure:
+        return Report(lesson.id, False, f"{lesson.id}: FAILED{failure.where}: {failure.reason}")
+    except PlatformUnavailable as error:
         return Report(lesson.id, False, f"{lesson.id}: FAILED: {error}")
     except Exception as error:  # one line for the author, whatever broke; --verbose shows the traceback above it
         if verbose:
@@ -213,6 +218,14 @@ class LessonTest(ScriptRun):
                          f"(+{points}, {source}{probed})")
         return lines
 
+    def result(self, lines: list[str]) -> str:
+        """The summary of a run through the whole solution; Failed names the line that was not met, or what is missing."""
+        try:
+            self.run(lines)
+        except ScriptFailure as failure:
+            raise Failed(f"solution {failure}", self.where()) from None
+        return self.finish()
+
     def finish(self) -> str:
         """The summary; Failed when the solution did not take the lesson to its end with every point."""
         self.after_instruction()
@@ -220,8 +233,8 @@ class LessonTest(ScriptRun):
         if run.status is None:
             raise Failed(f"the solution never started the lesson (`> start {self.lesson.id}`)")
         if run.status != RunStatus.COMPLETED or run.points != self.lesson.max_points:
-            raise Failed(f"the solution ended with the lesson {run.status}{self.where()}, "
-                         f"{run.points} of {self.lesson.max_points} points")
+            raise Failed(f"the solution ended with the lesson {run.status}, {run.points} of {self.lesson.max_points} points",
+                         self.where())
         quizzes = sum(step.check.needs_answer for step in self.lesson.steps)
         return (f"{len(self.lesson.steps)} steps, {run.points} of {self.lesson.max_points} points, "
                 f"{quizzes} {'quiz' if quizzes == 1 else 'quizzes'} refused a wrong answer first")
