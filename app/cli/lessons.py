@@ -109,7 +109,7 @@ def test_command(lesson_id: str | None, directory: Path | None, timeout: float, 
     or the GitHub test server as it needs; each quiz gets a wrong answer first. One line per
     step as it passes, one per lesson; exit 1 if any lesson failed.
     """
-    from app.cli.selftest.runner import test_lessons
+    from app.cli.selftest.runner import run_solutions
 
     folder = directory or _default_dir()
     lessons = {lesson.id: lesson for lesson in _load(folder)}
@@ -121,7 +121,7 @@ def test_command(lesson_id: str | None, directory: Path | None, timeout: float, 
             raise click.ClickException(f"no lesson {lesson_id!r}; known: {', '.join(sorted(lessons))}")
         lessons = {wanted: lessons[wanted]}
     files = {file.stem: file for file in lesson_files(folder)}
-    reports = test_lessons([(lesson, files[lesson.id]) for lesson in lessons.values()], timeout, verbose=verbose)
+    reports = run_solutions([(lesson, files[lesson.id]) for lesson in lessons.values()], timeout, verbose=verbose)
     failed = [report.lesson_id for report in reports if not report.passed]
     if len(reports) > 1:
         click.echo(f"{len(failed)} of {len(reports)} lessons failed: {', '.join(failed)}" if failed

@@ -29,6 +29,8 @@ from app.cli.chat import ConsoleChat
 from app.cli.chat_script import Actions, InstructionFailed
 from app.lessons.schema import Lesson
 from app.loop import StopFlag
+from app.zulip.connect import connect
+from app.zulip.receiver import CoreClient, Receiver
 
 if TYPE_CHECKING:
     from githubkit import GitHub
@@ -44,7 +46,7 @@ TEMPLATE_MAX_BYTES = 1024 * 1024
 
 
 class PlatformUnavailable(Exception):
-    """The platform cannot be started here; the message says why, in one line."""
+    """The platform cannot be set up for the lesson here (its test server missing, no template); the message says why."""
 
 
 class Platform:
@@ -60,12 +62,8 @@ class Platform:
         return {}
 
     def chat(self, app: Flask, workdir: Path) -> ConsoleChat:
-        home = workdir / "home"
-        home.mkdir(parents=True, exist_ok=True)
-        # The author's own git configuration (signing, hooks, aliases) stays out of the lesson's test.
-        env = {"HOME": str(home), "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": str(home / ".gitconfig")}
         return ConsoleChat(app, STUDENT_EMAIL, STUDENT_NAME, workdir, echo=False, show_commands=False, quiet=True,
-                           env=env)
+                           env=student_env(workdir))
 
     def actions(self) -> dict[str, Actions]:
         """The `@ PLATFORM …` lines this platform understands."""
@@ -77,6 +75,13 @@ class Platform:
 
     def close(self) -> None:
         """Stop what was started."""
+
+
+def student_env(workdir: Path) -> dict[str, str]:
+    """`$` lines run with a home of their own: the author's git configuration (signing, hooks, aliases) stays out."""
+    home = workdir.parent / "home"
+    home.mkdir(parents=True, exist_ok=True)
+    return {"HOME": str(home), "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": str(home / ".gitconfig")}
 
 
 class StudentActions:
@@ -186,25 +191,21 @@ class ZulipPlatform(Platform):
         for stream in lesson_streams(lesson):
             self.server.add_stream(stream, subscribers=[self.bot])
         self.user: User = self.server.add_user(STUDENT_EMAIL, STUDENT_NAME)
-        self.receiver: Any = None
+        self.receiver: Receiver | None = None
 
     def settings(self) -> dict[str, Any]:
         return {"zulip_site": self.server.url, "zulip_email": self.bot.email, "zulip_api_key": SecretStr(self.bot.api_key),
                 "zulip_rate_per_minute": 60_000.0}
 
     def chat(self, app: Flask, workdir: Path) -> ConsoleChat:
-        console = super().chat(app, workdir)
         chat = ZulipChat(app, STUDENT_EMAIL, STUDENT_NAME, workdir, echo=False, show_commands=False, quiet=True,
-                         env=console.env, server=self.server, user=self.user, client=self.server.client(self.user))
+                         env=student_env(workdir), server=self.server, user=self.user, client=self.server.client(self.user))
         self.student = ZulipStudent(chat)
         self.receiver = self.listening(app)
         return chat
 
-    def listening(self, app: Flask) -> Any:
+    def listening(self, app: Flask) -> Receiver:
         """The receiver, registered before the student's first message (a later start skips what came before it)."""
-        from app.zulip.connect import connect
-        from app.zulip.receiver import CoreClient, Receiver
-
         settings = app.extensions["lessonbot.settings"]
         core = CoreClient(settings.core_url, settings.internal_token.get_secret_value())
         with app.app_context():
@@ -218,7 +219,7 @@ class ZulipPlatform(Platform):
         return {"zulip": self.student}
 
     def workers(self) -> list[tuple[Callable[[], bool], StopFlag]]:
-        return [(self.receiver.run_once, self.receiver.stop)]
+        return [(self.receiver.run_once, self.receiver.stop)] if self.receiver else []
 
     def close(self) -> None:
         self.server.stop()

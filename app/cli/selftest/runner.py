@@ -65,7 +65,7 @@ class Failed(Exception):
         self.reason, self.where = reason, where
 
 
-def test_lessons(lessons: list[tuple[Lesson, Path]], timeout: float, *, verbose: bool = False) -> list[Report]:
+def run_solutions(lessons: list[tuple[Lesson, Path]], timeout: float, *, verbose: bool = False) -> list[Report]:
     """Every lesson through its solution, one after the other; a line for each passed step and each lesson."""
     reports = []
     with tempfile.TemporaryDirectory(prefix="lessonbot-lessons-test-") as scratch, quiet_logs(verbose):
@@ -77,13 +77,13 @@ def test_lessons(lessons: list[tuple[Lesson, Path]], timeout: float, *, verbose:
             return migrated_database(root / "migrated", lessons[0][1].parent)
 
         for lesson, lesson_file in lessons:
-            report = test_lesson(lesson, lesson_file, migrated, root / lesson.id, timeout, verbose=verbose)
+            report = run_solution(lesson, lesson_file, migrated, root / lesson.id, timeout, verbose=verbose)
             click.echo(report.line, err=not report.passed)
             reports.append(report)
     return reports
 
 
-def test_lesson(lesson: Lesson, lesson_file: Path, migrated: Callable[[], Path], workdir: Path, timeout: float,
+def run_solution(lesson: Lesson, lesson_file: Path, migrated: Callable[[], Path], workdir: Path, timeout: float,
                 *, verbose: bool = False) -> Report:
     started = time.monotonic()
     try:
@@ -244,9 +244,11 @@ class LessonTest(ScriptRun):
         step = self.current_step()
         if step is None:
             return ""
-        return f" at step {self.lesson.steps.index(step) + 1} of {len(self.lesson.steps)} ({step.id})"
+        number = next(index for index, candidate in enumerate(self.lesson.steps, 1) if candidate.id == step.id)
+        return f" at step {number} of {len(self.lesson.steps)} ({step.id})"
 
     def current_step(self) -> Step | None:
+        """The step the student's active run of this lesson is on, as the core sees it now."""
         with self.app.app_context():
             run = db.session.scalars(self._latest(LessonRun.status == RunStatus.ACTIVE)).first()
             return current_step(self.lesson, run_state(run)) if run and run.lesson_id == self.lesson.id else None
