@@ -16,6 +16,7 @@ import base64
 import functools
 import inspect
 import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import click
 from flask import Flask
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 
 from app.cli.chat import ConsoleChat
 from app.cli.chat_script import Actions, InstructionFailed
@@ -54,8 +55,8 @@ class Platform:
 
     replies_through_zulip = False  # True: the bot's replies go out through Zulip, and the student reads them there
 
-    def __init__(self, lesson: Lesson, lesson_file: Path, core_url: str) -> None:
-        self.lesson, self.lesson_file, self.core_url = lesson, lesson_file, core_url
+    def __init__(self, lesson: Lesson, lesson_file: Path, core_url: str, timeout: float) -> None:
+        self.lesson, self.lesson_file, self.core_url, self.timeout = lesson, lesson_file, core_url, timeout
 
     def settings(self) -> dict[str, Any]:
         """What the core's settings need to use this platform."""
@@ -180,8 +181,8 @@ class ZulipPlatform(Platform):
 
     replies_through_zulip = True
 
-    def __init__(self, lesson: Lesson, lesson_file: Path, core_url: str) -> None:
-        super().__init__(lesson, lesson_file, core_url)
+    def __init__(self, lesson: Lesson, lesson_file: Path, core_url: str, timeout: float) -> None:
+        super().__init__(lesson, lesson_file, core_url, timeout)
         try:
             from tests.zulip_server.server import ZulipTestServer
         except ImportError as error:
@@ -256,8 +257,8 @@ class GitHubStudent(StudentActions):
 
     platform = "github"
 
-    def __init__(self, server: GitHubTestServer) -> None:
-        self.server = server
+    def __init__(self, server: GitHubTestServer, patience: float) -> None:
+        self.server, self.patience = server, patience
         self.client: GitHub[Any] | None = None
         self.login = ""
         self.repo = ""
@@ -274,19 +275,26 @@ class GitHubStudent(StudentActions):
                 word = word.replace(f"{{{name}}}", str(self.numbers[name]))
         return word
 
-    def call(self, what: str, request: Callable[[GitHub[Any]], Any]) -> Any:
-        """The answer to one request as the student; InstructionFailed says what GitHub answered instead."""
+    def call(self, what: str, request: Callable[[GitHub[Any]], Any], *, answer: bool = False) -> Any:
+        """One request as the student (with `answer`, its parsed answer); InstructionFailed says what GitHub did instead."""
         from githubkit.exception import GitHubException, RequestFailed
 
-        if self.client is None:
-            raise InstructionFailed("say whose account this is first: `@ github user LOGIN`")
         try:
-            return request(self.client)
+            response = request(self.account())
+            return response.parsed_data if answer else None
         except RequestFailed as error:
             said = error.response.text[:200].replace("\n", " ")
             raise InstructionFailed(f"GitHub answered {error.response.status_code} to {what}: {said}") from None
         except GitHubException as error:
             raise InstructionFailed(f"GitHub did not answer {what}: {error}") from None
+        except ValidationError as error:
+            said = error.errors()[0]["msg"]
+            raise InstructionFailed(f"GitHub's answer to {what} is not as GitHub describes it: {said}") from None
+
+    def account(self) -> GitHub[Any]:
+        if self.client is None:
+            raise InstructionFailed("say whose account this is first: `@ github user LOGIN`")
+        return self.client
 
     def owner_and_name(self) -> tuple[str, str]:
         if not self.repo:
@@ -295,13 +303,17 @@ class GitHubStudent(StudentActions):
         return owner, name
 
     def do_user(self, login: str) -> None:
-        """The student's GitHub account (made on the test server); the following `@ github` lines act as it."""
-        self.client, self.login = self.server.client(self.server.add_student(login)), login
+        """The student's GitHub account (made on the test server if new); the following `@ github` lines act as it."""
+        try:
+            account = self.server.add_student(login)
+        except ValueError:  # already there: a second `@ github user` for the same login
+            account = self.server.hub.account(login)
+        self.client, self.login = self.server.client(account), login
 
     def do_accept(self) -> None:
         """Accept the invitations waiting for the student; the repository of the newest is the one to work in."""
         invitations = self.call("the list of invitations",
-                                lambda gh: gh.rest.repos.list_invitations_for_authenticated_user()).parsed_data
+                                lambda gh: gh.rest.repos.list_invitations_for_authenticated_user(), answer=True)
         if not invitations:
             raise InstructionFailed(f"no repository invitation is waiting for {self.login} on GitHub")
         for invitation in invitations:
@@ -312,7 +324,7 @@ class GitHubStudent(StudentActions):
     def do_branch(self, name: str, start: str = "main") -> None:
         """Make branch NAME at the tip of START and push it."""
         owner, repo = self.owner_and_name()
-        tip = self.call(f"the branch {start}", lambda gh: gh.rest.git.get_ref(owner, repo, f"heads/{start}")).parsed_data
+        tip = self.call(f"the branch {start}", lambda gh: gh.rest.git.get_ref(owner, repo, f"heads/{start}"), answer=True)
         self.call(f"the branch {name}", lambda gh: gh.rest.git.create_ref(owner, repo, ref=f"refs/heads/{name}",
                                                                           sha=tip.object_.sha))
 
@@ -331,14 +343,14 @@ class GitHubStudent(StudentActions):
         """Open an issue; `{issue}` is its number from now on."""
         owner, repo = self.owner_and_name()
         issue = self.call(f"the issue {title!r}",
-                          lambda gh: gh.rest.issues.create(owner, repo, title=title, body=body)).parsed_data
+                          lambda gh: gh.rest.issues.create(owner, repo, title=title, body=body), answer=True)
         self.numbers["issue"] = issue.number
 
     def do_pr(self, head: str, base: str, title: str, body: str = "") -> None:
         """Open a pull request from HEAD into BASE; `{pr}` is its number from now on."""
         owner, repo = self.owner_and_name()
         pull = self.call(f"the pull request from {head}", lambda gh: gh.rest.pulls.create(
-            owner, repo, title=title, head=head, base=base, body=body)).parsed_data
+            owner, repo, title=title, head=head, base=base, body=body), answer=True)
         self.numbers["pr"] = pull.number
 
     def do_merge(self, method: str = "merge") -> None:
@@ -351,25 +363,32 @@ class GitHubStudent(StudentActions):
         self.call(f"merging pull request #{number}", lambda gh: gh.rest.pulls.merge(owner, repo, number, merge_method=chosen))
 
     def do_reply(self, text: str) -> None:
-        """Answer, in its thread, the newest review comment on the pull request `{pr}` that someone else wrote."""
+        """Answer, in its thread, the newest review comment on the pull request `{pr}` that someone else wrote.
+
+        The bot's review may still be on its way (it leaves through the outbox): the student waits for it.
+        """
         owner, repo = self.owner_and_name()
         number = int(self.filled("{pr}"))
-        comments = self.call(f"the review comments of #{number}",
-                             lambda gh: gh.rest.pulls.list_review_comments(owner, repo, number)).parsed_data
-        theirs = [comment for comment in comments if comment.user is not None and comment.user.login != self.login]
-        if not theirs:
-            raise InstructionFailed(f"pull request #{number} has no review comment to answer yet")
+        deadline = time.monotonic() + self.patience
+        while not (theirs := self.others_comments(owner, repo, number)):
+            if time.monotonic() >= deadline:
+                raise InstructionFailed(f"pull request #{number} got no review comment to answer within {self.patience:g} s")
+            time.sleep(0.1)
         self.call(f"the reply on #{number}", lambda gh: gh.rest.pulls.create_reply_for_review_comment(
             owner, repo, number, theirs[-1].id, body=text))
+
+    def others_comments(self, owner: str, repo: str, number: int) -> list[Any]:
+        comments = self.call(f"the review comments of #{number}",
+                             lambda gh: gh.rest.pulls.list_review_comments(owner, repo, number), answer=True)
+        return [comment for comment in comments if comment.user is not None and comment.user.login != self.login]
 
     def read(self, branch: str, path: str) -> tuple[bytes, str] | None:
         """The file's bytes and blob id on the branch, or None when it is not there."""
         from githubkit.exception import RequestFailed
 
         owner, repo = self.owner_and_name()
-        assert self.client is not None
         try:
-            found = self.client.rest.repos.get_content(owner, repo, path, ref=branch).parsed_data
+            found = self.account().rest.repos.get_content(owner, repo, path, ref=branch).parsed_data
         except RequestFailed as error:
             if error.response.status_code == 404:
                 return None
@@ -397,8 +416,8 @@ def _accept_invitation(invitation_id: int, github: GitHub[Any]) -> Any:
 class GitHubPlatform(Platform):
     """The GitHub test server: the organization with the App installed, the lesson's template, webhooks to the core."""
 
-    def __init__(self, lesson: Lesson, lesson_file: Path, core_url: str) -> None:
-        super().__init__(lesson, lesson_file, core_url)
+    def __init__(self, lesson: Lesson, lesson_file: Path, core_url: str, timeout: float) -> None:
+        super().__init__(lesson, lesson_file, core_url, timeout)
         files = template_files(lesson_file.parent / f"{lesson.id}-template")
         try:
             from tests.github_server.server import GitHubTestServer
@@ -408,7 +427,7 @@ class GitHubPlatform(Platform):
         self.server.add_template(f"{lesson.id}-template", files)
         self.secret = secrets.token_urlsafe(24)
         self.server.set_webhook(f"{core_url}/github/hook", self.secret)
-        self.student = GitHubStudent(self.server)
+        self.student = GitHubStudent(self.server, timeout)
 
     def settings(self) -> dict[str, Any]:
         return {"github_api_url": self.server.url, "github_app_id": self.server.app.id, "github_org": self.server.org.login,

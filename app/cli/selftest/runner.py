@@ -88,7 +88,7 @@ def run_solution(lesson: Lesson, lesson_file: Path, migrated: Callable[[], Path]
     started = time.monotonic()
     try:
         lines = read_solution(lesson_file)
-        with running_lesson(lesson, lesson_file, migrated(), workdir, verbose) as (app, chat, actions):
+        with running_lesson(lesson, lesson_file, migrated(), workdir, timeout, verbose) as (app, chat, actions):
             summary = LessonTest(app, lesson, chat, timeout, actions, echo=verbose).result(lines)
     except Failed as failure:
         return Report(lesson.id, False, f"{lesson.id}: FAILED{failure.where}: {failure.reason}")
@@ -118,7 +118,7 @@ def read_solution(lesson_file: Path) -> list[str]:
 
 
 @contextmanager
-def running_lesson(lesson: Lesson, lesson_file: Path, migrated: Path, workdir: Path,
+def running_lesson(lesson: Lesson, lesson_file: Path, migrated: Path, workdir: Path, timeout: float,
                    verbose: bool) -> Iterator[tuple[Flask, ConsoleChat, dict[str, Actions]]]:
     """The lesson's platform and a core of its own, served on loopback, with a poller, a dispatcher and the student's chat."""
     platform_class = PLATFORMS.get(lesson.platform)
@@ -128,7 +128,7 @@ def running_lesson(lesson: Lesson, lesson_file: Path, migrated: Path, workdir: P
         listening = listen_on_loopback()
         stack.callback(listening.close)
         core_url = f"http://127.0.0.1:{listening.getsockname()[1]}"
-        platform = platform_class(lesson, lesson_file, core_url)
+        platform = platform_class(lesson, lesson_file, core_url, timeout)
         stack.callback(platform.close)
         settings = isolated_settings(workdir, lesson_file.parent, hook_url=f"{core_url}/git/hook", core_url=core_url,
                                      **platform.settings())
