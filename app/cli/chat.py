@@ -121,6 +121,7 @@ class ConsoleChat:
 
     def shell(self, command: str) -> int:
         """Run a shell command in the work directory; `cd DIR` moves it. ShellLineError: it cannot be split into words."""
+        self.last_output = ""
         try:
             words = shlex.split(command)
         except ValueError as error:
