@@ -54,3 +54,24 @@ def test_only_the_loop_module_loops_over_run_once() -> None:
 @pytest.mark.parametrize("needle", ["pg_try_advisory_lock", "wait_exponential_jitter", "def run_forever"])
 def test_the_loop_module_holds_them(needle: str) -> None:
     assert needle in LOOP.read_text()
+
+
+def _module_level_test_imports(path: Path) -> list[str]:
+    """Imports of tests.* that run when the module is imported (not inside a function or `if TYPE_CHECKING:`)."""
+    found = []
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            continue
+        for child in ast.walk(node):
+            if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef):
+                break
+            names = ([alias.name for alias in child.names] if isinstance(child, ast.Import)
+                     else [child.module or ""] if isinstance(child, ast.ImportFrom) else [])
+            if any(name == "tests" or name.startswith("tests.") for name in names):
+                found.append(f"{path.relative_to(APP.parent)}:{child.lineno}")
+    return found
+
+
+def test_the_app_imports_the_test_servers_only_when_a_lesson_test_runs() -> None:
+    """`lessons test` starts tests/' servers lazily: an installation without tests/ still imports every module."""
+    assert [where for path in [LOOP, *SOURCES] for where in _module_level_test_imports(path)] == []

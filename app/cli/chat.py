@@ -13,6 +13,7 @@ import logging
 import math
 import os
 import shlex
+import signal
 import socket
 import subprocess
 import sys
@@ -45,6 +46,7 @@ from app.workers.poller import Poller
 
 POLL_EVERY_SECONDS = 2.0
 MAX_TIMEOUT_SECONDS = 3600.0
+QUIET_COMMAND_SECONDS = 120.0  # a `$` line under `lessons test` that waits for input must not hang the test
 
 
 class ShellLineError(ValueError):
@@ -63,6 +65,9 @@ class ConsoleChat:
     lock: threading.Lock = field(default_factory=threading.Lock)
     echo: bool = True
     show_commands: bool = True  # off when a terminal already shows the `$` line as it is typed
+    quiet: bool = False  # `$` commands' output is kept in last_output instead of shown (lessons test)
+    env: dict[str, str] = field(default_factory=dict)  # over os.environ for `$` commands
+    last_output: str = ""
 
     def send(self, text: str) -> str | None:
         """Hand one line to the core as a chat message; the reason when the core would refuse it (too long, NUL)."""
@@ -115,6 +120,7 @@ class ConsoleChat:
 
     def shell(self, command: str) -> int:
         """Run a shell command in the work directory; `cd DIR` moves it. ShellLineError: it cannot be split into words."""
+        self.last_output = ""
         try:
             words = shlex.split(command)
         except ValueError as error:
@@ -122,23 +128,41 @@ class ConsoleChat:
         if words and words[0] == "cd":
             target = (self.workdir / (words[1] if len(words) > 1 else ".")).resolve()
             if not target.is_dir():
-                click.echo(f"cd: no directory {target}", err=True)
+                self.last_output = f"cd: no directory {target}"
+                if not self.quiet:
+                    click.echo(self.last_output, err=True)
                 return 1
             self.workdir = target
             return 0
-        env = {**os.environ, "LESSONBOT_REPO": self.clone_url(), "GIT_TERMINAL_PROMPT": "0"}
+        env = {**os.environ, **self.env, "LESSONBOT_REPO": self.clone_url(), "GIT_TERMINAL_PROMPT": "0"}
         command = command.replace("{repo}", self.clone_url())
+        if self.quiet:
+            code, self.last_output = _run_quietly(command, self.workdir, env)
+            return code
         if self.show_commands:
             click.echo(click.style(f"$ {command}", fg="cyan"))
         return subprocess.run(command, shell=True, cwd=self.workdir, env=env).returncode
 
 
+def _run_quietly(command: str, cwd: Path, env: dict[str, str]) -> tuple[int, str]:
+    """Exit code and output (stdout and stderr) of a shell command; one still running after a while is stopped, children too."""
+    process = subprocess.Popen(command, shell=True, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, errors="replace", start_new_session=True)
+    try:
+        output, _ = process.communicate(timeout=QUIET_COMMAND_SECONDS)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        return 124, f"still running after {QUIET_COMMAND_SECONDS:g} s; stopped"
+    return process.returncode, output
+
+
 class Background(threading.Thread):
     """Delivers replies and runs poller and dispatcher passes (grades, admin jobs) while the console waits for input."""
 
-    def __init__(self, chat: ConsoleChat, poller: Poller, dispatcher: Dispatcher) -> None:
+    def __init__(self, chat: ConsoleChat, poller: Poller, dispatcher: Dispatcher, every: float = POLL_EVERY_SECONDS) -> None:
         super().__init__(daemon=True)
-        self.chat, self.poller, self.dispatcher = chat, poller, dispatcher
+        self.chat, self.poller, self.dispatcher, self.every = chat, poller, dispatcher, every
         self.stop = StopFlag()
         self.polled_at = 0.0
 
@@ -147,9 +171,9 @@ class Background(threading.Thread):
             run_forever(self.run_once, 0.2, self.stop)
 
     def run_once(self) -> bool:
-        """Show the replies; every POLL_EVERY_SECONDS a poller and a dispatcher pass. Never 'did work': the loop paces it."""
+        """Show the replies; every `every` seconds a poller and a dispatcher pass. Never 'did work': the loop paces it."""
         self.chat.deliver()
-        if time.monotonic() - self.polled_at >= POLL_EVERY_SECONDS:
+        if time.monotonic() - self.polled_at >= self.every:
             self.polled_at = time.monotonic()
             self.poller.run_once()
             self.dispatcher.run_once()
@@ -181,10 +205,21 @@ def serve_hooks(app: Flask, hook_url: str, *, any_port_if_busy: bool = False) ->
                 f"cannot listen on {host}:{port} for git hooks ({error.strerror}); pass --port or stop what uses it"
             ) from None
         listening = _listen(host, 0)
+    return serve_on(app, listening)
+
+
+def serve_on(app: Flask, listening: socket.socket) -> BaseWSGIServer:
+    """Serve the app in a thread on a socket that already listens (and is closed here: the server has its own copy)."""
+    host, port = listening.getsockname()[:2]
     with listening:  # werkzeug serves a duplicate of it (its own bind would sys.exit on a busy port)
-        server = make_server(host, listening.getsockname()[1], app, threaded=True, fd=listening.fileno())
+        server = make_server(host, port, app, threaded=True, fd=listening.fileno())
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
+
+
+def listen_on_loopback() -> socket.socket:
+    """A listening socket on a free loopback port."""
+    return _listen("127.0.0.1", 0)
 
 
 def _listen(host: str, port: int) -> socket.socket:

@@ -19,7 +19,7 @@ from app.settings import PROJECT_ROOT
 from tests.conftest import SECRETS
 from tests.pg import free_port
 
-SCRIPT = PROJECT_ROOT / "tests" / "scripts" / "git-basics.chat"
+SCRIPT = PROJECT_ROOT / "app" / "lessons" / "files" / "git-basics.solution.chat"
 
 
 def _chat_env(database_url: str, tmp_path: Path) -> dict[str, str]:
@@ -53,6 +53,15 @@ def test_failed_expectation_exits_nonzero_and_says_why(app: Flask, database_url:
     result = _run_chat(database_url, tmp_path, script, "wrong@example.com", wait=2)
     assert result.returncode == 1
     assert "script line 2: expected a reply containing 'this text never comes'" in result.stderr
+
+
+def test_a_platform_action_in_the_console_says_where_it_runs(app: Flask, database_url: str, tmp_path: Path) -> None:
+    script = tmp_path / "platform.chat"
+    script.write_text("> help\n@ github merge\n")
+    result = _run_chat(database_url, tmp_path, script, "actions@example.com", wait=2)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == ("script line 2: `@ github` lines act on the test platforms: "
+                                     "run this script with ./manage.py lessons test")
 
 
 class LiveChat:
