@@ -56,9 +56,10 @@ class Budget:
             now = time.time()
             if now < self.paused_until:
                 raise Paused(self.paused_until, self.pause_reason)
-            if token and self._refill() < 1.0:
-                wait = (1.0 - self._tokens) / self.refill_per_second
-                raise Paused(now + wait, f"{self.requests_per_hour}/hour budget (less {self.margin:.0%}) spent")
+            if token and self._refill() < 1.0:  # every read waits for the next token, the poller's claims too
+                self.paused_until = now + (1.0 - self._tokens) / self.refill_per_second
+                self.pause_reason = f"the {self.requests_per_hour}/hour budget (less {self.margin:.0%}) is spent"
+                raise Paused(self.paused_until, self.pause_reason)
 
     def charge(self, status: int) -> None:
         """Count an answer: a 304 is free, any other takes a token."""

@@ -318,6 +318,17 @@ def shared_app(settings: Settings) -> GitHubApp:
         return app
 
 
+def paused_until(settings: Settings) -> float:
+    """Until when (epoch seconds) this process asks GitHub nothing; 0 if it may ask now or GitHub is not set up."""
+    if not settings.has_github:
+        return 0.0
+    try:
+        until = shared_app(settings).budget.paused_until
+    except GitHubError:
+        return 0.0
+    return until if until > time.time() else 0.0
+
+
 # What the App needs on the organization (README, GitHub): repositories from templates and
 # invitations (administration), reading what students push, reviewing their pull requests.
 REQUIRED_PERMISSIONS = {"administration": "write", "contents": "read", "issues": "read", "pull_requests": "write",
