@@ -20,7 +20,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from githubkit import AppAuthStrategy, AppInstallationAuthStrategy, GitHub, Response
@@ -293,7 +293,7 @@ class GitHubApp:
                     self._immutable.popitem(last=False)
         if found is ABSENT:
             raise NotFound(what)
-        return found  # type: ignore[no-any-return]
+        return cast(T, found)
 
     def explain(self, error: GitHubException, what: str) -> GitHubError:
         """githubkit's exception as a GitHubError; a 401 names the settings to look at."""
