@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TypeVar, cast
 
+import httpx
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from githubkit import AppAuthStrategy, AppInstallationAuthStrategy, GitHub, Response
 from githubkit.cache import MemCacheStrategy
@@ -111,6 +112,18 @@ def describe_failure(error: GitHubException, what: str) -> GitHubError:
     return GitHubError(f"{what}: {error}", retryable=False)
 
 
+class KeptTransport(httpx.HTTPTransport):
+    """One connection pool and TLS context for all of a connection's requests.
+
+    Outside a ``with`` block githubkit builds an httpx client per request, and with it a transport
+    that loads the CA bundle (about 20 ms of CPU) and opens a new connection; given this transport,
+    every request reuses it. githubkit closes its per-request client, which would close the pool.
+    """
+
+    def close(self) -> None:
+        """Kept open for the next request (the pool goes with the process)."""
+
+
 @dataclass
 class Cached:
     etag: str
@@ -175,6 +188,7 @@ class GitHubApp:
         self._missing: dict[str, Missing] = {}
         self._immutable: OrderedDict[str, Any] = OrderedDict()
         self._key = private_key(settings)
+        self._transport = KeptTransport()
         self._lock = threading.Lock()
         self._installation_id: int | None = None
         self._installation: GitHub[AppInstallationAuthStrategy] | None = None
@@ -182,7 +196,7 @@ class GitHubApp:
     def _options(self) -> dict[str, Any]:
         return {"base_url": self.settings.github_api_url, "http_cache": False, "auto_retry": False,
                 "timeout": self.settings.github_request_timeout_seconds, "user_agent": "Lessonbot",
-                "cache_strategy": MemCacheStrategy()}
+                "cache_strategy": MemCacheStrategy(), "transport": self._transport}
 
     def as_app(self) -> GitHub[AppAuthStrategy]:
         """A client authenticated as the App itself (JWT): /app, the installation, tokens."""
