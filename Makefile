@@ -81,6 +81,7 @@ bench:  ## Benchmarks: figures and ratios to their baselines, measured in the sa
 	$(BIN)/python -m bench.log_shipper
 	$(BIN)/python -m bench.backup
 	$(BIN)/python -m bench.history
+	$(BIN)/python -m bench.github_poll
 	$(BIN)/python -m bench.admin_pages
 
 vm:  ## Boot the production stack in a local systemd-nspawn machine and leave it running.

@@ -174,6 +174,8 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "Your lesson repository: {url}\nI invited the account `{login}`: accept the invitation at {url}/invitations (or in GitHub's email). Clone it with `git clone {clone_url}`",
     },
     "github.unavailable": {"ru": "GitHub сейчас не отвечает, проверю позже", "en": "GitHub is not answering right now; I will check again later"},
+    "github.paused": {"ru": "GitHub просит подождать (лимит запросов), проверю позже", "en": "GitHub asks us to wait (its rate limit); I will check again later"},
+    "github.repo_missing": {"ru": "репозиторий `{repo}` на GitHub не найден — сообщите преподавателю", "en": "the repository `{repo}` is not found on GitHub — please tell your teacher"},
     "github.no_repo": {"ru": "у этого урока нет репозитория на GitHub — начните урок заново (`заново`)", "en": "this run has no GitHub repository — restart the lesson (`restart`)"},
     "github.invitation_pending": {"ru": "приглашение для `{login}` ещё не принято — откройте {url}/invitations", "en": "the invitation for `{login}` is not accepted yet — open {url}/invitations"},
     "github.login_taken": {"ru": "логин `{login}` подтверждён другим студентом — сообщите преподавателю", "en": "the login `{login}` is confirmed by another student — please tell your teacher"},

@@ -99,9 +99,15 @@ class _Attempt:
 
 
 def backoff(attempt: int, *, initial: float = 1.0, maximum: float = 60.0, jitter: float = 1.0,
-            at_least: float | None = None) -> float:
+            at_least: float | None = None, spread: bool = False) -> float:
     """Seconds before retry ``attempt`` (1, 2, …): ``initial`` doubling up to ``maximum``, plus up to
-    ``jitter`` seconds at random (tenacity's strategy); never less than ``at_least`` (a server's Retry-After)."""
+    ``jitter`` seconds at random (tenacity's strategy); never less than ``at_least`` (a server's Retry-After).
+
+    With ``spread``, the first attempt waits a uniformly random part of ``initial`` instead: items that
+    start together (10 000 GitHub runs, the end of a rate-limit pause) fall due over the whole interval.
+    """
+    if spread and attempt <= 1:
+        return max(random.uniform(0.0, initial), at_least or 0.0)
     strategy = wait_exponential_jitter(multiplier=initial, max=maximum, jitter=jitter)
     return max(float(strategy(_Attempt(max(attempt, 1)))), at_least or 0.0)  # type: ignore[arg-type]
 

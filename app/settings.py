@@ -145,6 +145,10 @@ class Settings(BaseSettings):
     github_org: str | None = Field(default=None, pattern=r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$",
                                    description="The organization the App is installed on; runs' repositories go there.")
     github_request_timeout_seconds: float = Field(default=10.0, gt=0, le=120, description="One GitHub API call at most.")
+    github_requests_per_hour: int = Field(default=5000, ge=100, description=(
+        "The installation's hourly budget for answers other than 304 (GitHub's: 5 000); polling keeps a tenth free."))
+    github_poll_interval_seconds: float = Field(default=900.0, gt=0, description=(
+        "The poller looks at each GitHub run once in this long (webhooks come first; see README, polling)."))
     github_webhook_secret: SecretStr | None = Field(default=None, description=(
         "The App's webhook secret: /github/hook accepts only deliveries signed with it; unset: no webhooks."))
     github_archive_after_days: float = Field(default=7.0, ge=0, description=(

@@ -1,9 +1,14 @@
 """The github.* checks: what the student did in the run's repository, read through the App's installation.
 
 Reads are conditional (If-None-Match with the ETag of the last answer): polling a repository
-where nothing changed costs GitHub's free 304s, not the installation's hourly budget. GitHub
-trouble (down, rate-limited, refused credentials) is an error result, so the poller tries
-again later and the student is told it was not their fault.
+where nothing changed costs GitHub's free 304s, not the installation's hourly budget. So each
+check reads a list that answers 200 (and so has an ETag) even before the student did anything
+— the collaborators, the branches matching a name, the pull requests — rather than a single
+object that would answer 404 (no ETag, a full request every time) until it exists; a file is
+read at the branch's commit id, an answer that never changes and is kept. Polled with nothing
+changed, every check costs one free 304, except `pull_request_reviewed` (two: the pull requests,
+then the reviews). GitHub trouble (down, rate-limited, refused credentials) is an error result,
+so the poller tries again later and the student is told it was not their fault.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from pydantic import Field, field_validator
 
 from app import current
 from app.git.checks import BranchParams, FileParams, RefName
-from app.github.client import GitHubApp, GitHubError, NotConfigured, NotFound, shared_app
+from app.github.client import GitHubApp, GitHubError, NotConfigured, NotFound, RateLimited, shared_app
 from app.github.identity import confirm_login
 from app.github.review import ReviewRequest, posted_review, request_review, review_key
 from app.i18n import Text
@@ -46,6 +51,10 @@ def _guarded(check: Callable[[Any, CheckContext], CheckResult]) -> Callable[[Any
             return check(params, context)
         except NotConfigured:
             return check_error("github.not_configured")
+        except RateLimited:
+            return check_error("github.paused")
+        except NotFound:  # the reads below are lists: a 404 is the repository itself
+            return check_error("github.repo_missing", repo=context.run_context["github_repo"])
         except GitHubError:
             return check_error("github.unavailable")
 
@@ -53,15 +62,13 @@ def _guarded(check: Callable[[Any, CheckContext], CheckResult]) -> Callable[[Any
     return run
 
 
-def _branch_exists(context: CheckContext, branch: str) -> bool:
+def _branch_tip(context: CheckContext, branch: str) -> str | None:
+    """The commit id the branch points at, or None: one conditional read of the refs matching its name."""
     owner, name = _repo(context)
-    try:
-        _github().conditional(f"ref:{owner}/{name}:{branch}", f"branch {branch} of {owner}/{name}",
-                              lambda client, headers: client.rest.git.get_ref(owner, name, f"heads/{branch}",
-                                                                              headers=headers))
-    except NotFound:
-        return False
-    return True
+    refs: list[Any] = _github().conditional(
+        f"refs:{owner}/{name}:{branch}", f"branch {branch} of {owner}/{name}",
+        lambda client, headers: client.rest.git.list_matching_refs(owner, name, f"heads/{branch}", headers=headers))
+    return next((ref.object_.sha for ref in refs if ref.ref == f"refs/heads/{branch}"), None)
 
 
 class NoParams(CheckParams):
@@ -74,10 +81,10 @@ def invitation_accepted(params: NoParams, context: CheckContext) -> CheckResult:
     """The student's claimed account accepted the invitation: that confirms the login is theirs."""
     owner, name = _repo(context)
     login = str(context.run_context["github_login"])
-    try:
-        _github().call(f"{login} on {owner}/{name}",
-                       lambda client: client.rest.repos.check_collaborator(owner, name, login))
-    except NotFound:
+    collaborators: list[Any] = _github().conditional(
+        f"collaborators:{owner}/{name}", f"the collaborators of {owner}/{name}",
+        lambda client, headers: client.rest.repos.list_collaborators(owner, name, headers=headers))
+    if not any(str(user.login).lower() == login.lower() for user in collaborators):
         return not_yet("github.invitation_pending", login=login, url=context.run_context.get("github_url", ""))
     student_email = context.run_context.get("student_email")
     if student_email and not confirm_login(str(student_email), login):
@@ -88,7 +95,7 @@ def invitation_accepted(params: NoParams, context: CheckContext) -> CheckResult:
 @check_type("github.branch_exists", BranchParams)
 @_guarded
 def branch_exists(params: BranchParams, context: CheckContext) -> CheckResult:
-    return PASSED if _branch_exists(context, params.name) else not_yet("github.no_branch", branch=params.name)
+    return PASSED if _branch_tip(context, params.name) else not_yet("github.no_branch", branch=params.name)
 
 
 @check_type("github.file_on_branch", FileParams)
@@ -99,14 +106,14 @@ def file_on_branch(params: FileParams, context: CheckContext) -> CheckResult:
 
 def _file_on_branch(params: FileParams, context: CheckContext) -> CheckResult:
     owner, name = _repo(context)
+    tip = _branch_tip(context, params.branch)
+    if tip is None:
+        return not_yet("github.no_branch", branch=params.branch)
     try:
-        found = _github().conditional(
-            f"contents:{owner}/{name}:{params.branch}:{params.path}", f"{params.path} in {owner}/{name}",
-            lambda client, headers: client.rest.repos.get_content(owner, name, params.path, ref=params.branch,
-                                                                  headers=headers))
+        found = _github().immutable(
+            f"contents:{owner}/{name}:{tip}:{params.path}", f"{params.path} in {owner}/{name}",
+            lambda client: client.rest.repos.get_content(owner, name, params.path, ref=tip))
     except NotFound:
-        if not _branch_exists(context, params.branch):
-            return not_yet("github.no_branch", branch=params.branch)
         return not_yet("github.no_file", branch=params.branch, path=params.path)
     content = getattr(found, "content", None)
     if getattr(found, "type", None) != "file" or not isinstance(content, str):  # a directory is not a file

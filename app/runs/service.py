@@ -60,10 +60,19 @@ def chat_state(student: StudentRef, latest: RunRow | None) -> tuple[ChatState, R
 
 def next_check_at(lesson_id: str, step_index: int, check_failures: int, catalog: Catalog, settings: Settings,
                   now: datetime) -> datetime | None:
-    """When the poller should next look at an active run: soon after activity, then backing off; never for questions."""
+    """When the poller should next look at an active run: soon after activity, then backing off; never for questions.
+
+    A GitHub run is looked at once per ``github_poll_interval_seconds`` (its webhooks come first), the
+    first time at a random point of the interval: runs started together spread over it, so the poller's
+    requests come at an even pace rather than in a burst (README, polling GitHub).
+    """
     lesson = catalog.get(lesson_id)
     if lesson is None or current_step(lesson, RunState(lesson_id, step_index)).check.needs_answer:
         return None
+    if lesson.platform == "github":
+        interval = settings.github_poll_interval_seconds
+        delay = backoff(check_failures + 1, initial=interval, maximum=interval, jitter=0.0, spread=True)
+        return now + timedelta(seconds=delay)
     delay = backoff(check_failures + 1, initial=settings.check_interval_seconds, maximum=settings.check_interval_max_seconds,
                     jitter=0.0)
     return now + timedelta(seconds=delay)

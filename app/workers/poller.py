@@ -6,6 +6,10 @@ Delivering what these queue (replies, grades) is the outbox dispatcher's work
 Run it with ``python -m app.workers.poller`` (under supervisor in production). Several
 pollers may share a database: each claims one run at a time with
 ``SELECT … FOR UPDATE SKIP LOCKED``, so no run is checked by two at once.
+
+While GitHub has asked us to wait (a rate limit, app/github/budget.py) GitHub runs are not
+claimed; a check that meets the pause moves its run to a spread point after it, without
+counting a failure against the run: the wait is GitHub's, not the student's.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -21,10 +25,11 @@ import sqlalchemy as sa
 from app.boot import boot
 from app.db import db, is_postgresql, utcnow
 from app.github.archive import archive_ended_repositories
+from app.github.client import paused_until
 from app.i18n import Text, render_all
 from app.lessons.catalog import Catalog
-from app.lessons.engine import evaluate
-from app.loop import StopFlag, isolated, run_forever
+from app.lessons.engine import Progress, evaluate
+from app.loop import StopFlag, backoff, isolated, run_forever
 from app.metrics.exposition import serve_worker_metrics
 from app.outbox.service import queue_reply
 from app.retention import prune_history
@@ -103,7 +108,13 @@ class Poller:
         return db.session.scalars(query).first()
 
     def _claim_due_check(self) -> LessonRun | None:
-        return self._claim(LessonRun.next_check_at, LessonRun.next_check_at <= utcnow())
+        due = LessonRun.next_check_at <= utcnow()
+        if paused_until(self.settings):
+            return self._claim(LessonRun.next_check_at, due, LessonRun.lesson_id.notin_(self._github_lessons()))
+        return self._claim(LessonRun.next_check_at, due)
+
+    def _github_lessons(self) -> list[str]:
+        return [lesson.id for lesson in self.catalog if lesson.platform == "github"]
 
     def _claim_timeout(self) -> LessonRun | None:
         idle = utcnow() - timedelta(days=self.settings.run_timeout_days)
@@ -134,6 +145,9 @@ class Poller:
             log.warning("run %s: lesson %s is no longer served; not checking it", run.id, run.lesson_id)
             return
         progress = evaluate(lesson, run_state(run), report_not_yet=False)
+        if _paused(progress):
+            self._after_pause(run)
+            return
         if progress.result is not None and progress.result.status == "error":
             raise RuntimeError(f"check error: {progress.result.reason.key if progress.result.reason else '?'}")
         if not progress.passed:
@@ -142,6 +156,13 @@ class Poller:
         run.last_check_error = None
         if progress.texts:
             queue_reply(run.student, "\n\n".join(render_all(progress.texts, run.student.language)))
+
+    def _after_pause(self, run: LessonRun) -> None:
+        """Look at the run again at a spread point of the interval after GitHub's pause; not a failure."""
+        interval = self.settings.github_poll_interval_seconds
+        until = max(paused_until(self.settings), time.time())
+        delay = backoff(1, initial=interval, maximum=interval, jitter=0.0, spread=True)
+        run.next_check_at = datetime.fromtimestamp(until + delay, UTC)
 
     def remind(self, run: LessonRun) -> None:
         lesson = self.catalog.get(run.lesson_id)
@@ -171,6 +192,12 @@ class Poller:
     def _heartbeat(self, did: int) -> None:
         record_heartbeat("poller", {"last_pass_items": did})
         db.session.commit()
+
+
+def _paused(progress: Progress) -> bool:
+    result = progress.result
+    return result is not None and result.status == "error" and result.reason is not None \
+        and result.reason.key == "github.paused"
 
 
 def main() -> None:

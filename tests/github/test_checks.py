@@ -85,7 +85,7 @@ def test_the_newest_workflow_run_decides(gh: GitHubTestServer, world: tuple[Repo
 def test_github_trouble_is_an_error_and_a_run_without_repository_too(gh: GitHubTestServer,
                                                                      world: tuple[Repo, Account, CheckContext]) -> None:
     _, _, context = world
-    gh.faults.script([502], endpoint="GET /repos/*/git/ref/*")
+    gh.faults.script([502], endpoint="GET /repos/*/git/matching-refs/*")
     assert check("github.branch_exists", context, name="main") == ("error", "github.unavailable")
     assert check("github.branch_exists", context, name="main") == ("passed", None)
     assert check("github.branch_exists", CheckContext({}), name="main") == ("error", "github.no_repo")

@@ -72,6 +72,7 @@ class RequestRecord:
     status: int | None  # None: the connection was dropped
     caller: str | None
     conditional: bool  # the request carried If-None-Match
+    at: float = 0.0  # when it was answered (epoch seconds)
 
 
 @dataclass
@@ -253,7 +254,7 @@ class GitHubApi:
         conditional = "If-None-Match" in request.headers
         with self._lock:
             self.log.append(RequestRecord(request.method, request.path, status,
-                                          caller.rate_key if caller else None, conditional))
+                                          caller.rate_key if caller else None, conditional, time.time()))
         if response is None or not self.observers:
             return
         exchange = Exchange(request.method, request.path, request.args.to_dict(), request.headers,

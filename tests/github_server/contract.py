@@ -30,7 +30,7 @@ SPEC_PATH = Path(__file__).resolve().parent / "reference" / "github-openapi.json
 HOST = "https://api.github.com"
 # Path parameters that hold slashes (`contents/{path}`, `git/ref/{ref}`): GitHub takes them
 # unescaped, an OpenAPI path template matches one segment, so they are escaped for matching.
-GREEDY_MARKERS = ("/contents/", "/git/ref/")
+GREEDY_MARKERS = ("/contents/", "/git/ref/", "/git/matching-refs/")
 
 
 @dataclass(frozen=True)

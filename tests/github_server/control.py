@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -51,8 +52,38 @@ def _rate_limit(gh: GitHubTestServer, body: dict[str, Any]) -> Any:
     return {}
 
 
+def _seed_repos(gh: GitHubTestServer, body: dict[str, Any]) -> Any:
+    """`count` repositories `<prefix>-<n>` in the organization holding `files`, each with its own student
+    `<prefix>-s<n>` as a collaborator (but those numbered in `uninvited`): a benchmark's runs, made directly."""
+    files = {path: base64.b64decode(data) for path, data in body["files"].items()}
+    prefix, uninvited = str(body["prefix"]), set(body.get("uninvited", []))
+    with gh.hub.lock:
+        for n in range(int(body["count"])):
+            student = gh.add_student(f"{prefix}-s{n}")
+            repo = gh.hub.add_repo(gh.org, f"{prefix}-{n}", files)
+            if n not in uninvited:
+                repo.collaborators.add(student.login)
+    return {"repos": len(gh.hub.repos)}
+
+
+def _branch(gh: GitHubTestServer, body: dict[str, Any]) -> Any:
+    """A new branch `name` at the default branch's tip of `repo`, as a student's push would make it (no webhook)."""
+    with gh.hub.lock:
+        repo = gh.repo(str(body["repo"]))
+        repo.branches[str(body["name"])] = repo.branches[repo.default_branch]
+        repo.pushed_at = time.time()
+    return {}
+
+
+def _requests(gh: GitHubTestServer, body: dict[str, Any]) -> Any:
+    """The request log from index `since` on: [method, path, status, conditional, at] each."""
+    log = gh.request_log[int(body.get("since", 0)):]
+    return [[r.method, r.path, r.status, r.conditional, r.at] for r in log]
+
+
 HANDLERS: dict[str, Handler] = {"state": _state, "students": _add_student, "templates": _add_template,
-                                "faults": _faults, "rate_limit": _rate_limit}
+                                "faults": _faults, "rate_limit": _rate_limit, "seed_repos": _seed_repos,
+                                "branch": _branch, "requests": _requests}
 
 
 def handle(gh: GitHubTestServer, request: Request) -> Response:

@@ -117,6 +117,11 @@ class Urls:
         data.pop("template_repository", None)
         return data
 
+    def collaborator(self, account: Account) -> Json:
+        """collaborator: a user with access to the repository (students are invited with push, role write)."""
+        permissions = {"pull": True, "triage": True, "push": True, "maintain": False, "admin": False}
+        return {**self.user(account), "permissions": permissions, "role_name": "write"}
+
     def git_ref(self, repo: Repo, branch: str) -> Json:
         sha = repo.branches[branch]
         api = f"{self.api}/repos/{repo.full_name}/git"

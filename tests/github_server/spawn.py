@@ -94,6 +94,16 @@ class SpawnedGitHubTestServer:
     def script_faults(self, items: list[Any], endpoint: str | None = None) -> None:
         self._control("POST", "faults", {"kind": "script", "items": items, "endpoint": endpoint})
 
+    def seed_repos(self, prefix: str, count: int, files: dict[str, bytes], uninvited: list[int]) -> None:
+        encoded = {path: base64.b64encode(data).decode() for path, data in files.items()}
+        self._control("POST", "seed_repos", {"prefix": prefix, "count": count, "files": encoded, "uninvited": uninvited})
+
+    def branch(self, repo: str, name: str) -> None:
+        self._control("POST", "branch", {"repo": repo, "name": name})
+
+    def requests(self, since: int = 0) -> list[list[Any]]:
+        return list(self._control("GET", "requests", {"since": since}))
+
     def state(self) -> dict[str, Any]:
         return dict(self._control("GET", "state", {}))
 

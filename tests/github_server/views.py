@@ -182,6 +182,13 @@ def check_collaborator(call: Call) -> Answer:
     return 204, None
 
 
+def list_collaborators(call: Call) -> Answer:
+    """The repository's collaborators (those who accepted their invitation), in the order they joined."""
+    repo = _repo(call)
+    accounts = [call.hub.account(login) for login in repo.collaborators]
+    return 200, [call.urls.collaborator(account) for account in sorted(accounts, key=lambda a: a.id)]
+
+
 def add_collaborator(call: Call) -> Answer:
     repo = _repo(call, write=True)
     invitee = call.hub.account(call.path_args["username"])
@@ -202,6 +209,16 @@ def get_ref(call: Call) -> Answer:
     if not ref.startswith("heads/") or ref.removeprefix("heads/") not in repo.branches:
         raise not_found()
     return 200, call.urls.git_ref(repo, ref.removeprefix("heads/"))
+
+
+def matching_refs(call: Call) -> Answer:
+    """Branches whose ref starts with `heads/<prefix>`, as a list (empty, not 404, when none matches)."""
+    repo = _repo(call)
+    prefix = call.path_args["ref"]
+    if not prefix.startswith("heads/"):
+        return 200, []
+    wanted = prefix.removeprefix("heads/")
+    return 200, [call.urls.git_ref(repo, branch) for branch in sorted(repo.branches) if branch.startswith(wanted)]
 
 
 def create_ref(call: Call) -> Answer:
@@ -475,9 +492,11 @@ ROUTES: list[tuple[str, str, View]] = [
     ("/repos/<template_owner>/<template_repo>/generate", "POST", generate_repo),
     ("/repos/<owner>/<repo>", "GET", get_repo),
     ("/repos/<owner>/<repo>", "PATCH", update_repo),
+    ("/repos/<owner>/<repo>/collaborators", "GET", list_collaborators),
     ("/repos/<owner>/<repo>/collaborators/<username>", "GET", check_collaborator),
     ("/repos/<owner>/<repo>/collaborators/<username>", "PUT", add_collaborator),
     ("/repos/<owner>/<repo>/git/ref/<path:ref>", "GET", get_ref),
+    ("/repos/<owner>/<repo>/git/matching-refs/<path:ref>", "GET", matching_refs),
     ("/repos/<owner>/<repo>/git/refs", "POST", create_ref),
     ("/repos/<owner>/<repo>/contents/<path:path>", "GET", get_content),
     ("/repos/<owner>/<repo>/contents/<path:path>", "PUT", put_content),
