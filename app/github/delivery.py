@@ -18,7 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from app.db import db, utcnow
-from app.github.client import GitHubApp, GitHubError, NotConfigured, shared_app
+from app.github.client import GitHubApp, GitHubError, NotConfigured, RateLimited, shared_app
 from app.github.repos import SetupFailed, repository_texts, set_up
 from app.github.review import CONTEXT_KEY, find_own_comment, post_review
 from app.i18n import Text, render_all
@@ -95,6 +95,13 @@ class GitHubDelivery:
             db.session.commit()
             raise Unavailable(str(error)) from error
         item.last_error = str(error)[:2000]
+        if isinstance(error, RateLimited):  # GitHub (or our budget) refuses every request for now: no item's fault
+            item.attempts = max(item.attempts - 1, 0)
+            item.next_attempt_at = utcnow() + timedelta(seconds=backoff(1, initial=0.0, maximum=0.0,
+                                                                        at_least=error.retry_after.total_seconds()))
+            log.info("outbox %s (%s): %s; trying again at %s", item.id, item.kind.value, error,
+                     item.next_attempt_at.isoformat(timespec="seconds"))
+            return Outcome.RETRY
         if not error.retryable or item.attempts >= MAX_ATTEMPTS:
             return self.give_up(item, f"gave up after {item.attempts} attempt(s): {error}", self.gave_up_text(item),
                                 for_admins=True)

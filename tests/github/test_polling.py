@@ -35,6 +35,7 @@ def _started(app: Flask, gh: GitHubTestServer, client: FlaskClient, tmp_path: Pa
     student = _student(client, gh, tmp_path, f"{login}@example.com", login)
     student.say(f"link github {login}")
     student.say("start github-basics")
+    assert "Your lesson repository" in student.outbox(app)  # set up through the outbox
     student.accept_invitation()
     assert "Step 1 passed" in student.poll(app)
     return student
