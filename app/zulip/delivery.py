@@ -49,6 +49,8 @@ class ZulipSender:
     kinds: tuple[OutboxKind, ...] = (OutboxKind.CHAT_REPLY,)
     ordered = True
     lock_class = LOCK_CLASS
+    in_flight = IN_FLIGHT_GRACE
+    attempt_timeout = timedelta(seconds=SEND_TIMEOUT)
 
     def __init__(self, api: ZulipApi, settings: Settings) -> None:
         self.api, self.settings = api, settings
@@ -56,27 +58,36 @@ class ZulipSender:
     def deliver(self, item: OutboxItem) -> Outcome:
         """One attempt; Unavailable when Zulip cannot be used at all (unreachable, the key refused):
         that is no reply's fault, and no reply is charged an attempt for it."""
+        return self._attempt(item, committed=False)
+
+    def deliver_claimed(self, item: OutboxItem) -> Outcome:
+        """As :meth:`deliver`, for a reply whose in-flight mark the dispatcher committed with its batch's."""
+        return self._attempt(item, committed=True)
+
+    def _attempt(self, item: OutboxItem, *, committed: bool) -> Outcome:
         try:
             self.api.client()
-            return self.send(item)
+            return self.send(item, committed=committed)
         except Stopping:
             return Outcome.STOPPING
         except ZulipError as error:  # Zulip as a whole, not this reply (send() handles the reply's own errors)
             raise Unavailable(str(error)) from error
 
-    def send(self, item: OutboxItem) -> Outcome:
+    def send(self, item: OutboxItem, *, committed: bool = False) -> Outcome:
         """One attempt at one reply; the caller commits the outcome.
 
         The attempt is committed as in flight before the request leaves: if the process
         dies while Zulip holds the request, the next attempt finds the reply instead of
-        sending it again. Raises Unauthorized (a bad key fails no reply).
+        sending it again. ``committed``: the dispatcher has committed that mark already and
+        stores the item itself, so nothing is committed here. Raises Unauthorized (a bad key
+        fails no reply).
         """
         in_flight = False
         try:
             if item.ambiguous and (found := self._already_sent(item)) is not None:
                 self._mark_sent(item, found, "found after an uncertain attempt")
                 return Outcome.SENT
-            self._mark_in_flight(item)
+            self._mark_in_flight(item, commit=not committed)
             in_flight = True
             result = self.api.call("messages", "POST", self.message(item), timeout=SEND_TIMEOUT)
         except Stopping:
@@ -93,7 +104,8 @@ class ZulipSender:
             if in_flight:  # refused: nothing went out (a failed lookup leaves the doubt as it was)
                 item.ambiguous, item.attempts = False, max(item.attempts - 1, 0)
             item.next_attempt_at = utcnow()
-            db.session.commit()
+            if not committed:
+                db.session.commit()
             raise
         except ZulipError as error:
             if not in_flight:  # the lookup failed: the earlier attempt is still in doubt, and none was made now
@@ -104,13 +116,14 @@ class ZulipSender:
         self._mark_sent(item, result.get("id"), "sent")
         return Outcome.SENT
 
-    def _mark_in_flight(self, item: OutboxItem) -> None:
+    def _mark_in_flight(self, item: OutboxItem, *, commit: bool) -> None:
         """Commit the attempt before it is made: after any crash the reply is looked up before it is sent again."""
         item.last_attempt_at = utcnow()
         item.attempts += 1
         item.ambiguous = True
         item.next_attempt_at = utcnow() + IN_FLIGHT_GRACE
-        db.session.commit()
+        if commit:
+            db.session.commit()
 
     def message(self, item: OutboxItem) -> dict[str, Any]:
         payload = item.payload
