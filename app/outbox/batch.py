@@ -24,10 +24,10 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -50,6 +50,7 @@ _WRITE_OUTCOMES = sa.text("""
     WHERE o.id = v.id
 """)
 _UNLOCK_ALL = sa.text("SELECT pg_advisory_unlock_all()")
+T = TypeVar("T")
 
 
 class BatchClaims:
@@ -66,14 +67,7 @@ class BatchClaims:
         Each item comes back as it was before the mark (detached from any session): the
         handler records the attempt on it as the mark did, and :meth:`write` stores the result.
         """
-        try:
-            return self._claim(kinds, lock_class, limit, now, lease)
-        except sa.exc.DBAPIError as error:
-            if not error.connection_invalidated:
-                raise
-            log.warning("outbox claims: the database connection was lost (%s); connecting again", error.orig)
-            self.close()
-            return self._claim(kinds, lock_class, limit, now, lease)
+        return self._reconnecting(lambda: self._claim(kinds, lock_class, limit, now, lease))
 
     def _claim(self, kinds: tuple[OutboxKind, ...], lock_class: int, limit: int, now: datetime,
                lease: timedelta) -> list[OutboxItem]:
@@ -107,9 +101,25 @@ class BatchClaims:
 
     def next_due(self, kinds: tuple[OutboxKind, ...]) -> datetime | None:
         """The earliest ``next_attempt_at`` of pending items of ``kinds`` (None: nothing pending)."""
-        connection = self._connect()
-        with connection.begin():
-            return connection.scalar(_next_due(kinds))
+        def read() -> datetime | None:
+            connection = self._connect()
+            with connection.begin():
+                return connection.scalar(_next_due(kinds))
+
+        return self._reconnecting(read)
+
+    def _reconnecting(self, work: Callable[[], T]) -> T:
+        """``work`` (which commits nothing until it succeeds), once more on a new connection if the
+        server ended this one (a restart, a failover, ``pg_terminate_backend``)."""
+        try:
+            return work()
+        except sa.exc.DBAPIError as error:
+            if not error.connection_invalidated:
+                raise
+            log.warning("outbox claims: the database connection was lost (%s); connecting again",
+                        str(error.orig).strip())
+            self.close()
+            return work()
 
     def _connect(self) -> Connection:
         if self._connection is None or self._connection.invalidated or self._connection.closed:
@@ -137,7 +147,7 @@ def _json_value(value: Any) -> Any:
 
 
 @lru_cache(maxsize=16)
-def _locked_heads(kinds: tuple[OutboxKind, ...]) -> sa.Select[tuple[int]]:
+def _locked_heads(kinds: tuple[OutboxKind, ...]) -> sa.Select[int]:
     """Ids of up to ``limit`` due queue heads whose queue lock this session took (or already holds).
 
     The lock is tried in the outer query, on the limited candidates only (a volatile function is
@@ -167,7 +177,7 @@ def _mark_in_flight(kinds: tuple[OutboxKind, ...]) -> sa.Update:
 
 
 @lru_cache(maxsize=16)
-def _next_due(kinds: tuple[OutboxKind, ...]) -> sa.Select[tuple[datetime | None]]:
+def _next_due(kinds: tuple[OutboxKind, ...]) -> sa.Select[datetime]:
     return sa.select(sa.func.min(OutboxItem.next_attempt_at)).where(
         OutboxItem.kind.in_(kinds), OutboxItem.status == OutboxStatus.PENDING)
 
