@@ -101,10 +101,15 @@ class BatchClaims:
 
     def next_due(self, kinds: tuple[OutboxKind, ...]) -> datetime | None:
         """The earliest ``next_attempt_at`` of pending items of ``kinds`` (None: nothing pending)."""
-        def read() -> datetime | None:
+        rows = self.read(_next_due(kinds), {})
+        return rows[0][0] if rows else None
+
+    def read(self, statement: sa.Executable, params: dict[str, Any]) -> list[Any]:
+        """The rows of a read-only ``statement``, in a transaction of its own (no lock outlives it)."""
+        def read() -> list[Any]:
             connection = self._connect()
             with connection.begin():
-                return connection.scalar(_next_due(kinds))
+                return list(connection.execute(statement, params).all())
 
         return self._reconnecting(read)
 

@@ -243,10 +243,11 @@ class Dispatcher:
     def _claim(self, handler: Handler, due_only: bool, exclude: Sequence[int]) -> Claimed | None:
         """The first candidate whose queue is free, its row and queue locked; None if there is none.
 
-        Candidates are read without row locks; only the one taken is locked (``FOR UPDATE SKIP
-        LOCKED``), after its queue, and only if it is still its queue's head: a row lock is a write,
-        and locking every candidate cost PostgreSQL more than the delivery's own updates. Both
-        statements are built once per handler (:func:`_candidates`, :func:`_head`).
+        Candidates are read without row locks, on the batches' connection (an empty pass never
+        touches the session); only the one taken is locked (``FOR UPDATE SKIP LOCKED``), after its
+        queue, and only if it is still its queue's head: a row lock is a write, and locking every
+        candidate cost PostgreSQL more than the delivery's own updates. Both statements are built
+        once per handler (:func:`_candidates`, :func:`_head`).
         """
         params: dict[str, Any] = {"now": utcnow(), **({"exclude": list(exclude)} if exclude else {})}
         candidates = _candidates(handler.kinds, handler.ordered, due_only, bool(exclude))
@@ -256,7 +257,7 @@ class Dispatcher:
             if item is None:
                 db.session.rollback()
             return (item, None) if item is not None else None
-        for item_id, student_id in db.session.connection().execute(candidates, params).all():
+        for item_id, student_id in self._batch_claims().read(candidates, params):  # no session while there is nothing
             queue = (handler.lock_class, (student_id or 0) if handler.ordered else item_id)
             if not try_advisory_lock(self._lock_connection(), queue):
                 continue
@@ -264,7 +265,7 @@ class Dispatcher:
             if item is not None:
                 return item, queue
             self._unlock(queue)
-        db.session.rollback()
+        db.session.rollback()  # no round trip unless a head was looked at
         return None
 
     def _lock_connection(self) -> Connection:
