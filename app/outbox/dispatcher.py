@@ -127,8 +127,9 @@ class Dispatcher:
     def deliver_due(self) -> int:
         """Deliver what is due, up to BATCH items per handler; the number of attempts made."""
         done = 0
+        due = self._due_kinds()
         for handler in self.handlers:
-            if self._paused(handler):
+            if self._paused(handler) or (due is not None and due.isdisjoint(handler.kinds)):
                 continue
             batched = _in_flight(handler)
             if batched is not None and is_postgresql():
@@ -144,6 +145,12 @@ class Dispatcher:
                     break
             done += count
         return done
+
+    def _due_kinds(self) -> set[OutboxKind] | None:
+        """The kinds with an item due now (None: not known, try every handler)."""
+        if not is_postgresql():
+            return None
+        return self._batch_claims().due_kinds([kind for handler in self.handlers for kind in handler.kinds], utcnow())
 
     def _deliver_batches(self, handler: InFlightHandler) -> int:
         """Batches of ``handler``'s items until BATCH were attempted or none is due; the number attempted."""
