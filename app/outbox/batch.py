@@ -8,7 +8,8 @@ flight itself (chat replies and alerts). One batch is four round trips whatever 
    row-locked (``SKIP LOCKED``) and marked in flight (``attempts + 1``, ``ambiguous``, a lease
    in ``next_attempt_at``), then **committed**: nothing is sent before this commit;
 3. after the attempts, every item's new state in one ``UPDATE … FROM jsonb_to_recordset``, committed;
-4. ``pg_advisory_unlock_all()``: the queues go back only once their outcomes are committed.
+4. every advisory lock of the connection given back: the queues go free only once their outcomes
+   are committed.
 
 The advisory locks are session-level locks of this connection, so they outlive the two
 commits and are held exactly while a queue's item is out; if the process dies, they go with
@@ -33,6 +34,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import aliased
 
+from app.loop import advisory_unlock_all, try_advisory_lock_clause
 from app.outbox.models import OutboxItem, OutboxKind, OutboxStatus
 
 log = logging.getLogger(__name__)
@@ -49,7 +51,6 @@ _WRITE_OUTCOMES = sa.text("""
         sent_at timestamptz)
     WHERE o.id = v.id
 """)
-_UNLOCK_ALL = sa.text("SELECT pg_advisory_unlock_all()")
 # Each kind looked up in ix_outbox_pending on its own: what it costs does not grow with what is pending.
 _DUE_KINDS = sa.text("""
     SELECT kind FROM unnest(CAST(:kinds AS varchar[])) AS kind
@@ -99,7 +100,7 @@ class BatchClaims:
         if self._connection is None:
             return
         try:
-            self._connection.execute(_UNLOCK_ALL)
+            advisory_unlock_all(self._connection)
             self._connection.commit()
         except sa.exc.DBAPIError:
             self.close()  # the locks went with the connection
@@ -174,7 +175,7 @@ def _locked_heads(kinds: tuple[OutboxKind, ...]) -> sa.Select[int]:
         OutboxItem.next_attempt_at <= sa.bindparam("now"), ~earlier_pending(kinds),
     ).order_by(OutboxItem.next_attempt_at, OutboxItem.id).limit(sa.bindparam("limit")).subquery("candidates")
     queue = sa.func.coalesce(candidates.c.student_id, 0)
-    return sa.select(candidates.c.id).where(sa.func.pg_try_advisory_lock(sa.bindparam("lock_class"), queue))
+    return sa.select(candidates.c.id).where(try_advisory_lock_clause(sa.bindparam("lock_class"), queue))
 
 
 @lru_cache(maxsize=16)
