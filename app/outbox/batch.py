@@ -89,7 +89,26 @@ class BatchClaims:
         return sorted((OutboxItem(**row._mapping) for row in rows), key=lambda item: item.id)
 
     def write(self, items: Sequence[OutboxItem]) -> None:
-        """Every item's state after its attempt, in one statement and one transaction."""
+        """Every item's state after its attempt, in one statement and one transaction.
+
+        If the database refuses the batch for something in it (not a lost connection), each
+        item is written on its own, so one bad row costs only itself; an item not written
+        keeps its committed in-flight mark and is looked up once its lease ends.
+        """
+        try:
+            self._write(items)
+        except sa.exc.DBAPIError as error:
+            if error.connection_invalidated or len(items) == 1:
+                raise
+            log.warning("outbox: a batch of %d outcomes was refused (%s); writing them one by one", len(items),
+                        str(error.orig).strip())
+            for item in items:
+                try:
+                    self._write([item])
+                except sa.exc.DBAPIError:
+                    log.exception("outbox %s: its outcome could not be written; it is looked up after its lease", item.id)
+
+    def _write(self, items: Sequence[OutboxItem]) -> None:
         rows = [{"id": item.id, **{name: _json_value(getattr(item, name)) for name in WRITTEN}} for item in items]
         connection = self._connect()
         with connection.begin():
@@ -159,6 +178,8 @@ def _json_value(value: Any) -> Any:
         return value.isoformat()
     if isinstance(value, OutboxStatus):
         return value.value
+    if isinstance(value, str):
+        return value.replace("\x00", "")  # PostgreSQL text holds no NUL (an error text from outside might)
     return value
 
 

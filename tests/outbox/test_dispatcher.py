@@ -282,3 +282,23 @@ def test_a_dispatcher_whose_connection_the_server_ended_connects_again_and_goes_
         assert dispatcher.deliver_due() == 1  # no error: the claim found its connection dead and made a new one
         assert dispatcher._batch_claims()._connect().scalar(sa.text("SELECT pg_backend_pid()")) != ended
     assert _pending() == 0 and [n for _, n in handler.delivered] == [0, 1]
+
+
+def test_an_outcome_the_database_refuses_costs_only_its_own_item(app: Flask) -> None:
+    students = _students(3)
+    for student_id in students:
+        _queue(student_id, 1)
+    db.session.commit()
+
+    def spoil(item: OutboxItem) -> None:
+        if item.student_id == students[1]:
+            item.external_id = "x" * 200  # longer than the column: the batch's UPDATE is refused
+
+    handler = Batched(watch=spoil)
+    with Dispatcher([handler]) as dispatcher:
+        assert dispatcher.deliver_due() == 3
+    stored = {item.student_id: item for item in db.session.scalars(sa.select(OutboxItem))}
+    assert stored[students[0]].status == stored[students[2]].status == OutboxStatus.SENT
+    refused = stored[students[1]]  # its in-flight mark stands: it is looked up once the lease ends
+    assert refused.status == OutboxStatus.PENDING and refused.ambiguous and refused.attempts == 1
+    assert refused.next_attempt_at > utcnow() + timedelta(seconds=10)
