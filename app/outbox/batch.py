@@ -6,19 +6,20 @@ flight itself (chat replies and alerts). One batch is four round trips whatever 
 1. the due queue heads, each queue's advisory lock tried in the same statement;
 2. the heads still pending and still first in their queues, seen after the locks were taken,
    row-locked (``SKIP LOCKED``) and marked in flight (``attempts + 1``, ``ambiguous``, a lease
-   in ``next_attempt_at``), then **committed**: nothing is sent before this commit;
-3. after the attempts, every item's new state in one ``UPDATE … FROM jsonb_to_recordset``, committed;
+   in ``next_attempt_at``) in one ``UPDATE … RETURNING``, committed: nothing is sent before it;
+3. after the attempts, every item's new state in one ``UPDATE … FROM jsonb_to_recordset``;
 4. every advisory lock of the connection given back: the queues go free only once their outcomes
    are committed.
 
-The advisory locks are session-level locks of this connection, so they outlive the two
-commits and are held exactly while a queue's item is out; if the process dies, they go with
+Each step is one statement on an autocommit connection, so each is its own transaction and
+no BEGIN or COMMIT costs a round trip. The advisory locks are session-level locks of this
+connection, so they outlive those transactions and are held exactly while a queue's item is out; if the process dies, they go with
 the connection and the lease (``next_attempt_at``) makes the next attempt wait until a send
 still under way has surely landed, then look for it before repeating it.
 
 The connection is kept for the dispatcher's life (no pool checkout and no pre-ping per claim);
-one found dead when a claim starts is replaced and the claim made again, which is safe because
-a failed claim committed nothing.
+one found dead when a claim starts is replaced and the claim made again. The dispatcher's
+one-at-a-time handlers take their queue locks on it too (one thread, one step at a time).
 """
 
 from __future__ import annotations
@@ -77,19 +78,17 @@ class BatchClaims:
 
     def _claim(self, kinds: tuple[OutboxKind, ...], lock_class: int, limit: int, now: datetime,
                lease: timedelta) -> list[OutboxItem]:
-        connection = self._connect()
-        with connection.begin():
-            locked = connection.scalars(_locked_heads(kinds), {"now": now, "limit": limit, "lock_class": lock_class})
-            ids = list(locked)
-            if not ids:
-                return []
-            rows = connection.execute(_mark_in_flight(kinds), {"ids": ids, "now": now, "lease": now + lease}).all()
+        connection = self.connection()
+        ids = list(connection.scalars(_locked_heads(kinds), {"now": now, "limit": limit, "lock_class": lock_class}))
+        if not ids:
+            return []
+        rows = connection.execute(_mark_in_flight(kinds), {"ids": ids, "now": now, "lease": now + lease}).all()
         if not rows:
             self.release()  # every locked head was taken meanwhile
         return sorted((OutboxItem(**row._mapping) for row in rows), key=lambda item: item.id)
 
     def write(self, items: Sequence[OutboxItem]) -> None:
-        """Every item's state after its attempt, in one statement and one transaction.
+        """Every item's state after its attempt, in one statement (one transaction).
 
         If the database refuses the batch for something in it (not a lost connection), each
         item is written on its own, so one bad row costs only itself; an item not written
@@ -110,9 +109,7 @@ class BatchClaims:
 
     def _write(self, items: Sequence[OutboxItem]) -> None:
         rows = [{"id": item.id, **{name: _json_value(getattr(item, name)) for name in WRITTEN}} for item in items]
-        connection = self._connect()
-        with connection.begin():
-            connection.execute(_WRITE_OUTCOMES, {"rows": json.dumps(rows)})
+        self.connection().execute(_WRITE_OUTCOMES, {"rows": json.dumps(rows)})
 
     def release(self) -> None:
         """Give back every queue this connection holds (outcomes committed, or the connection is gone)."""
@@ -120,7 +117,6 @@ class BatchClaims:
             return
         try:
             advisory_unlock_all(self._connection)
-            self._connection.commit()
         except sa.exc.DBAPIError:
             self.close()  # the locks went with the connection
 
@@ -135,17 +131,13 @@ class BatchClaims:
         return {OutboxKind(row[0]) for row in rows}
 
     def read(self, statement: sa.Executable, params: dict[str, Any]) -> list[Any]:
-        """The rows of a read-only ``statement``, in a transaction of its own (no lock outlives it)."""
-        def read() -> list[Any]:
-            connection = self._connect()
-            with connection.begin():
-                return list(connection.execute(statement, params).all())
-
-        return self._reconnecting(read)
+        """The rows of a read-only ``statement``."""
+        return self._reconnecting(lambda: list(self.connection().execute(statement, params).all()))
 
     def _reconnecting(self, work: Callable[[], T]) -> T:
-        """``work`` (which commits nothing until it succeeds), once more on a new connection if the
-        server ended this one (a restart, a failover, ``pg_terminate_backend``)."""
+        """``work``, once more on a new connection if the server ended this one (a restart, a failover,
+        ``pg_terminate_backend``). Safe for a claim: a mark committed before the connection was lost
+        leaves its item in flight, so the second try does not take it again."""
         try:
             return work()
         except sa.exc.DBAPIError as error:
@@ -156,10 +148,11 @@ class BatchClaims:
             self.close()
             return work()
 
-    def _connect(self) -> Connection:
+    def connection(self) -> Connection:
+        """The connection, opened (in autocommit) on first use or after the last one was lost."""
         if self._connection is None or self._connection.invalidated or self._connection.closed:
             self.close()
-            self._connection = self.engine.connect()
+            self._connection = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
         return self._connection
 
     def close(self) -> None:

@@ -117,7 +117,6 @@ class Dispatcher:
     handlers: Sequence[Handler]
     stop: StopFlag = field(default_factory=StopFlag)
     _pauses: dict[str, _Pause] = field(default_factory=dict)
-    _locks: Connection | None = None
     _batches: BatchClaims | None = None
 
     def run_once(self) -> bool:
@@ -276,13 +275,12 @@ class Dispatcher:
         return None
 
     def _lock_connection(self) -> Connection:
-        if self._locks is None:
-            self._locks = db.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-        return self._locks
+        """The batches' autocommit connection: its session holds the queue locks of every handler."""
+        return self._batch_claims().connection()
 
     def _unlock(self, queue: Queue | None) -> None:
-        if queue is not None and self._locks is not None:
-            advisory_unlock(self._locks, queue)
+        if queue is not None and self._batches is not None:
+            advisory_unlock(self._batches.connection(), queue)
 
     def __enter__(self) -> Dispatcher:
         return self
@@ -295,13 +293,6 @@ class Dispatcher:
         if self._batches is not None:
             self._batches.close()
             self._batches = None
-        if self._locks is None:
-            return
-        try:
-            self._locks.close()
-        except sa.exc.DBAPIError:
-            self._locks.invalidate()
-        self._locks = None
 
     # --- failures -------------------------------------------------------------------------------
 

@@ -261,9 +261,8 @@ def test_a_paused_handler_gives_the_rest_of_its_batch_back_unchanged(app: Flask)
 
 def _end_backend(dispatcher: Dispatcher, other: sa.engine.Connection) -> int:
     """Terminate the dispatcher's connection from the server's side, as a restart or failover would."""
-    connection = dispatcher._batch_claims()._connect()
+    connection = dispatcher._batch_claims().connection()
     backend = int(connection.scalar(sa.text("SELECT pg_backend_pid()")))
-    connection.commit()
     assert other.scalar(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": backend})
     time.sleep(0.2)
     return backend
@@ -280,7 +279,7 @@ def test_a_dispatcher_whose_connection_the_server_ended_connects_again_and_goes_
         assert dispatcher.next_due_in() == 0.0  # the idle wait's question, answered on a new connection
         ended = _end_backend(dispatcher, other)
         assert dispatcher.deliver_due() == 1  # no error: the claim found its connection dead and made a new one
-        assert dispatcher._batch_claims()._connect().scalar(sa.text("SELECT pg_backend_pid()")) != ended
+        assert dispatcher._batch_claims().connection().scalar(sa.text("SELECT pg_backend_pid()")) != ended
     assert _pending() == 0 and [n for _, n in handler.delivered] == [0, 1]
 
 
