@@ -20,7 +20,7 @@ import signal
 import threading
 from collections.abc import Callable
 from types import FrameType
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -122,6 +122,16 @@ def try_advisory_lock(connection: Connection, key: tuple[int, int]) -> bool:
 
 def advisory_unlock(connection: Connection, key: tuple[int, int]) -> None:
     connection.execute(sa.text("SELECT pg_advisory_unlock(:c, :k)"), {"c": key[0], "k": key[1]})
+
+
+def try_advisory_lock_clause(namespace: Any, key: Any) -> sa.ColumnElement[bool]:
+    """:func:`try_advisory_lock` as an SQL expression, for a statement that locks the queues of the rows it selects."""
+    return sa.func.pg_try_advisory_lock(namespace, key)
+
+
+def advisory_unlock_all(connection: Connection) -> None:
+    """Give back every session-level advisory lock ``connection`` holds."""
+    connection.execute(sa.text("SELECT pg_advisory_unlock_all()"))
 
 
 def wait_for_advisory_lock(connection: Connection, key: tuple[int, int], stop: StopFlag, what: str) -> bool:

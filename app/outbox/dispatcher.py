@@ -12,6 +12,12 @@ GitHub repositories and reviews in app/github/); the dispatcher owns the rest:
   outcome is committed. A handler may commit in the middle of an attempt (a chat reply
   is marked in flight before it leaves), and the queue still stays with it. An item that
   must wait holds back the later ones of its queue, never another queue.
+- **Batches.** A handler that lets the dispatcher mark its attempts in flight
+  (:class:`InFlightHandler`: chat replies, alerts) is served in batches on one Core
+  connection (app/outbox/batch.py): up to BATCH queue heads of different queues claimed,
+  locked and marked in flight in one transaction, committed before anything is sent; then
+  the attempts, one per queue; then every outcome in one transaction; only then are the
+  queues given back.
 - **Isolation.** A handler that raises is logged, its item rescheduled with the one
   back-off, and the next item goes on; :class:`Unavailable` (the platform refuses us as a
   whole, e.g. a rotated key) charges no item and pauses that handler only.
@@ -34,10 +40,10 @@ from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
-from sqlalchemy.orm import aliased
 
 from app.db import db, is_postgresql, utcnow
 from app.loop import StopFlag, advisory_unlock, backoff, isolated, try_advisory_lock
+from app.outbox.batch import BatchClaims, earlier_pending
 from app.outbox.models import OutboxItem, OutboxKind, OutboxStatus
 
 log = logging.getLogger(__name__)
@@ -79,6 +85,24 @@ class Handler(Protocol):
     def deliver(self, item: OutboxItem) -> Outcome: ...
 
 
+class InFlightHandler(Handler, Protocol):
+    """A handler whose attempts the dispatcher marks in flight itself, a batch at a time (app/outbox/batch.py).
+
+    ``deliver_claimed`` gets the item as it was before the mark, detached from any session,
+    and records its attempt on it as the mark did (``attempts``, ``ambiguous``); it commits
+    nothing and never changes the payload: the dispatcher stores every item of the batch at once.
+    """
+
+    in_flight: timedelta  # the lease of a claimed item: after a crash, its attempt is looked for once it ends
+    attempt_timeout: timedelta  # the longest one attempt takes: none starts too late to end within the lease
+
+    def deliver_claimed(self, item: OutboxItem) -> Outcome: ...
+
+
+def _in_flight(handler: Handler) -> InFlightHandler | None:
+    return handler if hasattr(handler, "deliver_claimed") else None  # type: ignore[return-value]
+
+
 @dataclass
 class _Pause:
     errors: int = 0
@@ -93,7 +117,7 @@ class Dispatcher:
     handlers: Sequence[Handler]
     stop: StopFlag = field(default_factory=StopFlag)
     _pauses: dict[str, _Pause] = field(default_factory=dict)
-    _locks: Connection | None = None
+    _batches: BatchClaims | None = None
 
     def run_once(self) -> bool:
         """One pass over every handler; True if any item was attempted."""
@@ -102,8 +126,13 @@ class Dispatcher:
     def deliver_due(self) -> int:
         """Deliver what is due, up to BATCH items per handler; the number of attempts made."""
         done = 0
+        due = self._due_kinds()
         for handler in self.handlers:
-            if self._paused(handler):
+            if self._paused(handler) or (due is not None and due.isdisjoint(handler.kinds)):
+                continue
+            batched = _in_flight(handler)
+            if batched is not None and is_postgresql():
+                done += self._deliver_batches(batched)
                 continue
             count = 0
             while count < BATCH and not self.stop.stopping:
@@ -115,6 +144,72 @@ class Dispatcher:
                     break
             done += count
         return done
+
+    def _due_kinds(self) -> set[OutboxKind] | None:
+        """The kinds with an item due now (None: not known, try every handler)."""
+        if not is_postgresql():
+            return None
+        return self._batch_claims().due_kinds([kind for handler in self.handlers for kind in handler.kinds], utcnow())
+
+    def _deliver_batches(self, handler: InFlightHandler) -> int:
+        """Batches of ``handler``'s items until BATCH were attempted or none is due; the number attempted."""
+        count = 0
+        while count < BATCH and not self.stop.stopping and not self._paused(handler):
+            attempted = self._deliver_batch(handler, BATCH - count)
+            if attempted == 0:
+                break
+            count += attempted
+        return count
+
+    def _deliver_batch(self, handler: InFlightHandler, limit: int) -> int:
+        """Claim up to ``limit`` queue heads at once, attempt each, store every outcome at once; the number attempted.
+
+        An item not attempted (stopping, the handler paused, or too late to end within its
+        lease) is stored as it was before its claim: due again, and charged nothing.
+        """
+        claims = self._batch_claims()
+        items = claims.claim(handler.kinds, handler.lock_class, limit, utcnow(), handler.in_flight)
+        if not items:
+            return 0
+        start_by = time.monotonic() + (handler.in_flight - handler.attempt_timeout).total_seconds()
+        attempted = 0
+        try:
+            for item in items:
+                if self.stop.stopping or self._paused(handler) or time.monotonic() > start_by:
+                    break
+                attempted += 1
+                if self._attempt_claimed(handler, item) is Outcome.STOPPING:
+                    break
+            claims.write(items)
+        finally:
+            claims.release()
+            db.session.rollback()  # ends what a handler read through the session (a lookup's previous reply)
+        return attempted
+
+    def _attempt_claimed(self, handler: InFlightHandler, item: OutboxItem) -> Outcome | None:
+        """One attempt at a claimed item, its outcome left on the item; a crash keeps the in-flight mark."""
+        attempts = item.attempts
+
+        def attempt() -> Outcome:
+            try:
+                outcome = handler.deliver_claimed(item)
+            except Unavailable as error:
+                self._pause(handler, str(error))
+                return Outcome.WAITING
+            self._pauses.pop(handler.name, None)
+            return outcome
+
+        def crashed(error: Exception) -> None:
+            item.attempts, item.ambiguous = attempts + 1, True  # it may have gone out: the next attempt looks first
+            item.last_error = f"{error.__class__.__name__}: {error}"[:2000]
+            item.next_attempt_at = utcnow() + timedelta(seconds=backoff(item.attempts, initial=2.0, maximum=600.0))
+
+        return isolated(f"outbox {item.id} ({item.kind.value})", attempt, crashed)
+
+    def _batch_claims(self) -> BatchClaims:
+        if self._batches is None:
+            self._batches = BatchClaims(db.engine)
+        return self._batches
 
     def process_one(self, handler: Handler, *, due_only: bool = True,
                     exclude: Sequence[int] = ()) -> tuple[int, Outcome | None] | None:
@@ -154,10 +249,11 @@ class Dispatcher:
     def _claim(self, handler: Handler, due_only: bool, exclude: Sequence[int]) -> Claimed | None:
         """The first candidate whose queue is free, its row and queue locked; None if there is none.
 
-        Candidates are read without row locks; only the one taken is locked (``FOR UPDATE SKIP
-        LOCKED``), after its queue, and only if it is still its queue's head: a row lock is a write,
-        and locking every candidate cost PostgreSQL more than the delivery's own updates. Both
-        statements are built once per handler (:func:`_candidates`, :func:`_head`).
+        Candidates are read without row locks, on the batches' connection (an empty pass never
+        touches the session); only the one taken is locked (``FOR UPDATE SKIP LOCKED``), after its
+        queue, and only if it is still its queue's head: a row lock is a write, and locking every
+        candidate cost PostgreSQL more than the delivery's own updates. Both statements are built
+        once per handler (:func:`_candidates`, :func:`_head`).
         """
         params: dict[str, Any] = {"now": utcnow(), **({"exclude": list(exclude)} if exclude else {})}
         candidates = _candidates(handler.kinds, handler.ordered, due_only, bool(exclude))
@@ -167,7 +263,7 @@ class Dispatcher:
             if item is None:
                 db.session.rollback()
             return (item, None) if item is not None else None
-        for item_id, student_id in db.session.connection().execute(candidates, params).all():
+        for item_id, student_id in self._batch_claims().read(candidates, params):  # no session while there is nothing
             queue = (handler.lock_class, (student_id or 0) if handler.ordered else item_id)
             if not try_advisory_lock(self._lock_connection(), queue):
                 continue
@@ -175,17 +271,16 @@ class Dispatcher:
             if item is not None:
                 return item, queue
             self._unlock(queue)
-        db.session.rollback()
+        db.session.rollback()  # no round trip unless a head was looked at
         return None
 
     def _lock_connection(self) -> Connection:
-        if self._locks is None:
-            self._locks = db.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-        return self._locks
+        """The batches' autocommit connection: its session holds the queue locks of every handler."""
+        return self._batch_claims().connection()
 
     def _unlock(self, queue: Queue | None) -> None:
-        if queue is not None and self._locks is not None:
-            advisory_unlock(self._locks, queue)
+        if queue is not None and self._batches is not None:
+            advisory_unlock(self._batches.connection(), queue)
 
     def __enter__(self) -> Dispatcher:
         return self
@@ -195,13 +290,9 @@ class Dispatcher:
 
     def close(self) -> None:
         """Give every queue back: the locks belong to the database session, so close it (or drop it)."""
-        if self._locks is None:
-            return
-        try:
-            self._locks.close()
-        except sa.exc.DBAPIError:
-            self._locks.invalidate()
-        self._locks = None
+        if self._batches is not None:
+            self._batches.close()
+            self._batches = None
 
     # --- failures -------------------------------------------------------------------------------
 
@@ -236,6 +327,9 @@ class Dispatcher:
         kinds = [kind for handler in self.handlers if not self._paused(handler) for kind in handler.kinds]
         if not kinds:
             return None
+        if is_postgresql():
+            due = self._batch_claims().next_due(tuple(kinds))
+            return None if due is None else max((due - utcnow()).total_seconds(), 0.0)
         due = db.session.scalar(sa.select(sa.func.min(OutboxItem.next_attempt_at)).where(
             OutboxItem.kind.in_(kinds), OutboxItem.status == OutboxStatus.PENDING))
         db.session.rollback()
@@ -253,7 +347,7 @@ def _candidates(kinds: tuple[OutboxKind, ...], ordered: bool, due_only: bool, ex
     if excluding:
         query = query.where(OutboxItem.id.not_in(sa.bindparam("exclude", expanding=True)))
     if ordered:
-        query = query.where(~_earlier_pending(kinds))
+        query = query.where(~earlier_pending(kinds))
     return query.order_by(OutboxItem.next_attempt_at, OutboxItem.id).limit(CANDIDATES if ordered else 1)
 
 
@@ -264,14 +358,5 @@ def _head(kinds: tuple[OutboxKind, ...], ordered: bool) -> sa.Select[Any]:
     the queue's last holder rescheduled)."""
     query = sa.select(OutboxItem).where(OutboxItem.id == sa.bindparam("id"), OutboxItem.status == OutboxStatus.PENDING)
     if ordered:
-        query = query.where(~_earlier_pending(kinds))
+        query = query.where(~earlier_pending(kinds))
     return query.with_for_update(skip_locked=True).execution_options(populate_existing=True)
-
-
-def _earlier_pending(kinds: tuple[OutboxKind, ...]) -> Any:
-    """An older pending item in the same queue (same student, or both of none) exists; served by
-    ix_outbox_pending_queue."""
-    earlier = aliased(OutboxItem)
-    return sa.exists().where(earlier.kind.in_(kinds), earlier.status == OutboxStatus.PENDING,
-                             earlier.id < OutboxItem.id,
-                             sa.func.coalesce(earlier.student_id, 0) == sa.func.coalesce(OutboxItem.student_id, 0))

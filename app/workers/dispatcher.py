@@ -42,6 +42,7 @@ from app.zulip.delivery import ZulipSender
 
 log = logging.getLogger(__name__)
 HEARTBEAT_SECONDS = 2.0
+HELD_ELSEWHERE_WAIT = 0.05  # seconds an idle dispatcher waits before asking again for due items others hold
 
 
 def outbox_handlers(settings: Settings, catalog: Catalog, stopping: Callable[[], bool] = lambda: False,
@@ -97,9 +98,13 @@ class DispatcherThreads:
                 listener.close()
 
     def _idle(self, dispatcher: Dispatcher, listener: OutboxListener | None, seconds: float) -> None:
-        """Wait for a commit's NOTIFY, the next item's time, or the stop flag, whichever comes first."""
+        """Wait for a commit's NOTIFY, the next item's time, or the stop flag, whichever comes first.
+
+        Items due now that this pass could not take are held by another dispatcher (a batch
+        holds its queues while it sends): wait a moment rather than ask again at once.
+        """
         due_in = dispatcher.next_due_in()
-        wait = seconds if due_in is None else min(due_in, seconds)
+        wait = seconds if due_in is None else min(max(due_in, HELD_ELSEWHERE_WAIT), seconds)
         if listener is not None:
             listener.wait(wait, lambda: self.stop.stopping)
         else:

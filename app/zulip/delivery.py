@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -49,6 +50,8 @@ class ZulipSender:
     kinds: tuple[OutboxKind, ...] = (OutboxKind.CHAT_REPLY,)
     ordered = True
     lock_class = LOCK_CLASS
+    in_flight = IN_FLIGHT_GRACE
+    attempt_timeout = timedelta(seconds=SEND_TIMEOUT)
 
     def __init__(self, api: ZulipApi, settings: Settings) -> None:
         self.api, self.settings = api, settings
@@ -56,20 +59,30 @@ class ZulipSender:
     def deliver(self, item: OutboxItem) -> Outcome:
         """One attempt; Unavailable when Zulip cannot be used at all (unreachable, the key refused):
         that is no reply's fault, and no reply is charged an attempt for it."""
+        return self._attempt(item, db.session.commit)
+
+    def deliver_claimed(self, item: OutboxItem) -> Outcome:
+        """As :meth:`deliver`, for a reply whose in-flight mark the dispatcher committed with its batch's
+        (and whose outcome it stores with the batch's): nothing is committed here."""
+        return self._attempt(item, _stored_by_the_dispatcher)
+
+    def _attempt(self, item: OutboxItem, commit: Callable[[], None]) -> Outcome:
         try:
             self.api.client()
-            return self.send(item)
+            return self.send(item, commit)
         except Stopping:
             return Outcome.STOPPING
         except ZulipError as error:  # Zulip as a whole, not this reply (send() handles the reply's own errors)
             raise Unavailable(str(error)) from error
 
-    def send(self, item: OutboxItem) -> Outcome:
+    def send(self, item: OutboxItem, commit: Callable[[], None]) -> Outcome:
         """One attempt at one reply; the caller commits the outcome.
 
         The attempt is committed as in flight before the request leaves: if the process
         dies while Zulip holds the request, the next attempt finds the reply instead of
-        sending it again. Raises Unauthorized (a bad key fails no reply).
+        sending it again. ``commit`` makes the item's state durable (the session's commit, or
+        nothing when the dispatcher stores the item itself). Raises Unauthorized (a bad key
+        fails no reply).
         """
         in_flight = False
         try:
@@ -77,6 +90,7 @@ class ZulipSender:
                 self._mark_sent(item, found, "found after an uncertain attempt")
                 return Outcome.SENT
             self._mark_in_flight(item)
+            commit()
             in_flight = True
             result = self.api.call("messages", "POST", self.message(item), timeout=SEND_TIMEOUT)
         except Stopping:
@@ -93,7 +107,7 @@ class ZulipSender:
             if in_flight:  # refused: nothing went out (a failed lookup leaves the doubt as it was)
                 item.ambiguous, item.attempts = False, max(item.attempts - 1, 0)
             item.next_attempt_at = utcnow()
-            db.session.commit()
+            commit()
             raise
         except ZulipError as error:
             if not in_flight:  # the lookup failed: the earlier attempt is still in doubt, and none was made now
@@ -105,12 +119,12 @@ class ZulipSender:
         return Outcome.SENT
 
     def _mark_in_flight(self, item: OutboxItem) -> None:
-        """Commit the attempt before it is made: after any crash the reply is looked up before it is sent again."""
+        """Record the attempt before it is made (the caller commits it before the request leaves): after any
+        crash the reply is looked up before it is sent again."""
         item.last_attempt_at = utcnow()
         item.attempts += 1
         item.ambiguous = True
         item.next_attempt_at = utcnow() + IN_FLIGHT_GRACE
-        db.session.commit()
 
     def message(self, item: OutboxItem) -> dict[str, Any]:
         payload = item.payload
@@ -174,3 +188,7 @@ class ZulipSender:
             OutboxItem.student_id == item.student_id, OutboxItem.kind == item.kind,
             OutboxItem.status == OutboxStatus.SENT, OutboxItem.id < item.id)
         return int(db.session.scalar(query) or 0)
+
+
+def _stored_by_the_dispatcher() -> None:
+    """The commit of a batched attempt: the dispatcher committed its in-flight mark and stores its outcome."""

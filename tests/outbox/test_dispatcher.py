@@ -145,3 +145,159 @@ def test_a_platform_that_refuses_us_pauses_the_handler_and_charges_no_item(app: 
     assert dispatcher.deliver_due() == 3 and dispatcher.errors() == {}
     dispatcher.close()
     assert [n for _, n in handler.delivered] == [0, 1, 2]
+
+
+class Batched(Recording):
+    """A handler the dispatcher serves in batches, marking each attempt in flight itself; it can watch the batch."""
+
+    name = "batched"
+    in_flight = timedelta(seconds=20)
+    attempt_timeout = timedelta(seconds=15)
+
+    def __init__(self, *, watch: object = None, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.watch = watch
+
+    def deliver_claimed(self, item: OutboxItem) -> Outcome:
+        if callable(self.watch):
+            self.watch(item)
+        return self.deliver(item)
+
+
+def _other_connection(app: Flask) -> sa.engine.Connection:
+    return db.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+
+
+def test_a_batch_is_marked_in_flight_and_its_queues_held_before_any_item_is_sent(app: Flask) -> None:
+    students = _students(5)
+    for student_id in students:
+        _queue(student_id, 2)
+    db.session.commit()
+    seen: list[tuple[int, int, int]] = []
+    with _other_connection(app) as other:
+        def watch(item: OutboxItem) -> None:  # what another session sees while the batch is out
+            in_flight = other.scalar(sa.text("SELECT count(*) FROM outbox WHERE ambiguous AND attempts = 1 "
+                                             "AND status = 'pending' AND next_attempt_at > now()"))
+            queue_free = other.scalar(sa.text("SELECT pg_try_advisory_lock(7399, :s)"), {"s": item.student_id})
+            seen.append((int(in_flight), int(bool(queue_free)), int(item.attempts)))
+
+        handler = Batched(watch=watch)
+        with Dispatcher([handler]) as dispatcher:
+            assert dispatcher._deliver_batch(handler, 50) == 5  # one head per student's queue
+            assert dispatcher._deliver_batch(handler, 50) == 5
+        assert seen[:5] == [(5, 0, 0)] * 5  # all five committed in flight before the first send; queues held
+        assert all(other.scalar(sa.text("SELECT pg_try_advisory_lock(7399, :s)"), {"s": s}) for s in students)
+    assert _pending() == 0
+    stored = list(db.session.scalars(sa.select(OutboxItem)))
+    assert {(item.attempts, item.ambiguous) for item in stored} == {(1, False)}
+    for student_id in students:
+        assert [n for s, n in handler.delivered if s == student_id] == [0, 1]
+
+
+def test_two_batched_dispatchers_keep_each_students_order_and_deliver_each_item_once(app: Flask) -> None:
+    students = _students(8)
+    for student_id in [*students, None]:
+        _queue(student_id, 10)
+    db.session.commit()
+    handler = Batched(retry_first=0.3, seconds=0.001)
+    stop = StopFlag()
+
+    def dispatch() -> None:
+        with app.app_context(), Dispatcher([handler], stop) as dispatcher:
+            while not stop.stopping:
+                if not dispatcher.run_once():
+                    stop.wait(0.01)
+
+    threads = [threading.Thread(target=dispatch) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 60
+    while _pending() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    stop.stop()
+    for thread in threads:
+        thread.join(timeout=10)
+
+    assert _pending() == 0
+    expected = [(s, n) for s in [*students, None] for n in range(10)]
+    assert len(handler.delivered) == len(expected) and set(handler.delivered) == set(expected)
+    for student_id in [*students, None]:
+        assert [n for s, n in handler.delivered if s == student_id] == list(range(10)), student_id
+
+
+def test_a_crash_in_a_batch_keeps_its_in_flight_mark_and_the_others_go(app: Flask) -> None:
+    first, second, third = _students(3)
+    _queue(first, 1, prefix="first")
+    _queue(second, 2, prefix="second")
+    _queue(third, 1, prefix="third")
+    db.session.commit()
+    handler = Batched(crash={"second 0"})
+    with Dispatcher([handler]) as dispatcher:
+        assert dispatcher.deliver_due() == 3  # the crashed queue waits; the others are done
+    assert sorted(handler.delivered) == sorted([(first, 0), (third, 0)])
+    items = {item.payload["content"]: item for item in db.session.scalars(sa.select(OutboxItem))}
+    crashed = items["second 0"]
+    assert crashed.status == OutboxStatus.PENDING and crashed.attempts == 1 and crashed.ambiguous
+    assert "RuntimeError: cannot deliver second 0" in str(crashed.last_error) and crashed.next_attempt_at > utcnow()
+    assert items["second 1"].attempts == 0 and items["second 1"].status == OutboxStatus.PENDING
+
+
+def test_a_paused_handler_gives_the_rest_of_its_batch_back_unchanged(app: Flask) -> None:
+    students = _students(3)
+    for student_id in students:
+        _queue(student_id, 1)
+    db.session.commit()
+    handler = Batched()
+    handler.unavailable = "the server refused the bot's key"
+    with Dispatcher([handler]) as dispatcher:
+        assert dispatcher.deliver_due() == 1 and dispatcher.errors() == {"batched": "the server refused the bot's key"}
+        stored = list(db.session.scalars(sa.select(OutboxItem)))
+        assert {(item.attempts, item.ambiguous, item.next_attempt_at <= utcnow()) for item in stored} == {(0, False, True)}
+        handler.unavailable = None
+        dispatcher._pauses["batched"].until = 0.0
+        assert dispatcher.deliver_due() == 3
+    assert _pending() == 0 and len(handler.delivered) == 3
+
+
+def _end_backend(dispatcher: Dispatcher, other: sa.engine.Connection) -> int:
+    """Terminate the dispatcher's connection from the server's side, as a restart or failover would."""
+    connection = dispatcher._batch_claims().connection()
+    backend = int(connection.scalar(sa.text("SELECT pg_backend_pid()")))
+    assert other.scalar(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": backend})
+    time.sleep(0.2)
+    return backend
+
+
+def test_a_dispatcher_whose_connection_the_server_ended_connects_again_and_goes_on(app: Flask) -> None:
+    [student] = _students(1)
+    _queue(student, 2)
+    db.session.commit()
+    handler = Batched()
+    with Dispatcher([handler]) as dispatcher, _other_connection(app) as other:
+        assert dispatcher._deliver_batch(handler, 50) == 1
+        _end_backend(dispatcher, other)
+        assert dispatcher.next_due_in() == 0.0  # the idle wait's question, answered on a new connection
+        ended = _end_backend(dispatcher, other)
+        assert dispatcher.deliver_due() == 1  # no error: the claim found its connection dead and made a new one
+        assert dispatcher._batch_claims().connection().scalar(sa.text("SELECT pg_backend_pid()")) != ended
+    assert _pending() == 0 and [n for _, n in handler.delivered] == [0, 1]
+
+
+def test_an_outcome_the_database_refuses_costs_only_its_own_item(app: Flask) -> None:
+    students = _students(3)
+    for student_id in students:
+        _queue(student_id, 1)
+    db.session.commit()
+
+    def spoil(item: OutboxItem) -> None:
+        if item.student_id == students[1]:
+            item.external_id = "x" * 200  # longer than the column: the batch's UPDATE is refused
+
+    handler = Batched(watch=spoil)
+    with Dispatcher([handler]) as dispatcher:
+        assert dispatcher.deliver_due() == 3
+    stored = {item.student_id: item for item in db.session.scalars(sa.select(OutboxItem))}
+    assert stored[students[0]].status == stored[students[2]].status == OutboxStatus.SENT
+    refused = stored[students[1]]  # its in-flight mark stands: it is looked up once the lease ends
+    assert refused.status == OutboxStatus.PENDING and refused.ambiguous and refused.attempts == 1
+    assert refused.next_attempt_at > utcnow() + timedelta(seconds=10)
