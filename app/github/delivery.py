@@ -97,8 +97,8 @@ class GitHubDelivery:
         item.last_error = str(error)[:2000]
         if isinstance(error, RateLimited):  # GitHub (or our budget) refuses every request for now: no item's fault
             item.attempts = max(item.attempts - 1, 0)
-            item.next_attempt_at = utcnow() + timedelta(seconds=backoff(1, initial=0.0, maximum=0.0,
-                                                                        at_least=error.retry_after.total_seconds()))
+            wait = error.retry_after.total_seconds() if error.retry_after else 0.0
+            item.next_attempt_at = utcnow() + timedelta(seconds=backoff(1, initial=0.0, maximum=0.0, at_least=wait))
             log.info("outbox %s (%s): %s; trying again at %s", item.id, item.kind.value, error,
                      item.next_attempt_at.isoformat(timespec="seconds"))
             return Outcome.RETRY
