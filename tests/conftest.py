@@ -20,6 +20,8 @@ from app.settings import Settings
 from tests import lifetime
 from tests.pg import PgCluster
 
+pytest_plugins = ["tests.github_server.fixtures"]  # gh: the GitHub test server, for tests/github and tests/github_server
+
 SECRETS = {
     "secret_key": "test-secret-key-0123456789",
     "internal_token": "test-internal-token-0123456789",

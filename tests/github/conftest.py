@@ -3,39 +3,13 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from flask import Flask
 
 from app.settings import Settings
-from tests.github_server.contract import ContractChecker, WebhookContract
 from tests.github_server.server import GitHubTestServer
-
-
-@pytest.fixture(scope="session")
-def github_contract() -> ContractChecker:
-    return ContractChecker()
-
-
-@pytest.fixture(scope="session")
-def webhook_contract() -> WebhookContract:
-    return WebhookContract()
-
-
-@pytest.fixture
-def gh(github_contract: ContractChecker, webhook_contract: WebhookContract) -> Iterator[GitHubTestServer]:
-    """A GitHub test server; every exchange with it is checked against GitHub's OpenAPI description, every
-    webhook delivery it makes against GitHub's webhooks description."""
-    already, hooks_already = len(github_contract.violations), len(webhook_contract.violations)
-    with GitHubTestServer() as server:
-        server.add_observer(github_contract)
-        server.webhooks.observers.append(webhook_contract)
-        yield server
-        assert server.api is not None and not server.api.observer_errors
-    new = github_contract.violations[already:] + webhook_contract.violations[hooks_already:]
-    assert not new, "GitHub contract violations:\n" + "\n".join(map(str, new))
 
 
 def write_key(path: Path, pem: bytes) -> Path:
