@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import threading
 import time
+from collections.abc import Callable
 from datetime import timedelta
 
 import sqlalchemy as sa
@@ -73,6 +74,27 @@ def _pending() -> int:
         OutboxItem.status == OutboxStatus.PENDING)) or 0)
 
 
+def _run_until_drained(dispatch: Callable[[], None], threads: int, stop: StopFlag) -> None:
+    """`threads` dispatchers side by side until nothing is pending (at most a minute), then stopped."""
+    running = [threading.Thread(target=dispatch) for _ in range(threads)]
+    for thread in running:
+        thread.start()
+    deadline = time.monotonic() + 60
+    while _pending() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    stop.stop()
+    for thread in running:
+        thread.join(timeout=10)
+    assert _pending() == 0
+
+
+def _assert_each_once_in_order(delivered: list[tuple[int | None, int]], queues: list[int | None], per_queue: int) -> None:
+    expected = [(queue, n) for queue in queues for n in range(per_queue)]
+    assert len(delivered) == len(expected) and set(delivered) == set(expected)  # each once
+    for queue in queues:
+        assert [n for q, n in delivered if q == queue] == list(range(per_queue)), queue
+
+
 def test_two_dispatchers_keep_each_students_order_and_deliver_each_item_once(app: Flask) -> None:
     students = _students(6)
     for student_id in [*students, None]:
@@ -91,21 +113,8 @@ def test_two_dispatchers_keep_each_students_order_and_deliver_each_item_once(app
             finally:
                 dispatcher.close()
 
-    threads = [threading.Thread(target=dispatch) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    deadline = time.monotonic() + 60
-    while _pending() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    stop.stop()
-    for thread in threads:
-        thread.join(timeout=10)
-
-    assert _pending() == 0
-    expected = [(s, n) for s in [*students, None] for n in range(12)]
-    assert len(handler.delivered) == len(expected) and set(handler.delivered) == set(expected)  # each once
-    for student_id in [*students, None]:
-        assert [n for s, n in handler.delivered if s == student_id] == list(range(12)), student_id
+    _run_until_drained(dispatch, 2, stop)
+    _assert_each_once_in_order(handler.delivered, [*students, None], 12)
     assert len(handler.attempted) > len(handler.delivered)  # some were retried, and held the later ones back
 
 
@@ -208,21 +217,8 @@ def test_two_batched_dispatchers_keep_each_students_order_and_deliver_each_item_
                 if not dispatcher.run_once():
                     stop.wait(0.01)
 
-    threads = [threading.Thread(target=dispatch) for _ in range(3)]
-    for thread in threads:
-        thread.start()
-    deadline = time.monotonic() + 60
-    while _pending() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    stop.stop()
-    for thread in threads:
-        thread.join(timeout=10)
-
-    assert _pending() == 0
-    expected = [(s, n) for s in [*students, None] for n in range(10)]
-    assert len(handler.delivered) == len(expected) and set(handler.delivered) == set(expected)
-    for student_id in [*students, None]:
-        assert [n for s, n in handler.delivered if s == student_id] == list(range(10)), student_id
+    _run_until_drained(dispatch, 3, stop)
+    _assert_each_once_in_order(handler.delivered, [*students, None], 10)
 
 
 def test_a_crash_in_a_batch_keeps_its_in_flight_mark_and_the_others_go(app: Flask) -> None:
