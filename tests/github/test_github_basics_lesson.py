@@ -108,6 +108,14 @@ def _template(gh: GitHubTestServer) -> None:
                                                ".github/workflows/ci.yml": CI.encode()})
 
 
+def _linked(client: FlaskClient, gh: GitHubTestServer, tmp_path: Path, login: str) -> GitHubStudent:
+    """A student who said `link github LOGIN` (their own account), the lesson's template in the organization."""
+    _template(gh)
+    student = _student(client, gh, tmp_path, f"{login}@example.com", login)
+    student.say(f"link github {login}")
+    return student
+
+
 def test_student_completes_github_basics_by_polling_alone(github_app: Flask, gh: GitHubTestServer, client: FlaskClient,
                                                           tmp_path: Path) -> None:
     _template(gh)
@@ -160,9 +168,7 @@ def test_student_completes_github_basics_by_polling_alone(github_app: Flask, gh:
 
 def test_polling_an_unchanged_repository_costs_only_304s(github_app: Flask, gh: GitHubTestServer,
                                                          client: FlaskClient, tmp_path: Path) -> None:
-    _template(gh)
-    student = _student(client, gh, tmp_path, "hal@example.com", "hal")
-    student.say("link github hal")
+    student = _linked(client, gh, tmp_path, "hal")
     student.say("start github-basics")
     student.outbox(github_app)
     student.accept_invitation()
@@ -228,9 +234,7 @@ def test_a_wrong_login_or_a_missing_template_ends_the_run_with_the_reason(github
 
 def test_github_trouble_at_start_delays_the_repository_but_loses_nothing(github_app: Flask, gh: GitHubTestServer,
                                                                          client: FlaskClient, tmp_path: Path) -> None:
-    _template(gh)
-    student = _student(client, gh, tmp_path, "lea@example.com", "lea")
-    student.say("link github lea")
+    student = _linked(client, gh, tmp_path, "lea")
     gh.faults.script([503, secondary_limit(2, status=429)], endpoint="POST /repos/*/generate")
     assert "I am preparing your GitHub repository" in student.say("start github-basics")
     assert student.outbox(github_app) == ""  # GitHub answered 503: tried again later
@@ -255,9 +259,7 @@ def test_github_trouble_at_start_delays_the_repository_but_loses_nothing(github_
 
 def test_a_repository_made_by_an_attempt_whose_answer_was_lost_is_recognised(
         github_app: Flask, gh: GitHubTestServer, client: FlaskClient, tmp_path: Path) -> None:
-    _template(gh)
-    student = _student(client, gh, tmp_path, "max@example.com", "max")
-    student.say("link github max")
+    student = _linked(client, gh, tmp_path, "max")
     student.say("start github-basics")
     # GitHub makes the repository and invites, but the answers never arrive (the connection drops after).
     gh.faults.script([Fault("drop", after=True)], endpoint="POST /repos/*/generate")
@@ -287,9 +289,7 @@ def _due_now(item: OutboxItem) -> None:
 
 def test_github_trouble_during_a_check_is_an_error_not_a_failed_step(github_app: Flask, gh: GitHubTestServer,
                                                                      client: FlaskClient, tmp_path: Path) -> None:
-    _template(gh)
-    student = _student(client, gh, tmp_path, "kim@example.com", "kim")
-    student.say("link github kim")
+    student = _linked(client, gh, tmp_path, "kim")
     student.say("start github-basics")
     student.outbox(github_app)
     student.accept_invitation()
@@ -302,9 +302,7 @@ def test_github_trouble_during_a_check_is_an_error_not_a_failed_step(github_app:
 
 def test_a_run_stopped_before_its_repository_was_made_gets_none(github_app: Flask, gh: GitHubTestServer,
                                                                 client: FlaskClient, tmp_path: Path) -> None:
-    _template(gh)
-    student = _student(client, gh, tmp_path, "ola@example.com", "ola")
-    student.say("link github ola")
+    student = _linked(client, gh, tmp_path, "ola")
     student.say("start github-basics")
     student.say("stop")
     repositories = len(gh.hub.repos)
@@ -316,9 +314,7 @@ def test_a_run_stopped_before_its_repository_was_made_gets_none(github_app: Flas
 
 def test_a_refused_app_key_pauses_the_setup_without_charging_it(github_app: Flask, gh: GitHubTestServer,
                                                                 client: FlaskClient, tmp_path: Path) -> None:
-    _template(gh)
-    student = _student(client, gh, tmp_path, "pia@example.com", "pia")
-    student.say("link github pia")
+    student = _linked(client, gh, tmp_path, "pia")
     student.say("start github-basics")
     gh.faults.script([401, 401], endpoint="GET /users/*")  # refused, and refused again with fresh tokens
     with Dispatcher(github_handlers(github_app.extensions["lessonbot.settings"])) as dispatcher:
@@ -331,9 +327,7 @@ def test_a_refused_app_key_pauses_the_setup_without_charging_it(github_app: Flas
 
 def test_after_long_github_trouble_the_student_is_told_to_start_again(github_app: Flask, gh: GitHubTestServer,
                                                                       client: FlaskClient, tmp_path: Path) -> None:
-    _template(gh)
-    student = _student(client, gh, tmp_path, "quin@example.com", "quin")
-    student.say("link github quin")
+    student = _linked(client, gh, tmp_path, "quin")
     student.say("start github-basics")
     (item,) = _github_items()
     item.attempts = MAX_ATTEMPTS - 1  # an hour of 5xx already behind it

@@ -17,7 +17,7 @@ from app.runs.models import LessonRun
 from app.runs.service import next_check_at
 from app.settings import Settings
 from app.workers.poller import Poller
-from tests.github.test_github_basics_lesson import GitHubStudent, _student, _template
+from tests.github.test_github_basics_lesson import GitHubStudent, _linked
 from tests.github_server.api import secondary_limit
 from tests.github_server.server import GitHubTestServer
 
@@ -31,9 +31,7 @@ def _settings(app: Flask) -> Settings:
 
 def _started(app: Flask, gh: GitHubTestServer, client: FlaskClient, tmp_path: Path, login: str) -> GitHubStudent:
     """A student on step 2 of github-basics (a branch), their invitation accepted and seen."""
-    _template(gh)
-    student = _student(client, gh, tmp_path, f"{login}@example.com", login)
-    student.say(f"link github {login}")
+    student = _linked(client, gh, tmp_path, login)
     student.say("start github-basics")
     assert "Your lesson repository" in student.outbox(app)  # set up through the outbox
     student.accept_invitation()
