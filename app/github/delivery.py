@@ -69,6 +69,7 @@ class GitHubDelivery:
             item.mark_sent()
             item.last_error = "the run ended before this was done; nothing to do"
             return Outcome.SENT
+        uncharged = item.attempts  # what the item had before this attempt: restored when it is no item's fault
         try:
             return self.attempt(item)
         except SetupFailed as failure:
@@ -76,7 +77,7 @@ class GitHubDelivery:
         except NotConfigured as error:
             raise Unavailable(str(error)) from error
         except GitHubError as error:
-            return self.failed_attempt(item, error)
+            return self.failed_attempt(item, error, uncharged)
 
     def attempt(self, item: OutboxItem) -> Outcome:
         raise NotImplementedError
@@ -89,14 +90,14 @@ class GitHubDelivery:
         item.next_attempt_at = utcnow() + timedelta(seconds=self.settings.github_request_timeout_seconds * 2 + 5)
         db.session.commit()
 
-    def failed_attempt(self, item: OutboxItem, error: GitHubError) -> Outcome:
+    def failed_attempt(self, item: OutboxItem, error: GitHubError, uncharged: int) -> Outcome:
         if error.status == 401:  # the App's credentials: every item would fail the same way, none is charged
-            item.attempts, item.next_attempt_at = max(item.attempts - 1, 0), utcnow()
+            item.attempts, item.next_attempt_at = uncharged, utcnow()
             db.session.commit()
             raise Unavailable(str(error)) from error
         item.last_error = str(error)[:2000]
         if isinstance(error, RateLimited):  # GitHub (or our budget) refuses every request for now: no item's fault
-            item.attempts = max(item.attempts - 1, 0)
+            item.attempts = uncharged
             wait = error.retry_after.total_seconds() if error.retry_after else 0.0
             item.next_attempt_at = utcnow() + timedelta(seconds=backoff(1, initial=0.0, maximum=0.0, at_least=wait))
             log.info("outbox %s (%s): %s; trying again at %s", item.id, item.kind.value, error,
