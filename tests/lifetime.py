@@ -60,6 +60,15 @@ SWEEP_ORDER = ("process", "link", "netns", "nft_table", "tree")
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
+
+def write_whole(path: Path, data: object) -> None:
+    """Write `data` as JSON so that a reader polling for `path` sees all of it or nothing (0600: it may hold keys)."""
+    partial = path.with_name(path.name + ".partial")
+    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(json.dumps(data))
+    partial.replace(path)
+
 def set_pdeathsig(signum: int = signal.SIGKILL) -> None:
     """Ask the kernel to send `signum` to this process when its parent (thread) dies."""
     if _libc.prctl(PR_SET_PDEATHSIG, signum, 0, 0, 0) != 0:
@@ -217,10 +226,7 @@ class Record:
 
     def _write(self, kind: str, name: str, identity: dict[str, Any]) -> None:
         self._create()
-        entry = self._entry_path(kind, name)
-        temporary = entry.with_suffix(".tmp")
-        temporary.write_text(json.dumps({"kind": kind, "name": name, **identity}))
-        temporary.rename(entry)
+        write_whole(self._entry_path(kind, name), {"kind": kind, "name": name, **identity})
 
     def _entry_path(self, kind: str, name: str) -> Path:
         return self.path / f"{kind}-{hashlib.sha256(name.encode()).hexdigest()[:16]}.json"

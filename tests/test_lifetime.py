@@ -30,10 +30,11 @@ from tests import lifetime
 REPO = Path(__file__).resolve().parents[1]
 
 CHILD_TEST = """
-import json, os, time
+import os, time
 from pathlib import Path
 
 from tests.pg import PgCluster
+from tests.lifetime import write_whole
 from tests.zulip_server.spawn import SpawnedZulipTestServer
 
 
@@ -41,7 +42,7 @@ def test_hold_servers_until_killed():
     cluster = PgCluster().start()
     zulip = SpawnedZulipTestServer().start()
     ready = {"postgres": cluster.process.pid, "zulip": zulip.pid, "record": str(cluster.record.path)}
-    Path(os.environ["LIFETIME_READY"]).write_text(json.dumps(ready))
+    write_whole(Path(os.environ["LIFETIME_READY"]), ready)
     time.sleep(300)
 """
 

@@ -22,13 +22,14 @@ from tests.browser.conftest import heading
 from tests.stack import leftover_processes, self_signed
 
 HOLD_A_BROWSER = """
-import json, os, sys, time
+import os, sys, time
 from pathlib import Path
 from tests.browser.chromium import running_browser
+from tests.lifetime import write_whole
 
 with running_browser() as browser:
     browser.get("data:text/html,<h1>held</h1>")
-    Path(sys.argv[1]).write_text(json.dumps({"record": str(Path(os.environ["LESSONBOT_TEST_RUNS_DIR"]))}))
+    write_whole(Path(sys.argv[1]), {"record": os.environ["LESSONBOT_TEST_RUNS_DIR"]})
     time.sleep(300)
 """
 

@@ -31,10 +31,11 @@ import json, sys, time
 from pathlib import Path
 
 from tests.deploy import machine
+from tests.lifetime import write_whole
 
 environment = machine.TestEnvironment(workdir=Path(sys.argv[1]))
 environment.start()
-Path(sys.argv[2]).write_text(json.dumps({"root": str(environment.machine.root)}))
+write_whole(Path(sys.argv[2]), {"root": str(environment.machine.root)})
 time.sleep(600)
 """
 

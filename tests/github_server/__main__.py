@@ -8,11 +8,11 @@ needs (App id, installation id, the private key's file) and serves until Ctrl-C 
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import signal
 import threading
 from pathlib import Path
+
+from tests.lifetime import write_whole
 
 from .server import GitHubTestServer
 
@@ -41,11 +41,7 @@ def main(argv: list[str] | None = None) -> None:
             data = {"url": gh.url, "org": gh.org.login, "app_id": gh.app.id, "installation_id": gh.installation.id,
                     "private_key_pem": gh.private_key_pem.decode(),
                     "students": [{"login": s.login, "id": s.id, "token": s.token} for s in students]}
-            tmp = args.credentials_json.with_suffix(".tmp")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as handle:
-                handle.write(json.dumps(data))
-            tmp.replace(args.credentials_json)  # readers never see half a file
+            write_whole(args.credentials_json, data)
         if not args.quiet:
             print(f"app id {gh.app.id}, installation {gh.installation.id} on {gh.org.login}", flush=True)
             for student in students:

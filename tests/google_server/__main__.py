@@ -9,6 +9,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from tests.lifetime import write_whole
+
 from .server import GoogleTestServer
 
 CLASSROOM_SCOPES = [
@@ -49,9 +51,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.drive_folder:
             banner["drive_folder_id"] = server.add_drive_file(args.drive_folder)
         if args.credentials_json is not None:
-            partial = args.credentials_json.with_suffix(".tmp")
-            partial.write_text(json.dumps(banner))
-            partial.replace(args.credentials_json)  # readers never see half a file
+            write_whole(args.credentials_json, banner)
         print(json.dumps(banner, indent=2), flush=True)
         stop.wait()
 

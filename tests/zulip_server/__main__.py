@@ -8,10 +8,11 @@ SIGTERM. `/_test/*` steers it from another process (see control.py).
 from __future__ import annotations
 
 import argparse
-import json
 import signal
 import threading
 from pathlib import Path
+
+from tests.lifetime import write_whole
 
 from .control import user_json
 from .models import User
@@ -61,9 +62,7 @@ def _announce(zs: ZulipTestServer, args: argparse.Namespace, bot: User, students
     print(f"Zulip test server at {zs.url}", flush=True)
     if args.credentials_json is not None:
         data = {"url": zs.url, "bot": user_json(bot), "students": [user_json(s) for s in students]}
-        tmp = args.credentials_json.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data))
-        tmp.replace(args.credentials_json)  # readers never see half a file
+        write_whole(args.credentials_json, data)
     if args.zuliprc is not None:
         zs.write_zuliprc(bot, args.zuliprc)
     if args.quiet:
