@@ -2,9 +2,15 @@
 
 The client's built-in retries are off: it would resend a message after a dropped
 connection, and the outbox must decide that itself. Every call takes a budget token
-(the long-poll, ``DELETE /events`` and the client's own ``GET /server_settings`` too:
-the server counts them) and feeds the answer's ``X-RateLimit-*`` headers back into
-the budget; a 429 stops every caller for exactly the ``retry-after`` the server gave.
+(the client's own ``GET /server_settings`` too: the server counts it) and feeds the
+answer's ``X-RateLimit-*`` headers back into the budget; a 429 stops every caller of
+that budget for exactly the ``retry-after`` the server gave.
+
+Two budgets, because Zulip keeps two counts: the event queue (``GET``/``DELETE
+/events``) is served by Tornado, whose rate limiter counts in its own memory
+(``TornadoInMemoryRateLimiterBackend``), apart from every other call, counted by
+Django. Under one shared budget the long-poll, which returns on every reply the bot
+sends (the bot sees its own messages), would take a token from the replies each time.
 """
 
 from __future__ import annotations
@@ -137,8 +143,10 @@ class ZulipApi:
     picked up without a restart once the configuration is fixed.
     """
 
-    def __init__(self, site: str, email: str, key_source: KeySource, budget: Budget) -> None:
+    def __init__(self, site: str, email: str, key_source: KeySource, budget: Budget,
+                 events_budget: Budget | None = None) -> None:
         self.site, self._email, self.key_source, self.budget = site, email, key_source, budget
+        self.events_budget = events_budget or budget  # the event queue's calls, counted apart by Zulip's Tornado
         self.local = threading.local()
         self._lock = threading.Lock()
         self._client: _BudgetedClient | None = None
@@ -157,6 +165,7 @@ class ZulipApi:
         """The shared client, built (through the budget) when there is none."""
         with self._lock:
             if self._client is None:
+                self.local.budget = self.budget  # the start-up GET /server_settings is Django's to count
                 try:
                     client = _BudgetedClient(self.budget, email=self._email, api_key=self.key_source(), site=self.site,
                                              client="Lessonbot", retry_on_errors=False)
@@ -182,7 +191,7 @@ class ZulipApi:
         reset = response.headers.get("X-RateLimit-Reset")
         if remaining is not None:
             reset_in = max(float(reset) - time.time(), 0.0) if reset else None
-            self.budget.observe(int(float(remaining)), reset_in)
+            getattr(self.local, "budget", self.budget).observe(int(float(remaining)), reset_in)
 
     def call(self, endpoint: str, method: str = "GET", params: dict[str, Any] | None = None, *,
              timeout: float = 15.0, final: bool = False) -> dict[str, Any]:
@@ -191,9 +200,10 @@ class ZulipApi:
         ``final``: the last call of a stopping process, made even though it is stopping.
         """
         client = self.client()
-        if not self.budget.acquire(final=final):
+        budget = self.events_budget if endpoint == "events" else self.budget
+        if not budget.acquire(final=final):
             raise Stopping()
-        self.local.status = None
+        self.local.status, self.local.budget = None, budget
         try:
             result: dict[str, Any] = client.call_endpoint(endpoint, method=method, request=params or {}, timeout=timeout)
         except requests.Timeout as error:
@@ -207,7 +217,7 @@ class ZulipApi:
                            getattr(self.local, "retry_after", None))
         if isinstance(failure, RateLimited):
             ZULIP_RATE_LIMITED.inc()
-            self.budget.block_for(failure.retry_after)
+            budget.block_for(failure.retry_after)
         elif isinstance(failure, Unauthorized):
             self._forget(client)
         raise failure

@@ -20,7 +20,20 @@ from app.metrics.registry import ZULIP_BUDGET_WAIT
 
 log = logging.getLogger(__name__)
 BURST = 10.0
+WINDOW = 60.0  # Zulip's rule is (60 s, 200 requests): at most 200 in any 60 s, a sliding window
 FINAL_WAIT = 5.0
+
+
+def bucket_shape(per_minute: float) -> tuple[float, float]:
+    """(capacity, refill per second) for a server allowing ``per_minute`` in any sliding minute.
+
+    The bucket can give its capacity at once and then refill for a whole window, so
+    capacity + refill × 60 s is the most it lets through in any minute: kept at the limit,
+    it never earns a 429 by itself (with the burst taken from the rate: 5 of 200 a minute).
+    """
+    capacity = max(1.0, min(BURST, per_minute / 40))
+    return capacity, max(per_minute - capacity, 1.0) / WINDOW
+
 
 _TAKE = sa.text("""
     WITH now AS (
@@ -47,7 +60,10 @@ _BLOCK = sa.text("""
     WHERE name = :name
 """)
 _REMAINING = sa.text("""
-    UPDATE rate_budgets SET tokens = LEAST(capacity, :remaining), updated_at = clock_timestamp() WHERE name = :name
+    UPDATE rate_budgets
+    SET tokens = LEAST(tokens + EXTRACT(EPOCH FROM clock_timestamp() - updated_at) * refill_per_second, capacity, :remaining),
+        updated_at = clock_timestamp()
+    WHERE name = :name
 """)
 
 
@@ -66,9 +82,9 @@ class RateBudget:
         self.lock = threading.Lock()
         # Take a few tokens per trip only when the budget is generous: near a tight limit, one at a time.
         self.batch = max(1, min(5, int(per_minute / 600)))
-        capacity = min(BURST, per_minute)
+        capacity, refill = bucket_shape(per_minute)
         with self.engine.begin() as connection:
-            connection.execute(_ENSURE, {"name": name, "capacity": capacity, "refill": per_minute / 60.0})
+            connection.execute(_ENSURE, {"name": name, "capacity": capacity, "refill": refill})
 
     def acquire(self, *, final: bool = False) -> bool:
         """Take one token, waiting as long as needed; False if the process is stopping.
@@ -103,7 +119,8 @@ class RateBudget:
             connection.execute(_BLOCK, {"name": self.name, "seconds": max(seconds, 0.0)})
 
     def observe(self, remaining: int | None, reset_in: float | None) -> None:
-        """Follow the server's X-RateLimit headers: what it says is left is what we have (up to the burst)."""
+        """Follow the server's X-RateLimit headers: what it says is left caps what we have (it never adds:
+        someone else may be calling as this bot)."""
         if remaining is None or remaining > 2 * BURST:
             return  # far from the limit: our own bucket is the tighter one
         if remaining <= 0 and reset_in is not None:
@@ -119,19 +136,22 @@ class LocalBudget:
     """The same interface in one process, for SQLite (the demo) where there is no shared server."""
 
     def __init__(self, per_minute: float) -> None:
-        self.refill = per_minute / 60.0
-        self.tokens = min(BURST, per_minute)
-        self.capacity = self.tokens
+        self.capacity, self.refill = bucket_shape(per_minute)
+        self.tokens = self.capacity
         self.updated = time.monotonic()
         self.blocked_until = 0.0
         self.lock = threading.Lock()
 
+    def _refill(self) -> float:
+        now = time.monotonic()
+        self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.refill)
+        self.updated = now
+        return now
+
     def acquire(self, *, final: bool = False) -> bool:
         while True:
             with self.lock:
-                now = time.monotonic()
-                self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.refill)
-                self.updated = now
+                now = self._refill()
                 if now >= self.blocked_until and self.tokens >= 1:
                     self.tokens -= 1
                     return True
@@ -149,4 +169,5 @@ class LocalBudget:
             self.block_for(reset_in)
         elif remaining is not None:
             with self.lock:
-                self.tokens = min(self.capacity, remaining)
+                self._refill()
+                self.tokens = min(self.tokens, remaining)

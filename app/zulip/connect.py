@@ -17,9 +17,10 @@ _apis: dict[tuple[str, str, str], ZulipApi] = {}
 _apis_lock = threading.Lock()
 
 
-def budget_for(settings: Settings, stopping: Callable[[], bool] = lambda: False) -> Budget:
-    """The bot's one budget: in PostgreSQL when there is one, else per process (demo)."""
-    name = f"zulip:{settings.zulip_email}"
+def budget_for(settings: Settings, stopping: Callable[[], bool] = lambda: False, *, events: bool = False) -> Budget:
+    """The bot's budget (``events``: its event queue's, which Zulip counts apart): in PostgreSQL when there
+    is one, else per process (demo)."""
+    name = f"zulip:{settings.zulip_email}" + (":events" if events else "")
     if is_postgresql():
         return RateBudget(db.engine, name, settings.zulip_rate_per_minute, stopping=stopping)
     return _local_budgets.setdefault(name, LocalBudget(settings.zulip_rate_per_minute))
@@ -47,7 +48,7 @@ def connect(settings: Settings, stopping: Callable[[], bool] = lambda: False) ->
     check_configured(settings)
     assert settings.zulip_site is not None and settings.zulip_email is not None
     return ZulipApi(settings.zulip_site, settings.zulip_email, lambda: current_api_key(settings),
-                    budget_for(settings, stopping))
+                    budget_for(settings, stopping), budget_for(settings, stopping, events=True))
 
 
 def shared_api(settings: Settings, stopping: Callable[[], bool] = lambda: False) -> ZulipApi:

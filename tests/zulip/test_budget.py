@@ -4,21 +4,55 @@ from __future__ import annotations
 
 import time
 
+import pytest
 from flask import Flask
 
 from app.db import db
-from app.zulip.budget import BURST, RateBudget
+from app.zulip.budget import LocalBudget, RateBudget, bucket_shape
 
 
 def test_two_processes_share_one_bucket(app: Flask) -> None:
-    first = RateBudget(db.engine, "zulip:shared@example.com", per_minute=60)
-    second = RateBudget(db.engine, "zulip:shared@example.com", per_minute=60)
+    first = RateBudget(db.engine, "zulip:shared@example.com", per_minute=400)
+    second = RateBudget(db.engine, "zulip:shared@example.com", per_minute=400)
+    capacity, refill = bucket_shape(400)
     started = time.monotonic()
-    for n in range(int(BURST)):
+    for n in range(int(capacity)):
         assert (first if n % 2 else second).acquire()
-    assert time.monotonic() - started < 1.0  # the burst is free
-    assert second.acquire()  # the bucket is empty: this one waits for a refill (1 per second)
-    assert 0.7 < time.monotonic() - started < 3.0
+    assert time.monotonic() - started < 0.5  # the burst is free
+    for n in range(int(refill)):  # the bucket is empty: these wait for the refill, shared
+        assert (first if n % 2 else second).acquire()
+    assert 0.8 < time.monotonic() - started < 2.5
+
+
+@pytest.mark.parametrize("per_minute", [1, 3, 20, 60, 200, 1000, 1_000_000])
+def test_the_bucket_never_lets_more_than_the_limit_through_in_any_minute(per_minute: int) -> None:
+    """Zulip's limit is a sliding window: a burst plus a minute of refill must fit in it, or the budget
+    itself earns the 429s it is there to avoid."""
+    capacity, refill = bucket_shape(per_minute)
+    assert capacity >= 1 and refill > 0
+    assert capacity + refill * 60 <= max(per_minute, 2) + 1e-9
+    assert capacity + refill * 60 >= 0.97 * per_minute  # and it gives away next to nothing
+
+
+def test_server_headers_only_ever_lower_what_is_left() -> None:
+    budget = LocalBudget(per_minute=400)  # 10 at once
+    for _ in range(8):
+        assert budget.acquire()
+    budget.observe(remaining=15, reset_in=30.0)  # Zulip counts more left than we hold: we keep our own count
+    assert budget.tokens < 3
+    budget.observe(remaining=1, reset_in=30.0)
+    assert budget.tokens <= 1
+
+
+def test_server_headers_only_ever_lower_what_is_left_in_the_shared_bucket(app: Flask) -> None:
+    budget = RateBudget(db.engine, "zulip:lower@example.com", per_minute=400)
+    for _ in range(8):
+        assert budget.acquire()
+    budget.observe(remaining=15, reset_in=30.0)
+    started = time.monotonic()
+    for _ in range(4):  # about 2 left, then 6.5 a second
+        assert budget.acquire()
+    assert time.monotonic() - started > 0.15
 
 
 def test_a_429_stops_every_caller_until_retry_after(app: Flask) -> None:

@@ -97,14 +97,14 @@ def test_a_failed_backfill_is_retried_and_loses_nothing(zulip_app: Flask, zs: Zu
     assert zs.faults.count() == 2
 
 
-def test_a_rate_limited_long_poll_waits_as_long_as_the_server_asked(zulip_app: Flask, zs: ZulipTestServer,
-                                                                    bot: User) -> None:
+def test_a_rate_limited_long_poll_waits_as_long_as_the_server_asked_and_replies_do_not(
+        zulip_app: Flask, zs: ZulipTestServer, bot: User) -> None:
     receiver = _receiver(zulip_app)
     receiver.run_once()  # registered
     zs.faults.script([Fault.rate_limited(2.5)], endpoint="GET /events")
     sender_waited: list[float] = []
 
-    def a_reply_sender() -> None:  # another caller of the same bot, as the poller's senders are
+    def a_reply_sender() -> None:  # another caller of the same bot, as the dispatcher is
         with zulip_app.app_context():
             wait_until(lambda: zs.faults.count() >= 1, 10, "the 429")
             budget, since = budget_for(_settings(zulip_app)), time.monotonic()
@@ -117,7 +117,8 @@ def test_a_rate_limited_long_poll_waits_as_long_as_the_server_asked(zulip_app: F
     receiver.run_once()  # the long-poll answers 429, retry-after 2.5 s
     receiver.run_once()
     sender.join(timeout=10)
-    assert sender_waited and 1.5 <= sender_waited[0] <= 3.2, f"the sender waited {sender_waited} s for 2.5 s asked"
+    # Zulip counts the event queue (Tornado) apart from the other calls (Django): its 429 stops only the long-poll.
+    assert sender_waited and sender_waited[0] < 1.0, f"a reply waited {sender_waited} s for the long-poll's 429"
     polls = [record.started for record in zs.request_log if record.path == "/api/v1/events" and record.method == "GET"]
     assert len(polls) >= 2
     gap = polls[-1] - polls[-2]
@@ -125,20 +126,30 @@ def test_a_rate_limited_long_poll_waits_as_long_as_the_server_asked(zulip_app: F
     assert time.monotonic() - started < 6.0
 
 
-def test_every_call_takes_from_the_budget_long_poll_queue_deletion_and_client_start_included(
+def test_every_call_takes_from_its_budget_long_poll_queue_deletion_and_client_start_included(
         zulip_app: Flask, zs: ZulipTestServer, bot: User) -> None:
     settings = _settings(zulip_app)
-    budget = LocalBudget(per_minute=9)  # nine tokens at once, then one every six and a half seconds
-    api = ZulipApi(str(settings.zulip_site), bot.email, lambda: bot.api_key, budget)
+    budget, events_budget = _CountingBudget(), _CountingBudget()
+    api = ZulipApi(str(settings.zulip_site), bot.email, lambda: bot.api_key, budget, events_budget)
     receiver = Receiver(api, api, CoreClient(settings.core_url, settings.internal_token.get_secret_value()), StopFlag())
     receiver.load_progress()
     receiver.run_once()   # GET /server_settings (client start), POST /register, GET /users, GET /messages x2, GET /events
     receiver.close()      # DELETE /events
-    by_bot = [record for record in zs.request_log if record.user_id == bot.id]
-    assert [f"{r.method} {r.path.removeprefix('/api/v1/')}" for r in by_bot] == [
+    by_bot = [f"{r.method} {r.path.removeprefix('/api/v1/')}" for r in zs.request_log if r.user_id == bot.id]
+    assert by_bot == [
         "GET server_settings", "POST register", "GET users", "GET messages", "GET messages", "GET events", "DELETE events"]
-    taken = 9 - budget.tokens
-    assert len(by_bot) - 0.5 <= taken <= len(by_bot) + 0.1, f"{taken:.2f} tokens taken for {len(by_bot)} requests"
+    on_events = sum(1 for request in by_bot if request.endswith(" events"))
+    assert (budget.taken, events_budget.taken) == (len(by_bot) - on_events, on_events)
+
+
+class _CountingBudget(LocalBudget):
+    def __init__(self) -> None:
+        super().__init__(per_minute=NO_LIMIT)
+        self.taken = 0
+
+    def acquire(self, *, final: bool = False) -> bool:
+        self.taken += 1
+        return super().acquire(final=final)
 
 
 @pytest.fixture

@@ -104,7 +104,8 @@ class ZulipApi:
             + [Rule("/api/v1/server_settings", methods=["GET"], endpoint=None)]
         )
         self.rate_limiter: RateLimiter | None = None
-        self.rate_limit_exempt: tuple[str, ...] = ()
+        self.apart_rate_limiter: RateLimiter | None = None  # for the endpoints in rate_limit_apart
+        self.rate_limit_apart: tuple[str, ...] = ()
         self.observers: list[Observer] = []
         self.control: Callable[[Request], Response] | None = None
         self.observer_errors: list[BaseException] = []
@@ -200,11 +201,9 @@ class ZulipApi:
 
     def _rate_limit(self, request: Request, user: User) -> RateLimitResult | None:
         limiter = self.rate_limiter
-        if limiter is None:
-            return None
-        if any(endpoint_matches(e, request.method, request.path) for e in self.rate_limit_exempt):
-            return None
-        return limiter.hit(user.id)
+        if any(endpoint_matches(e, request.method, request.path) for e in self.rate_limit_apart):
+            limiter = self.apart_rate_limiter
+        return None if limiter is None else limiter.hit(user.id)
 
     def _authenticate(self, request: Request) -> User | None:
         auth = request.authorization

@@ -65,9 +65,9 @@ def _rate_limit(zs: ZulipTestServer, body: dict[str, Any]) -> Any:
     if body.get("max_requests") is None:
         zs.clear_rate_limit()
     else:
-        exempt = body.get("exempt")
+        apart = body.get("apart")
         zs.set_rate_limit(
-            int(body["max_requests"]), float(body["per_seconds"]), **({"exempt": exempt} if exempt is not None else {})
+            int(body["max_requests"]), float(body["per_seconds"]), **({"apart": apart} if apart is not None else {})
         )
     return {}
 
