@@ -181,11 +181,46 @@ def create_repo(root: Path, lesson_id: str, student_email: str, *, hook_secret: 
     """
     name = f"{lesson_id}-{_slug(student_email.split('@')[0])}-{secrets.token_hex(4)}"
     repo = hosted_repo(root, name, hook_secret=hook_secret, public_url=public_url)
-    shutil.copytree(_template(root, quota_bytes), repo.path, symlinks=True)
-    with open(repo.path / "config", "a", encoding="utf-8") as config:
-        config.write(f"[lessonbot]\n\trepo = {name}\n\thookkey = {repo_hook_key(hook_secret, name)}\n"
-                     f"\thookurl = {hook_url}\n\tquota = {quota_bytes}\n[http]\n\treceivepack = true\n")
+    template = _template(root, quota_bytes)
+    own = (f"[lessonbot]\n\trepo = {name}\n\thookkey = {repo_hook_key(hook_secret, name)}\n"
+           f"\thookurl = {hook_url}\n\tquota = {quota_bytes}\n[http]\n\treceivepack = true\n")
+    _lay_out(template, repo.path, own)
     return repo
+
+
+# What a bare repository must have for git to take it as one (HEAD, objects/, refs/) and our hooks;
+# git makes refs/heads, objects/pack and the rest itself when it first writes there.
+_LAYOUT_DIRECTORIES = ("objects", "refs", "hooks")
+_LAYOUT_HOOKS = (("post-receive", HOOK), ("pre-receive", PRE_RECEIVE))
+
+
+def _lay_out(template: Path, path: Path, own_config: str) -> None:
+    """The template's repository at `path`, with `own_config` added to its config.
+
+    Not a copy of the tree: `shutil.copytree` made eight directories and copied times,
+    modes and extended attributes file by file, about 3 ms of system time per `start`.
+    This makes the four directories git needs and writes HEAD, config and the hooks
+    (written, not linked to the template's: a hook edited in place must not change
+    every later run's).
+    """
+    try:
+        path.mkdir()
+    except FileNotFoundError:  # the first repository: the root is made too
+        path.mkdir(parents=True)
+    made = [path, *(path / directory for directory in _LAYOUT_DIRECTORIES)]
+    for directory in made[1:]:
+        directory.mkdir()
+    (path / "HEAD").write_bytes((template / "HEAD").read_bytes())
+    (path / "config").write_text((template / "config").read_text(encoding="utf-8") + own_config, encoding="utf-8")
+    for directory in made:  # as the template has them whatever the umask: git-http-backend reads them
+        directory.chmod(0o755)
+    for file in ("HEAD", "config"):
+        (path / file).chmod(0o644)
+    for hook, script in _LAYOUT_HOOKS:
+        descriptor = os.open(path / "hooks" / hook, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o755)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            handle.write(script)
+        os.chmod(path / "hooks" / hook, 0o755)
 
 
 def hosted_repo(root: Path, name: str, *, hook_secret: str, public_url: str | None) -> HostedRepo:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
@@ -160,3 +162,36 @@ def test_repositories_made_before_the_quota_get_the_current_hooks(tmp_path: Path
     assert git(old, "config", "--get", "lessonbot.quota").strip() == "1234"
     assert git(old, "config", "--get", "receive.fsckObjects").strip() == "true"
     assert not (root / ".template-0123456789ab.git").exists()
+
+
+def test_a_new_repository_is_one_git_takes_whatever_the_umask(tmp_path: Path) -> None:
+    """A run's repository is laid out by hand (not copied): git must take it, push into it and serve it."""
+    from app.git.hook_script import HOOK, PRE_RECEIVE
+    from app.git.repos import create_repo, template_dir, upgrade_repos
+
+    previous = os.umask(0o077)
+    try:
+        repo = create_repo(tmp_path / "git", "git-basics", "umask@example.com", hook_secret="s" * 16,
+                           hook_url="http://127.0.0.1:9/git/hook", public_url=None)
+    finally:
+        os.umask(previous)
+    for path in (repo.path, repo.path / "objects", repo.path / "refs", repo.path / "hooks"):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o755, path  # git-http-backend may run as another user
+    for name in ("HEAD", "config"):
+        assert stat.S_IMODE((repo.path / name).stat().st_mode) == 0o644
+    for name, script in (("post-receive", HOOK), ("pre-receive", PRE_RECEIVE)):
+        hook = repo.path / "hooks" / name
+        assert hook.read_text() == script and os.access(hook, os.X_OK)
+    assert git(repo.path, "rev-parse", "--is-bare-repository").strip() == "true"
+    assert git(repo.path, "config", "--get", "lessonbot.repo").strip() == repo.name
+
+    work = tmp_path / "work"
+    git(tmp_path, "clone", "-q", str(repo.path), str(work))  # an empty repository clones (with a warning)
+    (work / "README.md").write_text("hello\n")
+    git(work, "add", "."); git(work, "commit", "-qm", "first"); git(work, "push", "-q", "origin", "HEAD:main")  # noqa: E702
+    assert git(repo.path, "for-each-ref", "--format=%(refname)").split() == ["refs/heads/main"]
+    git(repo.path, "fsck", "--strict")
+    (repo.path / "hooks" / "post-receive").write_text("#!/bin/sh\n# edited by hand\n")
+    assert upgrade_repos(tmp_path / "git", 1234) >= 1
+    assert (repo.path / "hooks" / "post-receive").read_text() == HOOK
+    assert [hook.read_text() for hook in template_dir(tmp_path / "git").glob("*/hooks/post-receive")] == [HOOK]
