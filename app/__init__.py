@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Flask
 
-from app.db import db, migrate
+from app.db import db, migrate, ping_after_idle
 from app.lessons.catalog import load_catalog
 from app.settings import Settings, load_settings
 
@@ -33,6 +33,9 @@ def create_app(settings: Settings | None = None, **config: Any) -> Flask:
     app.extensions["lessonbot.catalog"] = load_catalog(settings.lessons_dir)
 
     db.init_app(app)
+    if settings.is_postgresql:
+        with app.app_context():
+            ping_after_idle(db.engine)
     migrate.init_app(app, db, directory=str(_migrations_dir()))
     from app import http, models  # noqa: F401  (models: register tables for migrations)
     from app.metrics import exposition
@@ -58,11 +61,10 @@ def _migrations_dir() -> Any:
 
 def _engine_options(settings: Settings) -> dict[str, Any]:
     if settings.is_postgresql:
-        # Pre-ping: a connection that PostgreSQL ended (a restart, a failover, an idle timeout) is
-        # replaced at checkout, instead of failing the first request each worker serves after it.
-        # It costs one short round trip per checkout (bench/core_http.py measures it).
-        return {"pool_size": 5, "max_overflow": 10, "pool_recycle": 1800, "pool_pre_ping": True,
-                "connect_args": {"connect_timeout": 5}}
+        # A connection PostgreSQL ended (a restart, a failover, an idle timeout) is replaced at
+        # checkout, instead of failing the first request each worker serves after it: see
+        # ping_after_idle, which pings only a connection that sat idle (not one per request).
+        return {"pool_size": 5, "max_overflow": 10, "pool_recycle": 1800, "connect_args": {"connect_timeout": 5}}
     # SQLite: several threads (console chat + hook server) share one file.
     return {"connect_args": {"check_same_thread": False, "timeout": 15}}
 

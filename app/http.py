@@ -7,7 +7,8 @@ import ipaddress
 import logging
 from typing import TypeVar
 
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Request, Response, jsonify, request
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 from werkzeug.exceptions import HTTPException
@@ -70,7 +71,23 @@ def _error_response(status: int, code: str, message: str, details: list[str] | N
     return jsonify(body), status
 
 
+# Machine endpoints never use the session cookie; opening it (a signing serializer built and the
+# cookie verified on every request) was a tenth of a chat message's CPU in the core.
+SESSIONLESS_PREFIXES = ("/internal/", "/git/", "/github/hook", "/health", "/metrics")
+
+
+class _SessionlessMachineEndpoints(SecureCookieSessionInterface):
+    """Flask's cookie session, except for the machine endpoints, which get the read-only null session."""
+
+    def open_session(self, app: Flask, incoming: Request) -> SecureCookieSession | None:
+        if incoming.path.startswith(SESSIONLESS_PREFIXES):
+            return None  # Flask then uses make_null_session: reading works, writing raises, nothing is sent
+        return super().open_session(app, incoming)
+
+
 def init_app(app: Flask) -> None:
+    app.session_interface = _SessionlessMachineEndpoints()
+
     @app.errorhandler(ApiError)
     def _api_error(error: ApiError) -> tuple[Response, int]:
         return _error_response(error.status, error.code, error.message, error.details)
