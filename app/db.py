@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import select
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -32,15 +33,16 @@ _IDLE_SINCE = "lessonbot.idle_since"
 
 
 def ping_after_idle(engine: sa.Engine) -> None:
-    """Check a pooled connection at checkout, as ``pool_pre_ping`` does, but only after it sat idle.
+    """Check a pooled connection at checkout, as ``pool_pre_ping`` does, without a round trip when it was just in use.
 
     A connection that PostgreSQL ended (a restart, a failover, an idle timeout) is replaced
     at checkout instead of failing a request. ``pool_pre_ping`` pays a round trip for that on
-    every checkout: on the message path, a fifth of PostgreSQL's work per message. A
-    connection checked in less than PING_AFTER_IDLE_SECONDS ago was working a moment ago;
-    under load every checkout is such a one, and an idle worker still pings. The ping that
-    fails raises DisconnectionError, on which the pool replaces the connection (and the
-    others checked in before it) and checks out again.
+    every checkout: on the message path, a fifth of PostgreSQL's work per message. Here a
+    connection checked in less than PING_AFTER_IDLE_SECONDS ago is only looked at: a server
+    that ended it has said so on its socket (a FATAL message, then end of file), which is
+    then readable although no query is under way; only then, or after a longer idle time,
+    is it pinged. The ping that fails raises DisconnectionError, on which the pool replaces
+    the connection (and the others checked in before it) and checks out again.
     """
 
     @sa.event.listens_for(engine, "connect")
@@ -54,12 +56,24 @@ def ping_after_idle(engine: sa.Engine) -> None:
     @sa.event.listens_for(engine, "checkout")
     def _checked_out(dbapi_connection: Any, record: Any, proxy: Any) -> None:
         since = record.info.get(_IDLE_SINCE)
-        if since is None or time.monotonic() - since < PING_AFTER_IDLE_SECONDS:
+        if since is None:
+            return
+        if time.monotonic() - since < PING_AFTER_IDLE_SECONDS and not _server_spoke(dbapi_connection):
             return
         try:
             engine.dialect.do_ping(dbapi_connection)
         except engine.dialect.loaded_dbapi.Error as error:
             raise sa.exc.DisconnectionError(f"the connection was gone: {error}") from error
+
+
+def _server_spoke(dbapi_connection: Any) -> bool:
+    """Whether an idle connection's socket has something to read: from an idle session, only an ending (or a
+    notification, which a pooled connection does not listen for); a socket that cannot be asked counts too."""
+    try:
+        readable, _, _ = select.select([dbapi_connection.fileno()], [], [], 0)
+    except (OSError, ValueError, AttributeError):
+        return True
+    return bool(readable)
 
 
 def enum_column(cls: type[enum.Enum]) -> sa.Enum:

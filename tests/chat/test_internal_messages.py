@@ -152,3 +152,20 @@ def test_a_new_email_that_another_student_holds_keeps_both_students(client: Flas
         assert response.status_code == 200, response.get_json()
     rows = db.session.execute(sa.select(Student.email, Student.zulip_user_id).order_by(Student.id)).all()
     assert rows == [("taken@example.com", None), ("mine@example.com", 5)]
+
+
+def test_machine_endpoints_open_no_session_and_send_no_cookie(client: FlaskClient) -> None:
+    from flask import session
+    from flask.sessions import NullSession
+
+    app = client.application
+    for path in ("/internal/messages", "/internal/messages/batch", "/git/hook", "/github/hook", "/health", "/metrics"):
+        with app.test_request_context(path, method="POST"):
+            app.preprocess_request()
+            assert isinstance(session._get_current_object(), NullSession), path  # type: ignore[attr-defined]
+    with app.test_request_context("/admin/"):
+        assert not isinstance(session._get_current_object(), NullSession)  # type: ignore[attr-defined]
+    client.set_cookie("session", "anything")
+    body = {"message_id": "m-sessionless", "sender_email": "s@example.com", "content": "help"}
+    response = client.post("/internal/messages", json=body, headers=INTERNAL_HEADERS)
+    assert response.status_code == 200 and "Set-Cookie" not in response.headers
