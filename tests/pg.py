@@ -110,6 +110,27 @@ def empty_database(url: str, name: str) -> str:
     return _with_database(url, name)
 
 
+def end_sessions(engine: Any, pid: int | None = None) -> int:
+    """End the sessions of `engine`'s database (all but this one's, or only `pid`) as a restart or a failover
+    does, and wait until they are gone (pg_terminate_backend only signals); how many were ended."""
+    import sqlalchemy as sa
+
+    # Not one of the pool's connections; autocommit: each look at pg_stat_activity sees it afresh.
+    outside = sa.create_engine(engine.url, poolclass=sa.pool.NullPool, isolation_level="AUTOCOMMIT")
+    others = "datname = current_database() AND pid <> pg_backend_pid()" + ("" if pid is None else " AND pid = :pid")
+    with outside.connect() as admin:
+        # Chosen first, ended after: in one WHERE, PostgreSQL may call pg_terminate_backend before the other tests.
+        ended = list(admin.scalars(sa.text(f"SELECT pid FROM pg_stat_activity WHERE {others}"), {"pid": pid}))
+        admin.execute(sa.text("SELECT pg_terminate_backend(pid) FROM unnest(CAST(:ended AS integer[])) AS pid"),
+                      {"ended": ended})
+        for _ in range(500):
+            if not admin.scalar(sa.text("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(:ended)"), {"ended": ended}):
+                break
+            time.sleep(0.01)
+    outside.dispose()
+    return len(ended)
+
+
 def _with_database(url: str, name: str) -> str:
     import sqlalchemy as sa
 

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from flask import Flask
 
 from app.db import db
+from tests.pg import end_sessions
 
 db_module = importlib.import_module("app.db")  # the module: `app.db` as an attribute is the SQLAlchemy object
 
@@ -34,17 +35,6 @@ def _backend_pid() -> int:
         return int(connection.scalar(sa.text("SELECT pg_backend_pid()")))
 
 
-def _terminate(pid: int) -> None:
-    outside = sa.create_engine(db.engine.url, poolclass=sa.pool.NullPool)  # not one of the app's connections
-    with outside.connect() as admin:
-        assert admin.scalar(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
-        for _ in range(100):  # pg_terminate_backend only signals: wait until the backend is gone
-            if not admin.scalar(sa.text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid"), {"pid": pid}):
-                break
-            time.sleep(0.01)
-    outside.dispose()
-
-
 def test_a_connection_just_in_use_is_not_pinged(pings: list[float]) -> None:
     first = _backend_pid()
     for _ in range(20):
@@ -66,7 +56,7 @@ def test_a_connection_the_server_ended_is_replaced_at_checkout(pings: list[float
                                                                threshold: float, idle: float) -> None:
     monkeypatch.setattr(db_module, "PING_AFTER_IDLE_SECONDS", threshold)
     ended = _backend_pid()
-    _terminate(ended)
+    assert end_sessions(db.engine, ended) == 1
     time.sleep(idle)
     replaced = _backend_pid()  # no error: the pool noticed and connected again
     assert replaced != ended

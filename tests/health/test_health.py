@@ -20,7 +20,7 @@ from app.db import db, utcnow
 from app.settings import Settings
 from app.workers.models import WorkerStatus, record_heartbeat
 from tests.conftest import make_settings
-from tests.pg import free_port
+from tests.pg import end_sessions, free_port
 
 ZULIP = {"zulip_site": "http://127.0.0.1:9", "zulip_email": "bot@example.com", "zulip_api_key": "k"}
 
@@ -153,11 +153,6 @@ def test_the_first_request_after_a_database_restart_succeeds(app: Flask, client:
     _beat("poller")
     _beat("dispatcher")
     assert client.get("/health").status_code == 200  # leaves its connection in the pool
-    outside = sa.create_engine(db.engine.url, poolclass=sa.pool.NullPool)  # not one of the app's connections
-    with outside.connect() as admin:
-        ended = admin.scalar(sa.text("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                                     "WHERE datname = current_database() AND pid <> pg_backend_pid()"))
-    outside.dispose()
-    assert ended >= 1
+    assert end_sessions(db.engine) >= 1
     response = client.get("/health")
     assert response.status_code == 200, response.get_json()
