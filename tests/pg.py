@@ -37,8 +37,10 @@ class PgCluster:
     process's lifetime record, so the next session removes it if we are killed.
     """
 
-    def __init__(self, start_timeout: float = 60.0, *, durable: bool = False) -> None:
+    def __init__(self, start_timeout: float = 60.0, *, durable: bool = False,
+                 settings: dict[str, object] | None = None) -> None:
         self.durable = durable  # benchmarks: fsync and synchronous_commit on, as in production
+        self.settings = settings or {}  # more server settings, e.g. a benchmark's shared_preload_libraries
         self.bin = _bin_dir()
         self.record = lifetime.this_process_record()
         self.root = self.record.tempdir("pg-")
@@ -60,6 +62,7 @@ class PgCluster:
                                       "unix_socket_directories": self.root, "max_connections": 200, "timezone": "UTC"}
         if not self.durable:  # the tests' throwaway data need not survive a crash; benchmarks run as production does
             options.update(fsync="off", synchronous_commit="off", full_page_writes="off")
+        options.update(self.settings)
         command = [str(self.bin / "postgres"), "-D", str(self.data)]
         for name, value in options.items():
             command += ["-c", f"{name}={value}"]
