@@ -138,7 +138,10 @@ class ZulipSender:
         ZULIP_SENT.labels(item.kind.value).inc()
         if item.kind == OutboxKind.CHAT_REPLY and item.sent_at is not None:
             REPLY_LATENCY.observe(max((item.sent_at - item.created_at).total_seconds(), 0.0))
-        log.info("%s %s to %s %s", item.kind.value, item.id, self.addressee(item), how)
+        # A plain send is on the item (sent_at, external_id) and in the metrics; one found after an
+        # uncertain attempt is worth a line at INFO.
+        log.log(logging.DEBUG if how == "sent" else logging.INFO, "%s %s to %s %s", item.kind.value, item.id,
+                self.addressee(item), how)
 
     def _failed_attempt(self, item: OutboxItem, error: ZulipError) -> Outcome:
         item.last_error = str(error)[:500]

@@ -7,6 +7,11 @@ The id of the last message handed over is kept in PostgreSQL: at start and after
 queue expires it registers anew, then backfills with ``GET /messages`` from that id
 before draining the queue, dropping repeats by id. The core is idempotent by message id
 too, so a crash between handing over and saving the id repeats nothing.
+
+Every reply the bot sends comes back to its own queue. A long-poll that brought only such
+messages saves its progress at most every PROGRESS_EVERY seconds (after a crash the
+backfill reads them again and drops them again), and the next long-poll waits ECHO_SETTLE
+first, so that one poll brings several instead of one poll per reply.
 """
 
 from __future__ import annotations
@@ -19,9 +24,11 @@ import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import requests
+import sqlalchemy as sa
 from flask import Flask, current_app
 from sqlalchemy.engine import Connection
 
@@ -40,6 +47,10 @@ CORE_MAX_ATTEMPTS = 5  # error answers from the core before a message is set asi
 BATCH_MESSAGES = 50  # the core's limit per batch (app/chat/service.py MAX_BATCH)
 BATCH_BYTES = 192 * 1024  # below the core's default request limit (256 KiB), whatever the texts hold
 DM_FEATURE_LEVEL = 177  # Zulip 7.0: the `dm` operator and `is:dm`
+# A long-poll that brought nothing to hand over (the bot's own replies, which wake its queue too) saves
+# its progress at most this often, and the next long-poll waits a moment so that it brings several.
+PROGRESS_EVERY = 10.0
+ECHO_SETTLE = 0.05
 
 
 class CoreRejected(Exception):
@@ -67,6 +78,9 @@ class CoreClient:
         session: requests.Session | None = getattr(self.local, "session", None)
         if session is None:
             session = requests.Session()
+            # The core is on this machine and answers loopback only: no proxy from the environment may carry
+            # the hand-over (and requests would read the whole environment again for every request).
+            session.trust_env = False
             session.headers["Authorization"] = f"Bearer {self.token}"
             self.local.session = session
         return session
@@ -146,6 +160,7 @@ class Receiver:
     _dead_letter_lock: threading.Lock = field(default_factory=threading.Lock)
     _lock_connection: Connection | None = None
     pool: ThreadPoolExecutor | None = None
+    progress_saved_at: float = float("-inf")  # time.monotonic() of the last save
 
     @property
     def bot_email(self) -> str:
@@ -170,13 +185,10 @@ class Receiver:
 
     def save_progress(self, message_id: int) -> None:
         self.last_id = message_id
-        now = utcnow()
-        statement = upsert_insert(ReceiverState.__table__).values(bot_email=self.bot_email, last_message_id=message_id,
-                                                                  updated_at=now)
-        statement = statement.on_conflict_do_update(index_elements=["bot_email"],
-                                                    set_={"last_message_id": message_id, "updated_at": now})
-        db.session.execute(statement)
+        db.session.execute(_save_progress_statement(db.engine.dialect.name),
+                           {"bot_email": self.bot_email, "last_message_id": message_id, "updated_at": utcnow()})
         db.session.commit()
+        self.progress_saved_at = time.monotonic()
 
     # ---- the loop ----------------------------------------------------------------------
 
@@ -185,7 +197,10 @@ class Receiver:
         try:
             if self.queue_id is None:
                 self.register_and_backfill()
-            handled = self.drain(self.poll())
+            events = self.poll()
+            handled = self.drain(events)
+            if events and not handled:
+                self.stop.event.wait(ECHO_SETTLE)
             self.errors = 0
             self.report(None)
             return handled > 0
@@ -302,7 +317,11 @@ class Receiver:
         started = time.monotonic()
         for chunk in batches(wanted):
             self._deliver_batch(chunk)
-        self.save_progress(max(int(message["id"]) for message, _ in fresh))
+        newest = max(int(message["id"]) for message, _ in fresh)
+        if wanted or time.monotonic() - self.progress_saved_at >= PROGRESS_EVERY:
+            self.save_progress(newest)
+        else:  # only messages not for us: after a crash the backfill reads them again and drops them again
+            self.last_id = newest
         if wanted:
             log.info("handed over %d message(s) in %.3f s", len(wanted), time.monotonic() - started)
         return len(wanted)
@@ -412,3 +431,12 @@ class Receiver:
         if self.pool is not None:
             self.pool.shutdown(wait=False, cancel_futures=True)
 
+
+@lru_cache(maxsize=2)
+def _save_progress_statement(dialect: str) -> Any:
+    """The bot's last handed-over id, inserted or updated: built once, bound per call."""
+    insert = upsert_insert(ReceiverState.__table__, dialect).values(
+        bot_email=sa.bindparam("bot_email"), last_message_id=sa.bindparam("last_message_id"),
+        updated_at=sa.bindparam("updated_at"))
+    return insert.on_conflict_do_update(index_elements=["bot_email"], set_={
+        "last_message_id": insert.excluded.last_message_id, "updated_at": insert.excluded.updated_at})

@@ -15,7 +15,9 @@ from app.loop import StopFlag
 from app.outbox.models import OutboxItem, OutboxStatus
 from app.settings import Settings
 from app.workers.dispatcher import DispatcherThreads
+from app.zulip import receiver as receiver_module
 from app.zulip.connect import connect
+from app.zulip.models import ReceiverState
 from app.zulip.receiver import BATCH_BYTES, BATCH_MESSAGES, CoreClient, Receiver, batches
 from tests.helpers import zulip_dispatcher
 from tests.zulip.conftest import wait_until
@@ -242,3 +244,85 @@ def test_a_long_poll_larger_than_a_batch_is_split_in_order() -> None:
     big = [{"id": n, "sender_email": "a@example.com", "sender_id": 1, "content": "я" * 20_000} for n in range(12)]
     sizes = [sum(len(json.dumps(m, ensure_ascii=False).encode()) for m in chunk) for chunk in batches(big)]
     assert all(size <= BATCH_BYTES for size in sizes) and sum(len(chunk) for chunk in batches(big)) == 12
+
+
+class _RecordingStop(StopFlag):
+    """A stop flag whose waits are recorded (and do not sleep)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waits: list[float] = []
+        event = self.event
+
+        class _Event(threading.Event):
+            def wait(self, timeout: float | None = None) -> bool:
+                recorder.waits.append(timeout or 0.0)
+                return event.is_set()
+
+        recorder = self
+        self.event = _Event()
+
+
+def _saved_progress(bot: User) -> int | None:
+    db.session.rollback()
+    state = db.session.get(ReceiverState, bot.email)
+    return None if state is None else state.last_message_id
+
+
+def test_the_bots_own_replies_alone_neither_save_progress_nor_poll_again_at_once(
+        zulip_app: Flask, zs: ZulipTestServer, bot: User, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each reply the bot sends wakes its own event queue. A long-poll that brought only those
+    saves no progress (at most every PROGRESS_EVERY seconds) and the next one waits ECHO_SETTLE,
+    so that it brings several; anything handed over is saved at once."""
+    student = zs.add_user("ola@example.com", "Ola Student")
+    stop = _RecordingStop()
+    receiver = _receiver(zulip_app, stop)
+    saved_at_start = _saved_progress(bot)
+    own = zs.client(bot).send_message({"type": "private", "to": [student.email], "content": "my own reply"})["id"]
+    assert receiver.run_once() is False
+    assert receiver.last_id == own and _saved_progress(bot) == saved_at_start
+    assert stop.waits == [receiver_module.ECHO_SETTLE]
+
+    _dm(zs, student, bot, "lessons")
+    assert receiver.run_once() is True
+    assert _saved_progress(bot) == receiver.last_id > own
+    assert stop.waits == [receiver_module.ECHO_SETTLE]  # a poll that handed something over polls again at once
+
+    monkeypatch.setattr(receiver_module, "PROGRESS_EVERY", 0.0)
+    again = zs.client(bot).send_message({"type": "private", "to": [student.email], "content": "another"})["id"]
+    receiver.run_once()
+    assert _saved_progress(bot) == again  # the last save is old enough: saved, though nothing was for us
+
+
+def test_a_restart_after_unsaved_own_replies_hands_over_nothing_twice(zulip_app: Flask, zs: ZulipTestServer,
+                                                                     bot: User) -> None:
+    """Progress not saved past the bot's own replies costs a restart only a backfill that drops them again."""
+    student = zs.add_user("pia@example.com", "Pia Student")
+    first = _receiver(zulip_app)
+    _dm(zs, student, bot, "first message")
+    first.run_once()
+    zulip_dispatcher(_settings(zulip_app)).deliver_due()  # the reply wakes the queue with the bot's own message
+    first.run_once()
+    first.close()
+    zs.expire_queues()
+    second = _receiver(zulip_app)
+    _dm(zs, student, bot, "after restart")
+    second.run_once()
+    zulip_dispatcher(_settings(zulip_app)).deliver_due()
+    texts = _replies(zs, student, bot)
+    assert [text.split("“")[1].split("”")[0] for text in texts] == ["first message", "after restart"]
+
+
+def test_the_hand_over_to_the_core_takes_no_proxy_from_the_environment(zulip_app: Flask,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The core answers loopback only: a proxy in the environment (meant for Zulip) must not carry the hand-over."""
+    for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")  # nothing listens there: a proxied request would fail
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    settings = _settings(zulip_app)
+    core = CoreClient(settings.core_url, settings.internal_token.get_secret_value())
+    message = {"id": 4242, "sender_email": "una@example.com", "sender_full_name": "Una", "sender_id": 4242,
+               "content": "lessons", "type": "private"}
+    assert core.deliver_batch([receiver_module.handover_body(message)]) == ["accepted"]
+    assert db.session.query(OutboxItem).count() == 1
