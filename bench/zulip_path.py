@@ -107,11 +107,16 @@ def send_from_students(zs: SpawnedZulipTestServer, students: list[User], bot: Us
     return first_send
 
 
+def newest_message_id(zs: SpawnedZulipTestServer) -> int:
+    """The id of the newest message the server holds (0: none): a round counts only what comes after it."""
+    return max((int(message["id"]) for message in zs.messages()), default=0)
+
+
 def wait_for_replies(zs: SpawnedZulipTestServer, bot: User, expected: dict[int, int], timeout: float,
-                     matches: Callable[[str], bool] = lambda _: True) -> dict[int, list[tuple[float, str]]]:
-    """Poll the server until each student has `expected[id]` matching replies from `bot`."""
+                     matches: Callable[[str], bool] = lambda _: True,
+                     after: int = 0) -> dict[int, list[tuple[float, str]]]:
+    """Poll the server until each student has `expected[id]` matching replies from `bot` sent after message `after`."""
     replies: dict[int, list[tuple[float, str]]] = {user_id: [] for user_id in expected}
-    after = 0
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for message in zs.messages(after):
@@ -274,10 +279,11 @@ def burst(zs: SpawnedZulipTestServer, root: Path, database_url: str, core_url: s
         meter = CpuMeter(lessonbot={**workers, "core uWSGI": servers["core uWSGI"], "PostgreSQL": servers["PostgreSQL"]},
                          others={"nginx": servers["nginx"], "Zulip test server": zs.pid})
         reset_statements(database_url)
+        before = newest_message_id(zs)
         start = meter.sample()
         sent = send_from_students(zs, students, zs.bot, ["start git-basics"], spread=1.0)
         replies = wait_for_replies(zs, zs.bot, {s.id: 1 for s in students}, timeout=60 + len(students) / 10,
-                                   matches=lambda text: "Step 1 of 7" in text)
+                                   matches=lambda text: "Step 1 of 7" in text, after=before)
         end = meter.sample()
     latencies = [replies[user_id][0][0] - sent[user_id] for user_id in sent]
     window = max(sent.values()) - min(sent.values())
@@ -322,9 +328,11 @@ class EchoRound:
 
 def _echo_round(zs: SpawnedZulipTestServer, name: str, students: list[User], bot: User, content: str, reply_prefix: str,
                 meter: CpuMeter) -> EchoRound:
+    before = newest_message_id(zs)  # the rounds before left replies of the same kind
     start, busy_start = meter.sample(), _cpu_busy()
     sent = send_from_students(zs, students, bot, [content], spread=1.0)
-    replies = wait_for_replies(zs, bot, {s.id: 1 for s in students}, 300, lambda text: text.startswith(reply_prefix))
+    replies = wait_for_replies(zs, bot, {s.id: 1 for s in students}, 300, lambda text: text.startswith(reply_prefix),
+                               after=before)
     end, busy = meter.sample(), _cpu_busy(busy_start)
     return EchoRound(name, _throughput(sent, replies), *_windows(sent, replies), meter, start, end, busy)
 
@@ -384,9 +392,10 @@ def ratelimit(zs: SpawnedZulipTestServer, root: Path, database_url: str, core_ur
     zs.set_rate_limit(limit, 60.0)
     with lessonbot(zs, root, database_url, core_url, rate_per_minute=limit, log_name="ratelimit"):
         contents = [f"r{n}" for n in range(per_student)]
+        before = newest_message_id(zs)
         send_from_students(zs, students, zs.bot, contents, spread=1.0)
         replies = wait_for_replies(zs, zs.bot, {s.id: per_student for s in students}, timeout=minutes * 60 * 2 + 120,
-                                   matches=lambda text: "“r" in text)
+                                   matches=lambda text: "“r" in text, after=before)
     zs.clear_rate_limit()
     moments = sorted(moment for items in replies.values() for moment, _ in items)
     rate = (len(moments) - 1) / (moments[-1] - moments[0]) * 60
