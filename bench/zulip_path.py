@@ -215,6 +215,26 @@ def report_statements(database_url: str, count: int, per: str, top: int = 10) ->
         print(f"  {row_calls / count:6.2f} calls {total / count:7.3f} ms  {' '.join(query.split())[:100]}")
 
 
+def report_stages(database_url: str, students: list[User], sent: dict[int, float],
+                  replies: dict[int, list[tuple[float, str]]], since: float) -> None:
+    """Where each student's reply spent its time: from the send to the start of the core's transaction
+    (the receiver's long-poll and hand-over; the database's stamp), and from there until Zulip stored the
+    reply (the transaction, the outbox and the dispatcher's send)."""
+    with psycopg2.connect(database_url) as connection, connection.cursor() as cursor:
+        cursor.execute("SELECT s.email, max(extract(epoch FROM i.received_at)) FROM students s "
+                       "JOIN inbound_messages i ON i.student_id = s.id WHERE i.received_at >= to_timestamp(%s) "
+                       "GROUP BY s.email", (since,))
+        reached = {email: float(moment) for email, moment in cursor.fetchall()}
+    stages: dict[str, list[float]] = {"send → the core's transaction": [], "transaction → reply stored in Zulip": []}
+    for student in students:
+        if student.email in reached and replies.get(student.id):
+            stages["send → the core's transaction"].append(reached[student.email] - sent[student.id])
+            stages["transaction → reply stored in Zulip"].append(replies[student.id][-1][0] - reached[student.email])
+    print("where the time went (p50 / p99 / max, s):")
+    for name, values in stages.items():
+        if values:
+            print(f"  {name:<38} {statistics.median(values):6.2f} {_percentile(values, 0.99):6.2f} {max(values):6.2f}")
+
 # ---- the Lessonbot stack ---------------------------------------------------------------
 
 WORKERS = ("app.workers.receiver", "app.workers.poller", "app.workers.dispatcher")  # the dispatcher delivers the replies
@@ -319,22 +339,27 @@ class EchoRound:
     start: dict[str, float]
     end: dict[str, float]
     busy: float  # of the machine's CPUs, over the window
+    stages: Callable[[], None] | None = None  # prints where the time went (Lessonbot's rounds: it keeps stamps)
 
     def report(self, count: int) -> None:
         print(f"\n{self.name}: {self.rate:.0f} messages/s; the sends took {self.sending:.2f} s, the last reply came "
               f"{self.replying:.2f} s after the first send; the machine's {os.cpu_count()} CPUs {self.busy:.0%} busy")
         self.meter.report(self.start, self.end, count, per="message", target_ms=None)
+        if self.stages is not None:
+            self.stages()
 
 
 def _echo_round(zs: SpawnedZulipTestServer, name: str, students: list[User], bot: User, content: str, reply_prefix: str,
-                meter: CpuMeter) -> EchoRound:
+                meter: CpuMeter, database_url: str | None = None) -> EchoRound:
     before = newest_message_id(zs)  # the rounds before left replies of the same kind
-    start, busy_start = meter.sample(), _cpu_busy()
+    start, busy_start, began = meter.sample(), _cpu_busy(), time.time()
     sent = send_from_students(zs, students, bot, [content], spread=1.0)
     replies = wait_for_replies(zs, bot, {s.id: 1 for s in students}, 300, lambda text: text.startswith(reply_prefix),
                                after=before)
     end, busy = meter.sample(), _cpu_busy(busy_start)
-    return EchoRound(name, _throughput(sent, replies), *_windows(sent, replies), meter, start, end, busy)
+    found = EchoRound(name, _throughput(sent, replies), *_windows(sent, replies), meter, start, end, busy)
+    found.stages = (lambda: report_stages(database_url, students, sent, replies, began)) if database_url else None
+    return found
 
 
 def _cpu_busy(since: tuple[int, int] | None = None) -> Any:
@@ -371,7 +396,8 @@ def echo(zs: SpawnedZulipTestServer, root: Path, database_url: str, core_url: st
             meter = CpuMeter(lessonbot={**workers, "core uWSGI": servers["core uWSGI"], "PostgreSQL": servers["PostgreSQL"]},
                              others={"nginx": servers["nginx"], "Zulip test server": zs.pid})
             reset_statements(database_url)
-            ours.append(_echo_round(zs, f"round {number + 1}, Lessonbot", students, zs.bot, "lessons", "Lessons:", meter))
+            ours.append(_echo_round(zs, f"round {number + 1}, Lessonbot", students, zs.bot, "lessons", "Lessons:", meter,
+                                    database_url))
         theirs[-1].report(len(students))
         ours[-1].report(len(students))
     report_statements(database_url, len(students), "message (Lessonbot's last round)")
