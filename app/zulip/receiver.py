@@ -198,7 +198,13 @@ class Receiver:
             if self.queue_id is None:
                 self.register_and_backfill()
             events = self.poll()
-            handled = self.drain(events)
+            try:
+                handled = self.drain(events)
+            except BaseException:
+                # The next long-poll would acknowledge these events, and Zulip would forget them: a new queue and
+                # the backfill from the last id handed over bring back what did not reach the core.
+                self.queue_id = None
+                raise
             if events and not handled:
                 self.stop.event.wait(ECHO_SETTLE)
             self.errors = 0

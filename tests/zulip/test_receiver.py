@@ -326,3 +326,21 @@ def test_the_hand_over_to_the_core_takes_no_proxy_from_the_environment(zulip_app
                "content": "lessons", "type": "private"}
     assert core.deliver_batch([receiver_module.handover_body(message)]) == ["accepted"]
     assert db.session.query(OutboxItem).count() == 1
+
+
+def test_a_batch_that_failed_half_way_is_not_lost_with_its_acknowledged_events(zulip_app: Flask, zs: ZulipTestServer,
+                                                                                bot: User) -> None:
+    """Zulip forgets events the next long-poll acknowledges. When handing a batch over fails (here the bot list
+    cannot be read for a new sender), the receiver gives its queue up: the backfill brings the batch again."""
+    first, second = zs.add_user("vic@example.com", "Vic Student"), zs.add_user("wil@example.com", "Wil Student")
+    receiver = _receiver(zulip_app)
+    receiver.bots_loaded_at = 0.0  # the bot list is old: a new sender makes the receiver read it again
+    zs.faults.fail_next(1, 500, endpoint="GET /users")
+    _dm(zs, first, bot, "lessons")
+    assert receiver.run_once() is False  # GET /users answered 500
+    _dm(zs, second, bot, "lessons")  # a later message, so that a long-poll has something to return
+    for _ in range(3):
+        receiver.run_once()
+    db.session.rollback()
+    answered = {item.payload["to"] for item in db.session.query(OutboxItem)}  # one reply per message handed over
+    assert answered == {first.email, second.email}
