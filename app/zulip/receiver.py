@@ -200,6 +200,8 @@ class Receiver:
             events = self.poll()
             try:
                 handled = self.drain(events)
+            except Stopping:
+                raise  # the queue stays ours, so that close() deletes it; the next start backfills anyway
             except BaseException:
                 # The next long-poll would acknowledge these events, and Zulip would forget them: a new queue and
                 # the backfill from the last id handed over bring back what did not reach the core.

@@ -246,21 +246,16 @@ def test_a_long_poll_larger_than_a_batch_is_split_in_order() -> None:
     assert all(size <= BATCH_BYTES for size in sizes) and sum(len(chunk) for chunk in batches(big)) == 12
 
 
-class _RecordingStop(StopFlag):
-    """A stop flag whose waits are recorded (and do not sleep)."""
+class _RecordingEvent(threading.Event):
+    """A stop flag's event whose waits are recorded (and do not sleep)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.waits: list[float] = []
-        event = self.event
 
-        class _Event(threading.Event):
-            def wait(self, timeout: float | None = None) -> bool:
-                recorder.waits.append(timeout or 0.0)
-                return event.is_set()
-
-        recorder = self
-        self.event = _Event()
+    def wait(self, timeout: float | None = None) -> bool:
+        self.waits.append(timeout or 0.0)
+        return self.is_set()
 
 
 def _saved_progress(bot: User) -> int | None:
@@ -275,18 +270,19 @@ def test_the_bots_own_replies_alone_neither_save_progress_nor_poll_again_at_once
     saves no progress (at most every PROGRESS_EVERY seconds) and the next one waits ECHO_SETTLE,
     so that it brings several; anything handed over is saved at once."""
     student = zs.add_user("ola@example.com", "Ola Student")
-    stop = _RecordingStop()
+    stop, waits = StopFlag(), _RecordingEvent()
+    stop.event = waits
     receiver = _receiver(zulip_app, stop)
     saved_at_start = _saved_progress(bot)
     own = zs.client(bot).send_message({"type": "private", "to": [student.email], "content": "my own reply"})["id"]
     assert receiver.run_once() is False
     assert receiver.last_id == own and _saved_progress(bot) == saved_at_start
-    assert stop.waits == [receiver_module.ECHO_SETTLE]
+    assert waits.waits == [receiver_module.ECHO_SETTLE]
 
     _dm(zs, student, bot, "lessons")
     assert receiver.run_once() is True
     assert _saved_progress(bot) == receiver.last_id > own
-    assert stop.waits == [receiver_module.ECHO_SETTLE]  # a poll that handed something over polls again at once
+    assert waits.waits == [receiver_module.ECHO_SETTLE]  # a poll that handed something over polls again at once
 
     monkeypatch.setattr(receiver_module, "PROGRESS_EVERY", 0.0)
     again = zs.client(bot).send_message({"type": "private", "to": [student.email], "content": "another"})["id"]
