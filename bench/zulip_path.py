@@ -352,22 +352,21 @@ class EchoRound:
 def _echo_round(zs: SpawnedZulipTestServer, name: str, students: list[User], bot: User, content: str, reply_prefix: str,
                 meter: CpuMeter, database_url: str | None = None) -> EchoRound:
     before = newest_message_id(zs)  # the rounds before left replies of the same kind
-    start, busy_start, began = meter.sample(), _cpu_busy(), time.time()
+    start, jiffies_start, began = meter.sample(), _cpu_jiffies(), time.time()
     sent = send_from_students(zs, students, bot, [content], spread=1.0)
     replies = wait_for_replies(zs, bot, {s.id: 1 for s in students}, 300, lambda text: text.startswith(reply_prefix),
                                after=before)
-    end, busy = meter.sample(), _cpu_busy(busy_start)
-    found = EchoRound(name, _throughput(sent, replies), *_windows(sent, replies), meter, start, end, busy)
-    found.stages = (lambda: report_stages(database_url, students, sent, replies, began)) if database_url else None
-    return found
+    end, jiffies_end = meter.sample(), _cpu_jiffies()
+    busy = (jiffies_end[0] - jiffies_start[0]) / max(jiffies_end[1] - jiffies_start[1], 1)
+    stages = (lambda: report_stages(database_url, students, sent, replies, began)) if database_url else None
+    return EchoRound(name, _throughput(sent, replies), *_windows(sent, replies), meter, start, end, busy, stages)
 
 
-def _cpu_busy(since: tuple[int, int] | None = None) -> Any:
-    """From /proc/stat: (busy, total) jiffies now, or with ``since`` the busy fraction of all CPUs since then."""
+def _cpu_jiffies() -> tuple[int, int]:
+    """From /proc/stat: the jiffies all CPUs have been busy, and in all, since boot."""
     fields = [int(value) for value in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
     idle = fields[3] + fields[4]  # idle + iowait
-    now = (sum(fields) - idle, sum(fields))
-    return now if since is None else (now[0] - since[0]) / max(now[1] - since[1], 1)
+    return sum(fields) - idle, sum(fields)
 
 
 def echo(zs: SpawnedZulipTestServer, root: Path, database_url: str, core_url: str, servers: dict[str, int],
