@@ -64,9 +64,20 @@ def _engine_options(settings: Settings) -> dict[str, Any]:
         # A connection PostgreSQL ended (a restart, a failover, an idle timeout) is replaced at
         # checkout, instead of failing the first request each worker serves after it: see
         # ping_after_idle, which pings only a connection that sat idle (not one per request).
-        return {"pool_size": 5, "max_overflow": 10, "pool_recycle": 1800, "connect_args": {"connect_timeout": 5}}
+        return {"pool_size": 5, "max_overflow": max(10, pool_room_for_dispatchers(settings.dispatcher_threads)),
+                "pool_recycle": 1800, "connect_args": {"connect_timeout": 5}}
     # SQLite: several threads (console chat + hook server) share one file.
     return {"connect_args": {"check_same_thread": False, "timeout": 15}}
+
+
+CONNECTIONS_PER_DISPATCHER = 3  # its LISTEN, its claims' connection (which holds the queue locks), its session's
+
+
+def pool_room_for_dispatchers(threads: int) -> int:
+    """The pool's overflow a dispatcher process needs: every thread holds its connections at the same time,
+    with one to spare for the heartbeat. A smaller pool made the threads wait on each other's connections
+    (the pool's 30 s timeout, then a failed pass), from five threads on."""
+    return CONNECTIONS_PER_DISPATCHER * threads + 1
 
 
 def _register_blueprints(app: Flask) -> None:
