@@ -164,7 +164,7 @@ class Background(threading.Thread):
         super().__init__(daemon=True)
         self.chat, self.poller, self.dispatcher, self.every = chat, poller, dispatcher, every
         self.stop = StopFlag()
-        self.polled_at = 0.0
+        self.polled_at = float("-inf")  # never: time.monotonic() counts from boot, and may be small
 
     def run(self) -> None:
         with self.chat.app.app_context():

@@ -51,7 +51,7 @@ class Beating:
 
     def __init__(self, receiver: Receiver) -> None:
         self.receiver = receiver
-        self.beat_at = 0.0
+        self.beat_at = float("-inf")  # never: time.monotonic() counts from boot, and may be small
         self.reported: str | None = None
 
     def run_once(self) -> bool:
