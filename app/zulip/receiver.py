@@ -1,7 +1,8 @@
 """The Zulip receiver: every direct message or mention to the bot reaches the core exactly once, in order.
 
 It registers an event queue, long-polls it, and hands what one long-poll brought to the
-core's ``/internal/messages/batch`` in one request (one transaction there); a message the
+core's ``/internal/messages/batch`` in one request (one transaction there; a long-poll that
+brought more than one batch goes in lanes, each sender's messages in one); a message the
 core could not take in its batch goes again on its own through ``/internal/messages``.
 The id of the last message handed over is kept in PostgreSQL: at start and after the
 queue expires it registers anew, then backfills with ``GET /messages`` from that id
@@ -22,7 +23,8 @@ import queue
 import threading
 import time
 import zlib
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -42,7 +44,8 @@ log = logging.getLogger(__name__)
 LOCK_CLASS = 7302  # pg advisory lock namespace: one receiver per bot
 BACKFILL_PAGE = 200
 BOT_LIST_MAX_AGE = 600.0
-PARALLEL_SENDERS = 8  # students whose messages are handed to the core at the same time
+PARALLEL_SENDERS = 8  # students whose messages are handed to the core one by one at the same time
+HANDOVER_LANES = 4  # batches handed to the core at the same time when a long-poll brings more than one batch
 CORE_MAX_ATTEMPTS = 5  # error answers from the core before a message is set aside as a dead letter
 BATCH_MESSAGES = 50  # the core's limit per batch (app/chat/service.py MAX_BATCH)
 BATCH_BYTES = 192 * 1024  # below the core's default request limit (256 KiB), whatever the texts hold
@@ -133,6 +136,29 @@ def batches(messages: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
     return chunks
 
 
+def _sender_key(message: dict[str, Any]) -> Any:
+    sender_id = message.get("sender_id")
+    return sender_id if sender_id is not None else message.get("sender_email")
+
+
+def lanes(messages: list[dict[str, Any]], count: int = HANDOVER_LANES) -> list[list[dict[str, Any]]]:
+    """What is more than one batch, split into at most ``count`` lanes that can go to the core at the same time.
+
+    Each sender's messages stay together in one lane, oldest first, so that a student's
+    messages still reach the core in order; the lanes are balanced by their number of
+    messages. What fits one batch stays one lane: one request, one transaction.
+    """
+    if len(messages) <= BATCH_MESSAGES:
+        return [messages] if messages else []
+    by_sender: dict[Any, list[dict[str, Any]]] = {}
+    for message in messages:
+        by_sender.setdefault(_sender_key(message), []).append(message)
+    split: list[list[dict[str, Any]]] = [[] for _ in range(min(count, len(by_sender)))]
+    for group in sorted(by_sender.values(), key=len, reverse=True):
+        min(split, key=len).extend(group)
+    return [sorted(lane, key=lambda message: int(message["id"])) for lane in split]
+
+
 def wants(message: dict[str, Any], flags: list[str], bot_email: str, bot_ids: set[int]) -> bool:
     """Direct messages and mentions from people; never our own messages or other bots'."""
     if message.get("sender_email") == bot_email or message.get("sender_id") in bot_ids:
@@ -153,13 +179,14 @@ class Receiver:
     last_event_id: int = -1
     longpoll_seconds: float = 90.0
     bot_ids: set[int] = field(default_factory=set)
-    bots_loaded_at: float = 0.0
+    bots_loaded_at: float = float("-inf")  # never (time.monotonic() may be small: it counts from boot)
     errors: int = 0
     default_language: str = "ru"
     last_error: str | None = None
     _dead_letter_lock: threading.Lock = field(default_factory=threading.Lock)
     _lock_connection: Connection | None = None
     pool: ThreadPoolExecutor | None = None
+    lane_pool: ThreadPoolExecutor | None = None
     progress_saved_at: float = float("-inf")  # time.monotonic() of the last save
 
     @property
@@ -311,8 +338,10 @@ class Receiver:
         """Hand over the new, wanted messages of a batch; the number handed over.
 
         They go to the core in batches (one request and one transaction each), oldest first;
-        what the core could not take in a batch goes again one by one, each sender's in order,
-        before the next batch. Progress is saved once the whole batch is in: after a crash the
+        more than one batch's worth is split into lanes by sender (``lanes``), handed over at
+        the same time, so that a big backlog does not wait for one commit after another. What
+        the core could not take in a batch goes again one by one, each sender's in order,
+        before the lane's next batch. Progress is saved once the whole batch is in: after a crash the
         batch is handed over again, and the core drops what it has seen.
         """
         fresh = [(message, flags) for message, flags in batch if self.last_id is None or int(message["id"]) > self.last_id]
@@ -323,8 +352,7 @@ class Receiver:
         wanted = [message for message, flags in sorted(fresh, key=lambda item: int(item[0]["id"]))
                   if wants(message, flags, self.bot_email, self.bot_ids)]
         started = time.monotonic()
-        for chunk in batches(wanted):
-            self._deliver_batch(chunk)
+        self._deliver_lanes(lanes(wanted))
         newest = max(int(message["id"]) for message, _ in fresh)
         if wanted or time.monotonic() - self.progress_saved_at >= PROGRESS_EVERY:
             self.save_progress(newest)
@@ -333,6 +361,25 @@ class Receiver:
         if wanted:
             log.info("handed over %d message(s) in %.3f s", len(wanted), time.monotonic() - started)
         return len(wanted)
+
+    def _deliver_lanes(self, split: list[list[dict[str, Any]]]) -> None:
+        """Each lane's batches in order; the lanes at the same time. Returns once every lane is done, raising
+        the first lane's error if any failed (the others have finished by then: nothing is left half-sent)."""
+        if len(split) <= 1:
+            for lane in split:
+                self._deliver_lane(lane)
+            return
+        if self.lane_pool is None:
+            self.lane_pool = ThreadPoolExecutor(max_workers=HANDOVER_LANES, thread_name_prefix="lane")
+        app = current_app._get_current_object()  # type: ignore[attr-defined]  # dead letters need it in the lane
+        futures = [self.lane_pool.submit(self._in_app, app, self._deliver_lane, lane) for lane in split]
+        wait(futures)
+        for future in futures:
+            future.result()
+
+    def _deliver_lane(self, messages: list[dict[str, Any]]) -> None:
+        for chunk in batches(messages):
+            self._deliver_batch(chunk)
 
     def _deliver_batch(self, messages: list[dict[str, Any]]) -> None:
         """One batch to the core. While the core is unreachable, the batch waits and goes again; if the
@@ -361,7 +408,7 @@ class Receiver:
         groups = list(by_sender.values())
         if len(groups) > 1:
             app = current_app._get_current_object()  # type: ignore[attr-defined]  # dead letters need it in the pool
-            list(self._pool().map(lambda group: self._deliver_in_app(app, group), groups))
+            list(self._pool().map(lambda group: self._in_app(app, self._deliver_in_order, group), groups))
         elif groups:
             self._deliver_in_order(groups[0])
 
@@ -370,9 +417,10 @@ class Receiver:
             self.pool = ThreadPoolExecutor(max_workers=PARALLEL_SENDERS, thread_name_prefix="handover")
         return self.pool
 
-    def _deliver_in_app(self, app: Flask, messages: list[dict[str, Any]]) -> None:
+    @staticmethod
+    def _in_app(app: Flask, work: Callable[[list[dict[str, Any]]], None], messages: list[dict[str, Any]]) -> None:
         with app.app_context():
-            self._deliver_in_order(messages)
+            work(messages)
 
     def _deliver_in_order(self, messages: list[dict[str, Any]]) -> None:
         for message in messages:
@@ -436,8 +484,9 @@ class Receiver:
                 log.info("could not delete event queue: %s", error)
         if self._lock_connection is not None:
             self._lock_connection.close()
-        if self.pool is not None:
-            self.pool.shutdown(wait=False, cancel_futures=True)
+        for pool in (self.pool, self.lane_pool):
+            if pool is not None:
+                pool.shutdown(wait=False, cancel_futures=True)
 
 
 @lru_cache(maxsize=2)

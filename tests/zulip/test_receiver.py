@@ -10,15 +10,19 @@ import time
 import pytest
 from flask import Flask
 
+from app import create_app
+from app.chat.models import InboundMessage
 from app.db import db
 from app.loop import StopFlag
 from app.outbox.models import OutboxItem, OutboxStatus
+from app.outbox.service import queue_reply
 from app.settings import Settings
+from app.students.service import get_or_create_student
 from app.workers.dispatcher import DispatcherThreads
 from app.zulip import receiver as receiver_module
 from app.zulip.connect import connect
 from app.zulip.models import ReceiverState
-from app.zulip.receiver import BATCH_BYTES, BATCH_MESSAGES, CoreClient, Receiver, batches
+from app.zulip.receiver import BATCH_BYTES, BATCH_MESSAGES, HANDOVER_LANES, CoreClient, CoreFailed, Receiver, batches, lanes
 from tests.helpers import zulip_dispatcher
 from tests.zulip.conftest import wait_until
 from tests.zulip_server.models import User
@@ -210,6 +214,30 @@ def test_reply_leaves_within_a_second_of_its_commit(zulip_app: Flask, zs: ZulipT
         dispatchers.join(timeout=10)
 
 
+def test_eight_dispatcher_threads_each_get_their_connections(zulip_app: Flask, zs: ZulipTestServer, bot: User) -> None:
+    """Each dispatcher thread holds its LISTEN, its claims' connection and its session's at once. With the
+    pool of old (5 + 10), the fifth thread on waited 30 s for a connection, and eight never delivered."""
+    students = [zs.add_user(f"pool{n}@example.com", f"Pool {n}") for n in range(8)]
+    settings = _settings(zulip_app).model_copy(update={"dispatcher_threads": 8})
+    app = create_app(settings, TESTING=True)
+    stop = StopFlag()
+    dispatchers = DispatcherThreads(app, settings, zulip_dispatcher(settings).handlers, stop)
+    dispatchers.start()
+    try:
+        time.sleep(1.0)  # every thread idle on LISTEN, its claims' connection open
+        with app.app_context():
+            for student in students:
+                queue_reply(get_or_create_student(student.email, student.full_name, student.id, "en"), "hello")
+            db.session.commit()
+        wait_until(lambda: all(_replies(zs, student, bot) == ["hello"] for student in students), 10, "every reply")
+        assert dispatchers.status()["alive"] == 8
+    finally:
+        stop.stop()
+        dispatchers.join(timeout=10)
+        with app.app_context():
+            db.engine.dispose()
+
+
 def test_what_one_long_poll_brings_goes_to_the_core_in_one_batch(zulip_app: Flask, zs: ZulipTestServer, bot: User,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     students = [zs.add_user(f"b{n}@example.com", f"Student {n}") for n in range(5)]
@@ -244,6 +272,75 @@ def test_a_long_poll_larger_than_a_batch_is_split_in_order() -> None:
     big = [{"id": n, "sender_email": "a@example.com", "sender_id": 1, "content": "я" * 20_000} for n in range(12)]
     sizes = [sum(len(json.dumps(m, ensure_ascii=False).encode()) for m in chunk) for chunk in batches(big)]
     assert all(size <= BATCH_BYTES for size in sizes) and sum(len(chunk) for chunk in batches(big)) == 12
+
+
+def test_more_than_a_batch_is_split_into_lanes_that_keep_each_senders_messages_together_in_order() -> None:
+    small = [{"id": n, "sender_id": n % 7, "sender_email": f"s{n % 7}@example.com"} for n in range(BATCH_MESSAGES)]
+    assert lanes(small) == [small]  # one batch's worth: one request
+    assert lanes([]) == []
+    # 300 messages from 30 senders, one of whom sent 60: interleaved as a long-poll brings them
+    messages = [{"id": n, "sender_id": 0 if n % 5 == 0 else 1 + n % 29, "sender_email": "x@example.com"}
+                for n in range(300)]
+    split = lanes(messages)
+    assert len(split) == HANDOVER_LANES
+    assert sorted(m["id"] for lane in split for m in lane) == list(range(300))  # nothing lost, nothing doubled
+    for lane in split:
+        assert [m["id"] for m in lane] == sorted(m["id"] for m in lane)  # oldest first
+    owners = {m["sender_id"]: index for index, lane in enumerate(split) for m in lane}
+    for index, lane in enumerate(split):
+        assert all(owners[m["sender_id"]] == index for m in lane)  # a sender in exactly one lane
+    assert max(map(len, split)) - min(map(len, split)) <= 60  # balanced up to the largest sender's share
+    # without a Zulip id, the email keeps a sender together
+    by_email = [{"id": n, "sender_id": None, "sender_email": f"e{n % 3}@example.com"} for n in range(60)]
+    assert sorted(len(lane) for lane in lanes(by_email)) == [20, 20, 20]
+
+
+def _run_until_stored(receiver: Receiver, count: int) -> None:
+    for _ in range(10):
+        receiver.run_once()
+        db.session.rollback()
+        if db.session.query(InboundMessage).count() == count:
+            return
+    assert db.session.query(InboundMessage).count() == count
+
+
+def test_a_backlog_goes_to_the_core_in_lanes_at_once_and_every_student_is_answered_in_order(
+        zulip_app: Flask, zs: ZulipTestServer, bot: User, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A long-poll bringing more than a batch: the lanes' requests are in flight together (a barrier that
+    sequential hand-overs could never pass), one lane's failed batch goes one by one without holding the
+    others, and every student gets both answers, the second after the first."""
+    students = [zs.add_user(f"lane{n}@example.com", f"Lane {n}") for n in range(40)]
+    receiver = _receiver(zulip_app)
+    real = receiver.core.deliver_batch
+    together = threading.Barrier(2, timeout=10)
+    calls: list[tuple[str, list[str]]] = []
+    lock = threading.Lock()
+
+    def counted(bodies: list[dict[str, object]]) -> list[str]:  # the real call, recorded
+        with lock:
+            calls.append((threading.current_thread().name, [str(body["sender_email"]) for body in bodies]))
+            first_two = len(calls) <= 2
+        if first_two:
+            together.wait()  # two lanes' first requests at the same moment
+        if any(body["sender_email"] == students[0].email for body in bodies):
+            raise CoreFailed("HTTP 500: this batch broke")  # its messages then go one by one
+        return real(bodies)
+
+    monkeypatch.setattr(receiver.core, "deliver_batch", counted)
+    for student in students:
+        _dm(zs, student, bot, "lang en")
+        _dm(zs, student, bot, "lessons")
+    _run_until_stored(receiver, 80)
+    assert any(students[0].email in senders for _, senders in calls)  # the broken batch was tried
+    assert len({thread for thread, _ in calls}) > 1
+    lane_of = {sender: thread for thread, senders in calls for sender in senders}
+    assert all(lane_of[sender] == thread for thread, senders in calls for sender in senders)  # a student in one lane
+    delivery = zulip_dispatcher(_settings(zulip_app))
+    while delivery.deliver_due():
+        pass
+    for student in students:
+        replies = _replies(zs, student, bot)
+        assert len(replies) == 2 and replies[1].startswith("Lessons"), (student.email, replies)
 
 
 class _RecordingEvent(threading.Event):
@@ -330,7 +427,7 @@ def test_a_batch_that_failed_half_way_is_not_lost_with_its_acknowledged_events(z
     cannot be read for a new sender), the receiver gives its queue up: the backfill brings the batch again."""
     first, second = zs.add_user("vic@example.com", "Vic Student"), zs.add_user("wil@example.com", "Wil Student")
     receiver = _receiver(zulip_app)
-    receiver.bots_loaded_at = 0.0  # the bot list is old: a new sender makes the receiver read it again
+    receiver.bots_loaded_at = float("-inf")  # the bot list is old (0.0 is not, on a machine up for under 10 min)
     zs.faults.fail_next(1, 500, endpoint="GET /users")
     _dm(zs, first, bot, "lessons")
     assert receiver.run_once() is False  # GET /users answered 500
