@@ -314,10 +314,12 @@ def burst(zs: SpawnedZulipTestServer, root: Path, database_url: str, core_url: s
     report_statements(database_url, len(students), "student")
 
 
-def _windows(sent: dict[int, float], replies: dict[int, list[tuple[float, str]]]) -> tuple[float, float]:
-    """How long the sends took, and how long after the first send the last reply came."""
-    first = min(sent.values())
-    return max(sent.values()) - first, max(moment for items in replies.values() for moment, _ in items) - first
+def _windows(sent: dict[int, float], replies: dict[int, list[tuple[float, str]]]) -> tuple[float, float, int]:
+    """How long the sends took, how long after the first send the last reply came, and how many replies
+    were stored while the students were still sending."""
+    first, last_send = min(sent.values()), max(sent.values())
+    moments = [moment for items in replies.values() for moment, _ in items]
+    return last_send - first, max(moments) - first, sum(moment <= last_send for moment in moments)
 
 
 def _throughput(sent: dict[int, float], replies: dict[int, list[tuple[float, str]]]) -> float:
@@ -335,16 +337,21 @@ class EchoRound:
     rate: float
     sending: float
     replying: float
+    early: int  # replies stored while the students were still sending
     meter: CpuMeter
     start: dict[str, float]
     end: dict[str, float]
     busy: float  # of the machine's CPUs, over the window
+    calls: dict[str, int]  # the bot's requests to Zulip over the window, by method and path
     stages: Callable[[], None] | None = None  # prints where the time went (Lessonbot's rounds: it keeps stamps)
 
     def report(self, count: int) -> None:
-        print(f"\n{self.name}: {self.rate:.0f} messages/s; the sends took {self.sending:.2f} s, the last reply came "
-              f"{self.replying:.2f} s after the first send; the machine's {os.cpu_count()} CPUs {self.busy:.0%} busy")
+        print(f"\n{self.name}: {self.rate:.0f} messages/s; the sends took {self.sending:.2f} s ({self.early} replies "
+              f"stored meanwhile), the last reply came {self.replying:.2f} s after the first send; the machine's "
+              f"{os.cpu_count()} CPUs {self.busy:.0%} busy")
         self.meter.report(self.start, self.end, count, per="message", target_ms=None)
+        print("the bot's calls to Zulip per message: " + ", ".join(
+            f"{name} {number / count:.3f}" for name, number in sorted(self.calls.items(), key=lambda item: -item[1])))
         if self.stages is not None:
             self.stages()
 
@@ -352,14 +359,22 @@ class EchoRound:
 def _echo_round(zs: SpawnedZulipTestServer, name: str, students: list[User], bot: User, content: str, reply_prefix: str,
                 meter: CpuMeter, database_url: str | None = None) -> EchoRound:
     before = newest_message_id(zs)  # the rounds before left replies of the same kind
+    calls_before = _calls(zs, bot)
     start, jiffies_start, began = meter.sample(), _cpu_jiffies(), time.time()
     sent = send_from_students(zs, students, bot, [content], spread=1.0)
     replies = wait_for_replies(zs, bot, {s.id: 1 for s in students}, 300, lambda text: text.startswith(reply_prefix),
                                after=before)
     end, jiffies_end = meter.sample(), _cpu_jiffies()
+    calls = {name: number - calls_before.get(name, 0) for name, number in _calls(zs, bot).items()}
     busy = (jiffies_end[0] - jiffies_start[0]) / max(jiffies_end[1] - jiffies_start[1], 1)
     stages = (lambda: report_stages(database_url, students, sent, replies, began)) if database_url else None
-    return EchoRound(name, _throughput(sent, replies), *_windows(sent, replies), meter, start, end, busy, stages)
+    return EchoRound(name, _throughput(sent, replies), *_windows(sent, replies), meter, start, end, busy,
+                     {name: number for name, number in calls.items() if number}, stages)
+
+
+def _calls(zs: SpawnedZulipTestServer, bot: User) -> dict[str, int]:
+    """The bot's requests so far, by method and path, as the server counted them."""
+    return {name.replace("/api/v1/", ""): number for name, number in zs.state(queues_of=bot).get("requests", {}).items()}
 
 
 def _cpu_jiffies() -> tuple[int, int]:

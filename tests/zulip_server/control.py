@@ -9,6 +9,7 @@ no rate limit, no authentication (the server listens on 127.0.0.1 only).
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -47,8 +48,11 @@ def message_json(message: Message) -> dict[str, Any]:
 def _state(zs: ZulipTestServer, body: dict[str, Any]) -> Any:
     """With ``user_id``: only that user's queues (a benchmark waits for one bot's own queue)."""
     owner = zs.user(int(body["user_id"])) if body.get("user_id") else None
-    return {"url": zs.url, "users": [user_json(u) for u in zs.users], "queues": zs.queue_ids(owner),
-            "message_count": len(zs.messages)}
+    state = {"url": zs.url, "users": [user_json(u) for u in zs.users], "queues": zs.queue_ids(owner),
+             "message_count": len(zs.messages)}
+    if owner is not None:  # what that user asked so far, by method and path (a benchmark counts a bot's calls)
+        state["requests"] = dict(Counter(f"{r.method} {r.path}" for r in zs.request_log if r.user_id == owner.id))
+    return state
 
 
 def _add_user(zs: ZulipTestServer, body: dict[str, Any]) -> Any:
