@@ -55,15 +55,20 @@ def ping_after_idle(engine: sa.Engine) -> None:
 
     @sa.event.listens_for(engine, "checkout")
     def _checked_out(dbapi_connection: Any, record: Any, proxy: Any) -> None:
-        since = record.info.get(_IDLE_SINCE)
-        if since is None:
-            return
-        if time.monotonic() - since < PING_AFTER_IDLE_SECONDS and not _server_spoke(dbapi_connection):
-            return
-        try:
-            engine.dialect.do_ping(dbapi_connection)
-        except engine.dialect.loaded_dbapi.Error as error:
-            raise sa.exc.DisconnectionError(f"the connection was gone: {error}") from error
+        check_alive(engine, dbapi_connection, record.info.get(_IDLE_SINCE))
+
+
+def check_alive(engine: sa.Engine, dbapi_connection: Any, idle_since: float | None) -> None:
+    """Raise DisconnectionError if the server ended this connection, idle since ``idle_since`` (time.monotonic();
+    None: new, not asked). Pinged only after PING_AFTER_IDLE_SECONDS or when its socket has something to say."""
+    if idle_since is None:
+        return
+    if time.monotonic() - idle_since < PING_AFTER_IDLE_SECONDS and not _server_spoke(dbapi_connection):
+        return
+    try:
+        engine.dialect.do_ping(dbapi_connection)
+    except engine.dialect.loaded_dbapi.Error as error:
+        raise sa.exc.DisconnectionError(f"the connection was gone: {error}") from error
 
 
 def _server_spoke(dbapi_connection: Any) -> bool:

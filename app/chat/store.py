@@ -2,7 +2,7 @@
 
 Every student message goes through here, so the path is lean (issue 11 §4). Through the
 ORM it spent half of its CPU in the Session's machinery for six round trips; the
-:class:`LeanStore` sends the same statements, merged, on a pooled DB-API connection in
+:class:`LeanStore` sends the same statements, merged, on a DB-API connection the thread keeps, in
 psycopg2's autocommit mode, so that ``BEGIN`` and ``COMMIT`` travel with the first and the
 last statement. What little work still goes through the ORM (an admin's command, a grade, a
 link) runs on the same connection and joins the same transaction:
@@ -24,6 +24,9 @@ for SQLite (the demo's console chat).
 from __future__ import annotations
 
 import json
+import logging
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -31,11 +34,12 @@ from functools import lru_cache
 from typing import Any, Protocol, cast
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from app.chat.dialog import Outcome
 from app.chat.models import InboundMessage
-from app.db import db, is_postgresql, upsert_insert, utcnow
+from app.db import check_alive, db, is_postgresql, upsert_insert, utcnow
 from app.grading.service import queue_run_grade
 from app.lessons.catalog import Catalog
 from app.metrics.registry import REPLIES_QUEUED
@@ -45,6 +49,7 @@ from app.runs.service import RunChanges, RunRow, apply_outcome, latest_run, plan
 from app.settings import Settings
 from app.students.service import StudentRef, get_or_create_student
 
+log = logging.getLogger(__name__)
 # The two statements that every message runs are prepared once per connection (PREPARE, below):
 # planning them cost PostgreSQL more than running them.
 LOCK_SENDER = """  -- $1 email, $2 full name, $3 Zulip user id, $4 language
@@ -158,18 +163,63 @@ def message_store() -> Iterator[MessageStore]:
         store.close()
 
 
+class _Held(threading.local):
+    """The message connection a thread keeps between messages: no pool checkout and return per message."""
+
+    connection: Connection | None = None
+    idle_since: float | None = None
+    in_use = False
+
+
+_held = _Held()
+
+
+def _message_connection() -> tuple[Connection, bool]:
+    """The thread's message connection, checked as the pool checks one at checkout (app/db.py check_alive)
+    and replaced if the server ended it or the engine changed; a pooled one if the thread's is in use
+    already (a message inside a message). Whether it is the thread's."""
+    engine = db.engine
+    held = _held.connection
+    if _held.in_use:
+        return engine.connect(), False
+    if held is not None:
+        try:
+            if held.engine is engine and not held.invalidated and not held.closed:
+                check_alive(engine, held.connection.dbapi_connection, _held.idle_since)
+                _held.in_use = True
+                return held, True
+        except sa.exc.DisconnectionError as error:
+            log.info("the message connection was gone (%s); connecting again", error)
+        _discard(held)
+        _held.connection = None
+    _held.connection, _held.in_use = engine.connect(), True
+    return _held.connection, True
+
+
+def _discard(connection: Connection) -> None:
+    """Close a connection that will not be used again, without handing it back to a pool (it may be an old
+    engine's, and its session is in autocommit)."""
+    try:
+        connection.invalidate()
+        connection.close()
+    except Exception:  # already broken: nothing left to close
+        log.debug("closing an old message connection failed", exc_info=True)
+
+
 class LeanStore:
-    """The message path on a DB-API connection of the engine's pool, in psycopg2's autocommit mode.
+    """The message path on the thread's own DB-API connection, in psycopg2's autocommit mode.
 
     Neither the Session nor SQLAlchemy's transaction handling is in the way: their bookkeeping
-    cost more CPU than the SQL. For the message's duration ``db.session`` is an ORM session on
+    cost more CPU than the SQL. Nor is the pool: the thread keeps its connection between
+    messages (checking it out and in again was a tenth of a message's CPU), checked as the pool
+    would check it. For the message's duration ``db.session`` is an ORM session on
     this same connection, so that what the ORM still does joins the message's transaction.
     SQL waits in ``pending`` until the next round trip that needs an answer (or the commit), so
     that the statements whose results nobody reads travel with one that is read.
     """
 
     def __init__(self) -> None:
-        self.connection = db.engine.connect()
+        self.connection, self.held = _message_connection()
         self.dbapi: Any = cast(Any, self.connection.connection.dbapi_connection)
         self.dbapi.autocommit = True  # psycopg2 sends no BEGIN of its own, and its commit and rollback do nothing
         self.cursor: Any = self.dbapi.cursor()
@@ -275,6 +325,12 @@ class LeanStore:
             db.session.registry.clear()
         else:
             db.session.registry.set(self.callers_session)
+        if self.held:
+            _held.in_use, _held.idle_since = False, time.monotonic()
+            if self.connection.invalidated:
+                _held.connection = None
+                self.connection.close()
+            return
         if not self.dbapi.closed:
             self.dbapi.autocommit = False
         self.connection.close()
