@@ -87,8 +87,8 @@ class Settings(BaseSettings):
                                 description="The bot's full name in Zulip: a leading @**Name** of it is not part of a command.")
     zulip_rate_per_minute: float = Field(default=200.0, gt=0, description="The bot's Zulip request budget.")
     zulip_reply_max_attempts: int = Field(default=12, ge=1, description="Attempts before a reply is marked failed.")
-    dispatcher_threads: int = Field(default=4, ge=1, le=32, description="Outbox dispatcher threads per dispatcher process; each holds up to "
-                                    "three PostgreSQL connections.")
+    dispatcher_threads: int = Field(default=4, ge=1, le=32, description=(
+        "Outbox dispatcher threads per dispatcher process; each holds up to three PostgreSQL connections."))
     core_url: str = Field(default="http://127.0.0.1:8080", description="The core as the receiver reaches it (loopback).")
     ops_stream: str = Field(default="lessonbot-ops", min_length=1, max_length=60,
                             description="The Zulip stream where alerts from Alertmanager go.")
