@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from flask import Blueprint, Response, jsonify
 
 from app import current
@@ -17,8 +19,13 @@ def inbound_message() -> tuple[Response, int]:
     message = json_body(InboundChat)
     received = receive_message(message, current.catalog(), current.settings())
     if received.duplicate:
-        return jsonify(status="duplicate", message_id=message.message_id), 200
-    return jsonify(status="accepted", message_id=message.message_id, replies=received.replies), 200
+        return _json({"status": "duplicate", "message_id": message.message_id}), 200
+    return _json({"status": "accepted", "message_id": message.message_id, "replies": received.replies}), 200
+
+
+def _json(body: dict[str, object]) -> Response:
+    """The answer as plain ``json.dumps``: Flask's provider (``jsonify``) cost a twentieth of a message's CPU."""
+    return Response(json.dumps(body), mimetype="application/json")
 
 
 @bp.post("/internal/messages/batch")
