@@ -81,7 +81,8 @@ class Settings(BaseSettings):
 
     # Zulip: the bot's account, and where the receiver hands messages to the core.
     zulip_site: str | None = Field(default=None, description="https://chat.example.org")
-    zulip_email: str | None = Field(default=None, description="The bot's email, e.g. lessonbot-bot@chat.example.org.")
+    zulip_email: str | None = Field(default=None, max_length=254,
+                                    description="The bot's email, e.g. lessonbot-bot@chat.example.org.")
     zulip_api_key: SecretStr | None = Field(default=None, description="The bot's API key.")
     zulip_bot_name: str = Field(default="Lessonbot", min_length=1, max_length=100,
                                 description="The bot's full name in Zulip: a leading @**Name** of it is not part of a command.")

@@ -25,7 +25,8 @@ class RateBudget(db.Model):  # type: ignore[name-defined]
 
     __tablename__ = "rate_budgets"
 
-    name: Mapped[str] = mapped_column(sa.String(100), primary_key=True)
+    # "zulip:" + the bot's email (up to 254 characters) + ":events"
+    name: Mapped[str] = mapped_column(sa.String(300), primary_key=True)
     tokens: Mapped[float] = mapped_column(sa.Float)
     capacity: Mapped[float] = mapped_column(sa.Float)
     refill_per_second: Mapped[float] = mapped_column(sa.Float)

@@ -5,10 +5,15 @@ from __future__ import annotations
 import time
 
 import pytest
+import sqlalchemy as sa
 from flask import Flask
+from pydantic import ValidationError
 
 from app.db import db
+from app.settings import Settings
 from app.zulip.budget import LocalBudget, RateBudget, bucket_shape
+from app.zulip.connect import budget_for
+from app.zulip.models import RateBudget as RateBudgetRow
 
 
 def test_two_processes_share_one_bucket(app: Flask) -> None:
@@ -79,3 +84,21 @@ def test_stopping_ends_the_wait(app: Flask) -> None:
     budget.block_for(60)
     stopping["now"] = True
     assert budget.acquire() is False
+
+
+def test_a_bot_with_the_longest_email_gets_both_its_budgets(app: Flask, settings: Settings) -> None:
+    """An email may have 254 characters: with "zulip:" and ":events" the budget's name is 267 (the column
+    held 100, and such a bot's receiver failed at start)."""
+    email = "b" * 64 + "@" + ".".join(["d" * 62] * 2 + ["d" * 59]) + ".org"
+    assert len(email) == 254
+    longest = settings.model_copy(update={"zulip_email": email})
+    for events in (False, True):
+        budget = budget_for(longest, events=events)
+        assert budget.acquire()
+    names = set(db.session.scalars(sa.select(RateBudgetRow.name)))
+    assert {f"zulip:{email}", f"zulip:{email}:events"} <= names
+
+
+def test_a_bot_email_longer_than_an_email_can_be_is_refused(settings: Settings) -> None:
+    with pytest.raises(ValidationError, match="zulip_email"):
+        Settings(_env_file=None, **{**settings.model_dump(), "zulip_email": "b" * 250 + "@x.org"})  # type: ignore[call-arg]
