@@ -186,7 +186,7 @@ def _locked_heads(kinds: tuple[OutboxKind, ...]) -> sa.Select[int]:
     """
     candidates = sa.select(OutboxItem.id, OutboxItem.student_id, OutboxItem.next_attempt_at).where(
         OutboxItem.kind.in_(kinds), OutboxItem.status == OutboxStatus.PENDING,
-        OutboxItem.next_attempt_at <= sa.bindparam("now"), ~earlier_pending(kinds),
+        OutboxItem.next_attempt_at <= sa.bindparam("now"), queue_head(kinds),
     ).order_by(OutboxItem.next_attempt_at, OutboxItem.id).limit(sa.bindparam("limit")).subquery("candidates")
     queue = sa.func.coalesce(candidates.c.student_id, 0)
     return sa.select(candidates.c.id).where(try_advisory_lock_clause(sa.bindparam("lock_class"), queue))
@@ -198,7 +198,7 @@ def _mark_in_flight(kinds: tuple[OutboxKind, ...]) -> sa.Update:
     after the locks: the last holder may have committed meanwhile); returns them as they were before."""
     heads = sa.select(OUTBOX).where(
         OUTBOX.c.id.in_(sa.bindparam("ids", expanding=True)), OUTBOX.c.status == OutboxStatus.PENDING,
-        OUTBOX.c.next_attempt_at <= sa.bindparam("now"), ~earlier_pending(kinds, OUTBOX),
+        OUTBOX.c.next_attempt_at <= sa.bindparam("now"), queue_head(kinds, OUTBOX),
     ).with_for_update(skip_locked=True).cte("heads")
     return (sa.update(OUTBOX).where(OUTBOX.c.id == heads.c.id)
             .values(attempts=OUTBOX.c.attempts + 1, ambiguous=True, last_attempt_at=sa.bindparam("now"),
@@ -212,11 +212,18 @@ def _next_due(kinds: tuple[OutboxKind, ...]) -> sa.Select[datetime]:
         OutboxItem.kind.in_(kinds), OutboxItem.status == OutboxStatus.PENDING)
 
 
-def earlier_pending(kinds: tuple[OutboxKind, ...], later: Any = OutboxItem) -> Any:
-    """An older pending item in the same queue (same student, or both of none) as ``later`` (the
-    model or a table of outbox rows) exists; served by ix_outbox_pending_queue."""
-    later_id, later_student = (later.id, later.student_id) if later is OutboxItem else (later.c.id, later.c.student_id)
-    earlier = aliased(OutboxItem)
-    return sa.exists().where(earlier.kind.in_(kinds), earlier.status == OutboxStatus.PENDING,
-                             earlier.id < later_id,
-                             sa.func.coalesce(earlier.student_id, 0) == sa.func.coalesce(later_student, 0))
+def queue_head(kinds: tuple[OutboxKind, ...], item: Any = OutboxItem) -> Any:
+    """``item`` (the model or a table of outbox rows; itself pending, of ``kinds``) is its queue's head: the
+    oldest pending item of the same student (or, for items of no student, of none).
+
+    A scalar subquery, looked up per candidate in ix_outbox_pending_queue by queue and id. Written
+    as ``NOT EXISTS`` (an older pending item), PostgreSQL turned it into an anti join, and on a
+    table whose statistics predate a burst it scanned every pending item of the kind for each
+    candidate: a claim of 16 items read 13 792 rows and took 28 ms.
+    """
+    item_id, item_student = (item.id, item.student_id) if item is OutboxItem else (item.c.id, item.c.student_id)
+    queue = aliased(OutboxItem)
+    oldest = sa.select(sa.func.min(queue.id)).where(
+        queue.kind.in_(kinds), queue.status == OutboxStatus.PENDING,
+        sa.func.coalesce(queue.student_id, 0) == sa.func.coalesce(item_student, 0)).scalar_subquery()
+    return item_id == oldest

@@ -43,7 +43,7 @@ from sqlalchemy.engine import Connection
 
 from app.db import db, is_postgresql, utcnow
 from app.loop import StopFlag, advisory_unlock, backoff, isolated, try_advisory_lock
-from app.outbox.batch import BatchClaims, earlier_pending
+from app.outbox.batch import BatchClaims, queue_head
 from app.outbox.models import OutboxItem, OutboxKind, OutboxStatus
 
 log = logging.getLogger(__name__)
@@ -347,7 +347,7 @@ def _candidates(kinds: tuple[OutboxKind, ...], ordered: bool, due_only: bool, ex
     if excluding:
         query = query.where(OutboxItem.id.not_in(sa.bindparam("exclude", expanding=True)))
     if ordered:
-        query = query.where(~earlier_pending(kinds))
+        query = query.where(queue_head(kinds))
     return query.order_by(OutboxItem.next_attempt_at, OutboxItem.id).limit(CANDIDATES if ordered else 1)
 
 
@@ -358,5 +358,5 @@ def _head(kinds: tuple[OutboxKind, ...], ordered: bool) -> sa.Select[Any]:
     the queue's last holder rescheduled)."""
     query = sa.select(OutboxItem).where(OutboxItem.id == sa.bindparam("id"), OutboxItem.status == OutboxStatus.PENDING)
     if ordered:
-        query = query.where(~earlier_pending(kinds))
+        query = query.where(queue_head(kinds))
     return query.with_for_update(skip_locked=True).execution_options(populate_existing=True)
