@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,14 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if swept and reporter is not None:
         reporter.write_line(f"swept what {len(swept)} killed test run(s) left: {', '.join(path.name for path in swept)}")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_urlopen() -> Iterator[None]:
+    """urllib's shared opener reads the proxy variables once, when it is built: one built while a test had set
+    HTTP_PROXY (tests/zulip/test_api_environment.py) sent every later test's urlopen to that dead proxy."""
+    yield
+    urllib.request.install_opener(None)  # type: ignore[arg-type]  # None: the next urlopen builds it afresh
 
 
 @pytest.fixture(scope="session")
