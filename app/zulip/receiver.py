@@ -136,9 +136,13 @@ def batches(messages: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
     return chunks
 
 
-def _sender_key(message: dict[str, Any]) -> Any:
-    sender_id = message.get("sender_id")
-    return sender_id if sender_id is not None else message.get("sender_email")
+def by_sender(messages: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Each sender's messages (by Zulip id, else email), in the order given."""
+    groups: dict[Any, list[dict[str, Any]]] = {}
+    for message in messages:
+        sender_id = message.get("sender_id")
+        groups.setdefault(sender_id if sender_id is not None else message.get("sender_email"), []).append(message)
+    return list(groups.values())
 
 
 def lanes(messages: list[dict[str, Any]], count: int = HANDOVER_LANES) -> list[list[dict[str, Any]]]:
@@ -150,11 +154,9 @@ def lanes(messages: list[dict[str, Any]], count: int = HANDOVER_LANES) -> list[l
     """
     if len(messages) <= BATCH_MESSAGES:
         return [messages] if messages else []
-    by_sender: dict[Any, list[dict[str, Any]]] = {}
-    for message in messages:
-        by_sender.setdefault(_sender_key(message), []).append(message)
-    split: list[list[dict[str, Any]]] = [[] for _ in range(min(count, len(by_sender)))]
-    for group in sorted(by_sender.values(), key=len, reverse=True):
+    groups = by_sender(messages)
+    split: list[list[dict[str, Any]]] = [[] for _ in range(min(count, len(groups)))]
+    for group in sorted(groups, key=len, reverse=True):
         min(split, key=len).extend(group)
     return [sorted(lane, key=lambda message: int(message["id"])) for lane in split]
 
@@ -402,10 +404,7 @@ class Receiver:
 
     def _deliver_one_by_one(self, messages: list[dict[str, Any]]) -> None:
         """Each sender's messages one after another, in order; different senders in parallel."""
-        by_sender: dict[Any, list[dict[str, Any]]] = {}
-        for message in messages:
-            by_sender.setdefault(message.get("sender_id"), []).append(message)
-        groups = list(by_sender.values())
+        groups = by_sender(messages)
         if len(groups) > 1:
             app = current_app._get_current_object()  # type: ignore[attr-defined]  # dead letters need it in the pool
             list(self._pool().map(lambda group: self._in_app(app, self._deliver_in_order, group), groups))
