@@ -351,7 +351,7 @@ class EchoRound:
               f"{os.cpu_count()} CPUs {self.busy:.0%} busy")
         self.meter.report(self.start, self.end, count, per="message", target_ms=None)
         print("the bot's calls to Zulip per message: " + ", ".join(
-            f"{name} {number / count:.3f}" for name, number in sorted(self.calls.items(), key=lambda item: -item[1])))
+            f"{call} {number / count:.3f}" for call, number in sorted(self.calls.items(), key=lambda item: -item[1])))
         if self.stages is not None:
             self.stages()
 
@@ -365,16 +365,17 @@ def _echo_round(zs: SpawnedZulipTestServer, name: str, students: list[User], bot
     replies = wait_for_replies(zs, bot, {s.id: 1 for s in students}, 300, lambda text: text.startswith(reply_prefix),
                                after=before)
     end, jiffies_end = meter.sample(), _cpu_jiffies()
-    calls = {name: number - calls_before.get(name, 0) for name, number in _calls(zs, bot).items()}
+    calls = {call: number - calls_before.get(call, 0) for call, number in _calls(zs, bot).items()}
     busy = (jiffies_end[0] - jiffies_start[0]) / max(jiffies_end[1] - jiffies_start[1], 1)
     stages = (lambda: report_stages(database_url, students, sent, replies, began)) if database_url else None
     return EchoRound(name, _throughput(sent, replies), *_windows(sent, replies), meter, start, end, busy,
-                     {name: number for name, number in calls.items() if number}, stages)
+                     {call: number for call, number in calls.items() if number}, stages)
 
 
 def _calls(zs: SpawnedZulipTestServer, bot: User) -> dict[str, int]:
     """The bot's requests so far, by method and path, as the server counted them."""
-    return {name.replace("/api/v1/", ""): number for name, number in zs.state(queues_of=bot).get("requests", {}).items()}
+    asked = zs.state(queues_of=bot, requests=True)["requests"]
+    return {call.replace("/api/v1/", ""): number for call, number in asked.items()}
 
 
 def _cpu_jiffies() -> tuple[int, int]:

@@ -16,13 +16,9 @@ from tests.zulip.conftest import Workers, wait_until
 from tests.zulip_server.models import User
 from tests.zulip_server.server import ZulipTestServer
 
-# Straight to the worker: urlopen's shared opener keeps the proxies of the environment it was first built in
-# (an earlier test's, set on purpose), and a loopback scrape never goes through a proxy.
-_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
 
 def _scrape(port: int, host: str = "127.0.0.1") -> str:
-    with _DIRECT.open(f"http://{host}:{port}/metrics", timeout=5) as answer:
+    with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=5) as answer:
         return answer.read().decode()
 
 

@@ -46,11 +46,12 @@ def message_json(message: Message) -> dict[str, Any]:
 
 
 def _state(zs: ZulipTestServer, body: dict[str, Any]) -> Any:
-    """With ``user_id``: only that user's queues (a benchmark waits for one bot's own queue)."""
+    """With ``user_id``: only that user's queues (a benchmark waits for one bot's own queue); with ``requests``
+    as well, what that user asked so far, by method and path (a benchmark counts a bot's calls)."""
     owner = zs.user(int(body["user_id"])) if body.get("user_id") else None
     state = {"url": zs.url, "users": [user_json(u) for u in zs.users], "queues": zs.queue_ids(owner),
              "message_count": len(zs.messages)}
-    if owner is not None:  # what that user asked so far, by method and path (a benchmark counts a bot's calls)
+    if owner is not None and body.get("requests"):  # a walk over the whole request log: only when asked
         state["requests"] = dict(Counter(f"{r.method} {r.path}" for r in zs.request_log if r.user_id == owner.id))
     return state
 

@@ -149,9 +149,13 @@ class SpawnedZulipTestServer(Credentials):
         }
         self._control("POST", "settings", body)
 
-    def state(self, queues_of: User | None = None) -> dict[str, Any]:
-        """Users, live queue ids (of one user, if given) and the message count."""
-        return dict(self._control("GET", "state", {"user_id": queues_of.id} if queues_of else {}))
+    def state(self, queues_of: User | None = None, *, requests: bool = False) -> dict[str, Any]:
+        """Users, live queue ids (of one user, if given) and the message count; ``requests``: that user's
+        requests so far, by method and path."""
+        body: dict[str, Any] = {"user_id": queues_of.id} if queues_of else {}
+        if requests:
+            body["requests"] = "1"
+        return dict(self._control("GET", "state", body))
 
     def _control(self, method: str, name: str, body: dict[str, Any]) -> Any:
         url = f"{self.url}/_test/{name}"
