@@ -53,15 +53,18 @@ SENDER_PROCESSES = 4
 
 # ---- students sending -------------------------------------------------------------------
 
-def _send_slice(site: str, students: list[tuple[int, str, str]], bot_email: str, start_at: float, spread: float,
-                total: int, offset: int, contents: list[str], results: Any) -> None:
-    """In a child process: clients built before the clock starts, then each send at its own moment."""
+def _send_slice(site: str, students: list[tuple[int, str, str]], bot_email: str, ready: Any, go: Any, start_at: Any,
+                spread: float, total: int, offset: int, contents: list[str], results: Any) -> None:
+    """In a child process: clients built (each asks for the server settings) before the clock starts, then,
+    once the parent says go, each send at its own moment."""
     clients = [(user_id, zulip.Client(email=email, api_key=key, site=site)) for user_id, email, key in students]
+    ready.put(None)
+    go.wait()
     lock = threading.Lock()
     sent: list[tuple[int, float]] = []
 
     def send(index: int, user_id: int, client: zulip.Client) -> None:
-        delay = start_at + spread * (offset + index) / total - time.time()
+        delay = start_at.value + spread * (offset + index) / total - time.time()
         if delay > 0:
             time.sleep(delay)
         for content in contents:
@@ -79,25 +82,32 @@ def _send_slice(site: str, students: list[tuple[int, str, str]], bot_email: str,
 
 
 def send_from_students(zs: SpawnedZulipTestServer, students: list[User], bot: User, contents: list[str],
-                       spread: float) -> dict[int, float]:
+                       spread: float, on_ready: Callable[[], None] | None = None) -> dict[int, float]:
     """Every student sends `contents` (in order); their first sends are spread evenly over `spread` seconds.
 
     Returns each student's first send time. Senders run in several processes so that the
-    clients, not the server, are never the bottleneck.
+    clients, not the server, are never the bottleneck. Every client is built first (each
+    asks the server for its settings); then ``on_ready`` runs (it waits for the machine to
+    settle and starts the meters), and only then does the first student send.
     """
     context = multiprocessing.get_context("fork")
-    results = context.Queue()
-    start_at = time.time() + 2.0 + len(students) / 500
+    results, ready, go, start_at = context.Queue(), context.Queue(), context.Event(), context.Value("d", 0.0)
     slices = [students[i::SENDER_PROCESSES] for i in range(SENDER_PROCESSES)]
     processes = []
     offset = 0
     for part in slices:
         rows = [(user.id, user.email, user.api_key) for user in part]
-        process = context.Process(target=_send_slice, args=(zs.url, rows, bot.email, start_at, spread, len(students),
-                                                            offset, contents, results))
+        process = context.Process(target=_send_slice, args=(zs.url, rows, bot.email, ready, go, start_at, spread,
+                                                            len(students), offset, contents, results))
         process.start()
         processes.append(process)
         offset += len(part)
+    for _ in processes:
+        ready.get(timeout=600)
+    if on_ready is not None:
+        on_ready()
+    start_at.value = time.time() + 0.2
+    go.set()
     first_send: dict[int, float] = {}
     for _ in processes:
         for user_id, moment in results.get(timeout=600):
@@ -182,6 +192,20 @@ class CpuMeter:
         # within the window. The servers it started are children too, but they end after the window.
         figures["clients"] = own.ru_utime + own.ru_stime + reaped.ru_utime + reaped.ru_stime
         return figures
+
+    def settle(self, quiet: float = 0.05, step: float = 0.5, timeout: float = 30.0) -> None:
+        """Until every named process tree is quiet (together under ``quiet`` of one CPU over ``step`` seconds):
+        a worker still starting up, or the server still answering the clients' start-up calls, would
+        otherwise be measured as part of the run, and would slow the students' sends."""
+        deadline = time.monotonic() + timeout
+        before = self.sample()
+        while time.monotonic() < deadline:
+            time.sleep(step)
+            now = self.sample()
+            if sum(now[name] - before[name] for name in {**self.lessonbot, **self.others}) < quiet * step:
+                return
+            before = now
+        print(f"(the processes under test never settled within {timeout:g} s; measuring anyway)")
 
     def report(self, start: dict[str, float], end: dict[str, float], count: int, per: str = "student",
                target_ms: float | None = 5.0) -> None:
@@ -300,8 +324,14 @@ def burst(zs: SpawnedZulipTestServer, root: Path, database_url: str, core_url: s
                          others={"nginx": servers["nginx"], "Zulip test server": zs.pid})
         reset_statements(database_url)
         before = newest_message_id(zs)
-        start = meter.sample()
-        sent = send_from_students(zs, students, zs.bot, ["start git-basics"], spread=1.0)
+        marks: dict[str, dict[str, float]] = {}
+
+        def start_meter() -> None:
+            meter.settle()
+            marks["start"] = meter.sample()
+
+        sent = send_from_students(zs, students, zs.bot, ["start git-basics"], spread=1.0, on_ready=start_meter)
+        start = marks["start"]
         replies = wait_for_replies(zs, zs.bot, {s.id: 1 for s in students}, timeout=60 + len(students) / 10,
                                    matches=lambda text: "Step 1 of 7" in text, after=before)
         end = meter.sample()
@@ -360,8 +390,14 @@ def _echo_round(zs: SpawnedZulipTestServer, name: str, students: list[User], bot
                 meter: CpuMeter, database_url: str | None = None) -> EchoRound:
     before = newest_message_id(zs)  # the rounds before left replies of the same kind
     calls_before = _calls(zs, bot)
-    start, jiffies_start, began = meter.sample(), _cpu_jiffies(), time.time()
-    sent = send_from_students(zs, students, bot, [content], spread=1.0)
+    marks: dict[str, Any] = {}
+
+    def start_meters() -> None:
+        meter.settle()
+        marks.update(start=meter.sample(), jiffies=_cpu_jiffies(), began=time.time())
+
+    sent = send_from_students(zs, students, bot, [content], spread=1.0, on_ready=start_meters)
+    start, jiffies_start, began = marks["start"], marks["jiffies"], marks["began"]
     replies = wait_for_replies(zs, bot, {s.id: 1 for s in students}, 300, lambda text: text.startswith(reply_prefix),
                                after=before)
     end, jiffies_end = meter.sample(), _cpu_jiffies()
