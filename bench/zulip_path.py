@@ -38,7 +38,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg2
 import zulip
@@ -50,6 +50,7 @@ from tests.zulip_server.models import User
 from tests.zulip_server.spawn import SpawnedZulipTestServer
 
 SENDER_PROCESSES = 4
+Ready = TypeVar("Ready")  # what a caller's on_ready gives back (its meters' first readings)
 # Threads sending in each of them: a thread per student (250 per process) made the clients' CPU swing from
 # 4 to 26 s per 1000 sends between runs on a busy 2-CPU machine; 4 x 32 sends can still be under way at once.
 SENDER_THREADS = 32
@@ -85,13 +86,13 @@ def _send_slice(site: str, students: list[tuple[int, str, str]], bot_email: str,
 
 
 def send_from_students(zs: SpawnedZulipTestServer, students: list[User], bot: User, contents: list[str],
-                       spread: float, on_ready: Callable[[], None] | None = None) -> dict[int, float]:
+                       spread: float, on_ready: Callable[[], Ready]) -> tuple[dict[int, float], Ready]:
     """Every student sends `contents` (in order); their first sends are spread evenly over `spread` seconds.
 
-    Returns each student's first send time. Senders run in several processes so that the
-    clients are not the bottleneck. Every client is built first (each
-    asks the server for its settings); then ``on_ready`` runs (it waits for the machine to
-    settle and starts the meters), and only then does the first student send.
+    Returns each student's first send time, and what ``on_ready`` returned. Senders run in
+    several processes so that the clients are not the bottleneck. Every client is built first
+    (each asks the server for its settings); then ``on_ready`` runs (it waits for the machine
+    to settle and starts the meters), and only then does the first student send.
     """
     context = multiprocessing.get_context("fork")
     results, ready, go, start_at = context.Queue(), context.Queue(), context.Event(), context.Value("d", 0.0)
@@ -105,8 +106,7 @@ def send_from_students(zs: SpawnedZulipTestServer, students: list[User], bot: Us
         processes.append(process)
     for _ in processes:
         ready.get(timeout=600)
-    if on_ready is not None:
-        on_ready()
+    readings = on_ready()
     start_at.value = time.time() + 0.2
     go.set()
     first_send: dict[int, float] = {}
@@ -115,7 +115,7 @@ def send_from_students(zs: SpawnedZulipTestServer, students: list[User], bot: Us
             first_send[user_id] = min(moment, first_send.get(user_id, moment))
     for process in processes:
         process.join(timeout=60)
-    return first_send
+    return first_send, readings
 
 
 def newest_message_id(zs: SpawnedZulipTestServer) -> int:
@@ -194,19 +194,20 @@ class CpuMeter:
         figures["clients"] = own.ru_utime + own.ru_stime + reaped.ru_utime + reaped.ru_stime
         return figures
 
-    def settle(self, quiet: float = 0.05, step: float = 0.5, timeout: float = 30.0) -> None:
-        """Until every named process tree is quiet (together under ``quiet`` of one CPU over ``step`` seconds):
-        a worker still starting up, or the server still answering the clients' start-up calls, would
-        otherwise be measured as part of the run, and would slow the students' sends."""
+    def settled_sample(self, quiet: float = 0.05, step: float = 0.5, timeout: float = 30.0) -> dict[str, float]:
+        """A sample taken once every named process tree is quiet (together under ``quiet`` of one CPU over
+        ``step`` seconds): a worker still starting up, or the server still answering the clients' start-up
+        calls, would otherwise be measured as part of the run, and would slow the students' sends."""
         deadline = time.monotonic() + timeout
         before = self.sample()
         while time.monotonic() < deadline:
             time.sleep(step)
             now = self.sample()
             if sum(now[name] - before[name] for name in {**self.lessonbot, **self.others}) < quiet * step:
-                return
+                return now
             before = now
         print(f"(the processes under test never settled within {timeout:g} s; measuring anyway)")
+        return self.sample()
 
     def report(self, start: dict[str, float], end: dict[str, float], count: int, per: str = "student",
                target_ms: float | None = 5.0) -> None:
@@ -325,14 +326,8 @@ def burst(zs: SpawnedZulipTestServer, root: Path, database_url: str, core_url: s
                          others={"nginx": servers["nginx"], "Zulip test server": zs.pid})
         reset_statements(database_url)
         before = newest_message_id(zs)
-        marks: dict[str, dict[str, float]] = {}
-
-        def start_meter() -> None:
-            meter.settle()
-            marks["start"] = meter.sample()
-
-        sent = send_from_students(zs, students, zs.bot, ["start git-basics"], spread=1.0, on_ready=start_meter)
-        start = marks["start"]
+        sent, start = send_from_students(zs, students, zs.bot, ["start git-basics"], spread=1.0,
+                                         on_ready=meter.settled_sample)
         replies = wait_for_replies(zs, zs.bot, {s.id: 1 for s in students}, timeout=60 + len(students) / 10,
                                    matches=lambda text: "Step 1 of 7" in text, after=before)
         end = meter.sample()
@@ -391,14 +386,9 @@ def _echo_round(zs: SpawnedZulipTestServer, name: str, students: list[User], bot
                 meter: CpuMeter, database_url: str | None = None) -> EchoRound:
     before = newest_message_id(zs)  # the rounds before left replies of the same kind
     calls_before = _calls(zs, bot)
-    marks: dict[str, Any] = {}
-
-    def start_meters() -> None:
-        meter.settle()
-        marks.update(start=meter.sample(), jiffies=_cpu_jiffies(), began=time.time())
-
-    sent = send_from_students(zs, students, bot, [content], spread=1.0, on_ready=start_meters)
-    start, jiffies_start, began = marks["start"], marks["jiffies"], marks["began"]
+    sent, (start, jiffies_start, began) = send_from_students(
+        zs, students, bot, [content], spread=1.0,
+        on_ready=lambda: (meter.settled_sample(), _cpu_jiffies(), time.time()))
     replies = wait_for_replies(zs, bot, {s.id: 1 for s in students}, 300, lambda text: text.startswith(reply_prefix),
                                after=before)
     end, jiffies_end = meter.sample(), _cpu_jiffies()
@@ -471,7 +461,7 @@ def ratelimit(zs: SpawnedZulipTestServer, root: Path, database_url: str, core_ur
     with lessonbot(zs, root, database_url, core_url, rate_per_minute=limit, log_name="ratelimit"):
         contents = [f"r{n}" for n in range(per_student)]
         before = newest_message_id(zs)
-        send_from_students(zs, students, zs.bot, contents, spread=1.0)
+        send_from_students(zs, students, zs.bot, contents, spread=1.0, on_ready=lambda: None)
         replies = wait_for_replies(zs, zs.bot, {s.id: per_student for s in students}, timeout=minutes * 60 * 2 + 120,
                                    matches=lambda text: "“r" in text, after=before)
     zs.clear_rate_limit()
